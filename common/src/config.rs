@@ -1,0 +1,284 @@
+//! `/etc/twostep/twostep.toml`: what the module and the CLI read before anything else.
+//!
+//! Unknown keys are errors: a mistyped `unenrolled` must not silently fall back to a default
+//! that lets people in.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::securefs;
+use crate::totp::Algorithm;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/twostep/twostep.toml";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/twostep";
+/// Environment variable the CLI (never the module) reads for the config path.
+pub const CONFIG_ENV: &str = "TWOSTEP_CONFIG";
+/// A config file larger than this is refused rather than parsed.
+const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+
+/// What happens to a user who has no enrollment record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unenrolled {
+    /// Not asked for a code; the module returns PAM_IGNORE (never PAM_SUCCESS).
+    Allow,
+    /// Refused.
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TotpDefaults {
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u32,
+    /// Steps accepted before and after the current one.
+    pub skew: u8,
+}
+
+impl Default for TotpDefaults {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+            skew: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lockout {
+    /// Failed codes within `window_secs` that lock the user.
+    pub max_failures: u32,
+    pub window_secs: u64,
+    /// How long a lockout lasts.
+    pub duration_secs: u64,
+}
+
+impl Default for Lockout {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            window_secs: 15 * 60,
+            duration_secs: 15 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Emergency {
+    /// How many emergency codes a new set holds.
+    pub count: u8,
+}
+
+impl Default for Emergency {
+    fn default() -> Self {
+        Self { count: 10 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// Syslog socket; events go to facility authpriv.
+    pub socket: PathBuf,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/dev/log"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    /// Shown in authenticator apps; defaults to the host name when empty.
+    pub issuer: String,
+    pub unenrolled: Unenrolled,
+    pub totp: TotpDefaults,
+    pub lockout: Lockout,
+    pub emergency: Emergency,
+    pub log: Log,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            issuer: String::new(),
+            unenrolled: Unenrolled::Allow,
+            totp: TotpDefaults::default(),
+            lockout: Lockout::default(),
+            emergency: Emergency::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`; a missing file gives the built-in defaults. The file must be owned by root
+    /// and not writable by group or others, as must every directory above it, because it decides
+    /// where enrollments live and who may skip the second step.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text =
+            match securefs::read_root_file(path, MAX_CONFIG_BYTES, securefs::Access::Readable)? {
+                Some(bytes) => bytes,
+                None => return Ok(Config::default()),
+            };
+        let text = std::str::from_utf8(&text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("not valid UTF-8 (byte {})", e.valid_up_to()),
+        })?;
+        Config::parse(path, text)
+    }
+
+    /// Parses config text; `path` only labels errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((0, 0));
+            Error::Config {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        config.validate().map_err(|message| Error::Config {
+            path: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.state_dir.is_absolute() {
+            return Err("state_dir must be an absolute path".into());
+        }
+        crate::totp::validate_params(self.totp.digits, self.totp.period)?;
+        if self.totp.skew > 10 {
+            return Err("totp.skew must be between 0 and 10 steps".into());
+        }
+        if self.lockout.max_failures == 0 {
+            return Err("lockout.max_failures must be at least 1".into());
+        }
+        if self.lockout.max_failures > 1000 {
+            return Err("lockout.max_failures must be at most 1000".into());
+        }
+        if !(1..=50).contains(&self.emergency.count) {
+            return Err("emergency.count must be between 1 and 50".into());
+        }
+        if self.issuer.contains(':') || self.issuer.len() > 64 {
+            return Err("issuer must be at most 64 characters and contain no ':'".into());
+        }
+        Ok(())
+    }
+
+    /// The issuer shown in authenticator apps.
+    pub fn issuer_or_hostname(&self) -> String {
+        if !self.issuer.is_empty() {
+            return self.issuer.clone();
+        }
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty() && !h.contains(':'))
+            .unwrap_or_else(|| "twostep".to_string())
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse(Path::new("/etc/twostep/twostep.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(Config::default().unenrolled, Unenrolled::Allow);
+        assert_eq!(Config::default().lockout.max_failures, 5);
+    }
+
+    #[test]
+    fn reads_all_sections() {
+        let c = parse(
+            "state_dir = \"/srv/2fa\"\nissuer = \"nas\"\nunenrolled = \"deny\"\n\
+             [totp]\nalgorithm = \"SHA256\"\ndigits = 8\nperiod = 60\nskew = 2\n\
+             [lockout]\nmax_failures = 3\nwindow_secs = 60\nduration_secs = 120\n\
+             [emergency]\ncount = 5\n[log]\nsocket = \"/run/log\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/srv/2fa"));
+        assert_eq!(c.unenrolled, Unenrolled::Deny);
+        assert_eq!(c.totp.algorithm, Algorithm::Sha256);
+        assert_eq!((c.totp.digits, c.totp.period, c.totp.skew), (8, 60, 2));
+        assert_eq!(c.lockout.duration_secs, 120);
+        assert_eq!(c.emergency.count, 5);
+    }
+
+    #[test]
+    fn error_names_file_line_and_column() {
+        let err = parse("issuer = \"x\"\nunenrolled = \"maybe\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("/etc/twostep/twostep.toml:2:14:"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = parse("unenroled = \"allow\"\n").unwrap_err().to_string();
+        assert!(err.contains(":1:1:"), "{err}");
+        assert!(err.contains("unenroled"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for text in [
+            "state_dir = \"relative\"",
+            "[totp]\ndigits = 7",
+            "[totp]\nperiod = 0",
+            "[totp]\nskew = 11",
+            "[lockout]\nmax_failures = 0",
+            "[emergency]\ncount = 0",
+            "issuer = \"a:b\"",
+            "[totp]\nalgorithm = \"MD5\"",
+        ] {
+            assert!(parse(text).is_err(), "{text} was accepted");
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Making a new enrollment record.
+
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::emergency::CodeSet;
+use crate::error::Error;
+use crate::lockout::LockoutState;
+use crate::record::{Method, RECORD_VERSION, Record, SecretString, TotpRecord};
+use crate::totp::{self, Params};
+
+/// A new record and the emergency codes to show the admin once.
+#[derive(Debug)]
+pub struct NewEnrollment {
+    pub record: Record,
+    pub emergency_codes: Vec<Zeroizing<String>>,
+}
+
+/// Builds (does not store) a TOTP enrollment for `user` with `key`.
+pub fn new_totp(
+    config: &Config,
+    user: &str,
+    key: &[u8],
+    params: Params,
+    now: u64,
+) -> Result<NewEnrollment, Error> {
+    crate::username::encode(user)?;
+    totp::validate_params(params.digits, params.period).map_err(Error::Invalid)?;
+    if key.len() < totp::MIN_SECRET_BYTES || key.len() > totp::MAX_SECRET_BYTES {
+        return Err(Error::Invalid("the key length is out of range".into()));
+    }
+    let (emergency, emergency_codes) = CodeSet::generate(config.emergency.count)?;
+    let record = Record {
+        version: RECORD_VERSION,
+        user: user.to_string(),
+        method: Method::Totp,
+        created: now,
+        email: None,
+        totp: TotpRecord {
+            secret: SecretString::new(totp::encode_secret(key)),
+            algorithm: params.algorithm,
+            digits: params.digits,
+            period: params.period,
+            skew: None,
+            last_step: 0,
+        },
+        emergency,
+        lockout: LockoutState::default(),
+        last_login: None,
+    };
+    Ok(NewEnrollment {
+        record,
+        emergency_codes,
+    })
+}

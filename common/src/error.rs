@@ -1,0 +1,89 @@
+//! One error enum for the core. Messages name the file and say what to do; they never carry a
+//! secret or a code.
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub enum Error {
+    /// The config file could not be parsed or holds a bad value. Line and column are 1-based;
+    /// 0 means "whole file".
+    Config {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A file or directory failed a safety check (owner, mode, type, links).
+    Unsafe { path: PathBuf, reason: String },
+    /// A system call on a path failed.
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        errno: nix::errno::Errno,
+    },
+    /// An enrollment record exists but cannot be used.
+    Corrupt { path: PathBuf, message: String },
+    /// The user name cannot be mapped to a record file.
+    InvalidUser(String),
+    /// A value given by the admin (secret, option) is not acceptable.
+    Invalid(String),
+    /// The kernel random source failed.
+    Random,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config {
+                path,
+                line,
+                column,
+                message,
+            } => {
+                if *line == 0 {
+                    write!(f, "{}: {message}", path.display())
+                } else {
+                    write!(f, "{}:{line}:{column}: {message}", path.display())
+                }
+            }
+            Error::Unsafe { path, reason } => {
+                write!(f, "{}: refused: {reason}", path.display())
+            }
+            Error::Io {
+                path,
+                action,
+                errno,
+            } => write!(f, "{}: cannot {action}: {}", path.display(), errno.desc()),
+            Error::Corrupt { path, message } => {
+                write!(f, "{}: unreadable record: {message}", path.display())
+            }
+            Error::InvalidUser(why) => write!(f, "invalid user name: {why}"),
+            Error::Invalid(why) => f.write_str(why),
+            Error::Random => f.write_str("the system random number generator failed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        action: &'static str,
+        errno: nix::errno::Errno,
+    ) -> Error {
+        Error::Io {
+            path: path.into(),
+            action,
+            errno,
+        }
+    }
+
+    pub(crate) fn unsafe_path(path: impl Into<PathBuf>, reason: impl Into<String>) -> Error {
+        Error::Unsafe {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

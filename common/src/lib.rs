@@ -1,0 +1,20 @@
+//! twostep's core: everything the PAM module and the CLI share. No PAM and no terminal here,
+//! and time always comes in as an argument, so all of it can be tested directly.
+
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod emergency;
+pub mod enroll;
+pub mod error;
+pub mod lockout;
+pub mod login;
+pub mod otpauth;
+pub mod random;
+pub mod record;
+pub mod securefs;
+pub mod store;
+pub mod totp;
+pub mod username;
+
+pub use error::Error;

@@ -1,0 +1,427 @@
+//! Opening, reading and replacing root-owned files without trusting anything a non-root user
+//! could have touched.
+//!
+//! Paths are walked one component at a time from `/` with `O_NOFOLLOW`, so a symlink anywhere on
+//! the path is refused rather than followed, and every directory is checked through the file
+//! descriptor that was opened (no check-then-open race). The lessons are pam_oath's
+//! CVE-2024-47191 and google-authenticator-libpam's user-owned state file.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, mkdirat};
+use nix::unistd::{UnlinkatFlags, fsync, unlinkat};
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+
+/// How open a file's permission bits may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Group and others may read, never write (the config file).
+    Readable,
+    /// No group or other bits at all (records, locks, state directories).
+    Private,
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+/// An open directory together with the path it was reached by (for messages only).
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Dir {
+    /// Opens the absolute directory `path`. Every directory above it must be owned by root and
+    /// not writable by group or others (root-owned sticky directories such as /tmp are
+    /// accepted: others cannot rename or remove what root created there); the directory itself
+    /// must satisfy `access`. `Ok(None)` when some component does not exist.
+    pub fn open(path: &Path, access: Access) -> Result<Option<Dir>, Error> {
+        let mut dir = Dir::open_root()?;
+        let names = normal_components(path)?;
+        for (i, name) in names.iter().enumerate() {
+            let is_last = i + 1 == names.len();
+            let wanted = if is_last { Some(access) } else { None };
+            match dir.open_subdir(name, wanted)? {
+                Some(next) => dir = next,
+                None => return Ok(None),
+            }
+        }
+        if names.is_empty() {
+            check_dir(&dir.path, &fstat_at(&dir.fd, &dir.path)?, Some(access))?;
+        }
+        Ok(Some(dir))
+    }
+
+    fn open_root() -> Result<Dir, Error> {
+        let path = PathBuf::from("/");
+        let fd = nix::fcntl::open("/", DIR_FLAGS, Mode::empty())
+            .map_err(|e| Error::io(&path, "open", e))?;
+        check_dir(&path, &fstat_at(&fd, &path)?, None)?;
+        Ok(Dir { fd, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn child_path(&self, name: &OsStr) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Opens a directory directly below this one. `access: None` means "an ancestor": root
+    /// owned, not writable by others unless sticky.
+    pub fn open_subdir(&self, name: &OsStr, access: Option<Access>) -> Result<Option<Dir>, Error> {
+        let path = self.child_path(name);
+        let fd = match openat(&self.fd, name, DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
+                return Err(Error::unsafe_path(
+                    &path,
+                    "not a directory (symlinks are not followed)",
+                ));
+            }
+            Err(e) => return Err(Error::io(&path, "open directory", e)),
+        };
+        check_dir(&path, &fstat_at(&fd, &path)?, access)?;
+        Ok(Some(Dir { fd, path }))
+    }
+
+    /// Opens the private subdirectory `name`, creating it (root, 0700) when missing.
+    pub fn ensure_subdir(&self, name: &OsStr) -> Result<Dir, Error> {
+        match mkdirat(&self.fd, name, Mode::S_IRWXU) {
+            // A new directory entry is only durable once its parent is synced.
+            Ok(()) => self.fsync()?,
+            Err(Errno::EEXIST) => {}
+            Err(e) => return Err(Error::io(self.child_path(name), "create directory", e)),
+        }
+        self.open_subdir(name, Some(Access::Private))?
+            .ok_or_else(|| Error::io(self.child_path(name), "open directory", Errno::ENOENT))
+    }
+
+    /// Opens a regular file in this directory for reading after checking it: root owned, one
+    /// link, permission bits within `access`. `Ok(None)` when it does not exist.
+    pub fn open_file(&self, name: &OsStr, access: Access) -> Result<Option<File>, Error> {
+        let path = self.child_path(name);
+        // O_NONBLOCK: a FIFO planted here must not hang the login; it is refused below anyway.
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => return Err(Error::unsafe_path(&path, "is a symlink")),
+            Err(e) => return Err(Error::io(&path, "open", e)),
+        };
+        check_file(&path, &fstat_at(&fd, &path)?, access)?;
+        Ok(Some(File::from(fd)))
+    }
+
+    /// Reads a checked file whole, refusing files over `max` bytes. The buffer is wiped on drop
+    /// because records hold secrets.
+    pub fn read_file(
+        &self,
+        name: &OsStr,
+        access: Access,
+        max: u64,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+        let Some(file) = self.open_file(name, access)? else {
+            return Ok(None);
+        };
+        let path = self.child_path(name);
+        read_limited(file, &path, max).map(Some)
+    }
+
+    /// Replaces `name` with `contents` atomically and durably: exclusive temp file (0600),
+    /// write, fsync, rename over the old file, fsync the directory. A crash leaves either the
+    /// old or the new file, never a mix. Callers serialize writers of one name (see
+    /// [`Dir::lock`]); a temp file left by a crashed writer is removed and recreated.
+    pub fn replace_file(&self, name: &OsStr, contents: &[u8]) -> Result<(), Error> {
+        let tmp_name = temp_name(name);
+        let tmp_path = self.child_path(&tmp_name);
+        let file = self.create_exclusive(&tmp_name)?;
+        let result = write_synced(file, &tmp_path, contents).and_then(|()| {
+            renameat(&self.fd, tmp_name.as_os_str(), &self.fd, name)
+                .map_err(|e| Error::io(self.child_path(name), "replace", e))
+        });
+        if result.is_err() {
+            let _ = unlinkat(&self.fd, tmp_name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+            return result;
+        }
+        self.fsync()
+    }
+
+    fn create_exclusive(&self, tmp_name: &OsStr) -> Result<File, Error> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mode = Mode::S_IRUSR | Mode::S_IWUSR;
+        let path = self.child_path(tmp_name);
+        let fd = match openat(&self.fd, tmp_name, flags, mode) {
+            Ok(fd) => fd,
+            Err(Errno::EEXIST) => {
+                // Left by a writer that crashed; we hold the per-name lock, so nobody else is
+                // writing it. unlinkat never follows a symlink planted under that name.
+                unlinkat(&self.fd, tmp_name, UnlinkatFlags::NoRemoveDir)
+                    .map_err(|e| Error::io(&path, "remove stale temp file", e))?;
+                openat(&self.fd, tmp_name, flags, mode)
+                    .map_err(|e| Error::io(&path, "create", e))?
+            }
+            Err(e) => return Err(Error::io(&path, "create", e)),
+        };
+        // The umask may have cleared bits we want, never added ones; make the mode exact.
+        fchmod(&fd, mode).map_err(|e| Error::io(&path, "chmod", e))?;
+        Ok(File::from(fd))
+    }
+
+    /// Removes `name` (a file) from this directory and makes that durable.
+    pub fn remove_file(&self, name: &OsStr) -> Result<bool, Error> {
+        match unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => {
+                self.fsync()?;
+                Ok(true)
+            }
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(Error::io(self.child_path(name), "remove", e)),
+        }
+    }
+
+    /// Renames `name` here to `new_name` in `target` (same file system) and makes both
+    /// directories durable.
+    pub fn move_file(&self, name: &OsStr, target: &Dir, new_name: &OsStr) -> Result<(), Error> {
+        renameat(&self.fd, name, &target.fd, new_name)
+            .map_err(|e| Error::io(self.child_path(name), "move", e))?;
+        target.fsync()?;
+        self.fsync()
+    }
+
+    /// Takes an exclusive lock on the lock file `name`, creating it (root, 0600) if needed.
+    /// Lock files are never unlinked: unlinking would let two processes lock different inodes.
+    pub fn lock(&self, name: &OsStr) -> Result<Flock<File>, Error> {
+        let path = self.child_path(name);
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(&self.fd, name, flags, Mode::S_IRUSR | Mode::S_IWUSR) {
+            Ok(fd) => fd,
+            Err(Errno::ELOOP) => return Err(Error::unsafe_path(&path, "is a symlink")),
+            Err(e) => return Err(Error::io(&path, "open lock", e)),
+        };
+        check_file(&path, &fstat_at(&fd, &path)?, Access::Private)?;
+        Flock::lock(File::from(fd), FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io(&path, "lock", e))
+    }
+
+    /// Names of the entries in this directory (not `.`/`..`), unsorted.
+    pub fn entries(&self) -> Result<Vec<std::ffi::OsString>, Error> {
+        let fd = openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
+            .map_err(|e| Error::io(&self.path, "open directory", e))?;
+        let mut dir =
+            nix::dir::Dir::from_fd(fd).map_err(|e| Error::io(&self.path, "list directory", e))?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| Error::io(&self.path, "list directory", e))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsStr::from_bytes(name).to_os_string());
+            }
+        }
+        Ok(names)
+    }
+
+    pub fn fsync(&self) -> Result<(), Error> {
+        fsync(&self.fd).map_err(|e| Error::io(&self.path, "sync", e))
+    }
+}
+
+/// Reads a root-owned file by absolute path with every directory above it checked; `Ok(None)`
+/// when the file or a directory on its path does not exist.
+pub fn read_root_file(
+    path: &Path,
+    max: u64,
+    access: Access,
+) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::unsafe_path(path, "not a file path"));
+    };
+    let Some(dir) = Dir::open_ancestors(parent)? else {
+        return Ok(None);
+    };
+    dir.read_file(name, access, max)
+}
+
+impl Dir {
+    /// Opens a directory that only needs the ancestor rules (root owned, not writable by
+    /// others), such as /etc/twostep holding a world-readable config.
+    pub fn open_ancestors(path: &Path) -> Result<Option<Dir>, Error> {
+        let mut dir = Dir::open_root()?;
+        for name in normal_components(path)? {
+            match dir.open_subdir(name, None)? {
+                Some(next) => dir = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(dir))
+    }
+}
+
+fn normal_components(path: &Path) -> Result<Vec<&OsStr>, Error> {
+    if !path.is_absolute() {
+        return Err(Error::unsafe_path(path, "not an absolute path"));
+    }
+    let mut names = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => names.push(name),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(Error::unsafe_path(path, "'..' is not allowed in the path"));
+            }
+        }
+    }
+    Ok(names)
+}
+
+fn fstat_at(fd: &impl AsFd, path: &Path) -> Result<FileStat, Error> {
+    fstat(fd).map_err(|e| Error::io(path, "stat", e))
+}
+
+fn file_type(stat: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
+}
+
+/// `access: None` is the rule for ancestors of the directory we want.
+fn check_dir(path: &Path, stat: &FileStat, access: Option<Access>) -> Result<(), Error> {
+    if file_type(stat) != SFlag::S_IFDIR {
+        return Err(Error::unsafe_path(path, "not a directory"));
+    }
+    if stat.st_uid != 0 {
+        return Err(Error::unsafe_path(
+            path,
+            format!("owned by uid {}, must be owned by root", stat.st_uid),
+        ));
+    }
+    let mode = stat.st_mode & 0o7777;
+    let ok = match access {
+        None => mode & 0o022 == 0 || mode & 0o1000 != 0,
+        Some(Access::Readable) => mode & 0o022 == 0,
+        Some(Access::Private) => mode & 0o077 == 0,
+    };
+    if !ok {
+        let want = match access {
+            None | Some(Access::Readable) => "not writable by group or others",
+            Some(Access::Private) => "mode 0700",
+        };
+        return Err(Error::unsafe_path(
+            path,
+            format!("directory mode {mode:04o}, must be {want}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_file(path: &Path, stat: &FileStat, access: Access) -> Result<(), Error> {
+    if file_type(stat) != SFlag::S_IFREG {
+        return Err(Error::unsafe_path(path, "not a regular file"));
+    }
+    if stat.st_uid != 0 {
+        return Err(Error::unsafe_path(
+            path,
+            format!("owned by uid {}, must be owned by root", stat.st_uid),
+        ));
+    }
+    if stat.st_nlink != 1 {
+        return Err(Error::unsafe_path(
+            path,
+            format!("has {} hard links, must have exactly one", stat.st_nlink),
+        ));
+    }
+    let mode = stat.st_mode & 0o7777;
+    let (bad, want) = match access {
+        Access::Readable => (mode & 0o7022, "not writable by group or others"),
+        Access::Private => (mode & 0o7077, "mode 0600"),
+    };
+    if bad != 0 {
+        return Err(Error::unsafe_path(
+            path,
+            format!("mode {mode:04o}, must be {want}"),
+        ));
+    }
+    Ok(())
+}
+
+fn read_limited(file: File, path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let mut buf = Zeroizing::new(Vec::new());
+    // Reading one byte past the limit tells "exactly max" from "too large" without trusting
+    // st_size, which a file being rewritten could change under us.
+    let mut limited = file.take(max + 1);
+    let mut chunk = Zeroizing::new([0u8; 4096]);
+    loop {
+        match limited.read(&mut chunk[..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                // Grow by hand: a reallocating Vec would leave unwiped copies behind.
+                if buf.len() + n > buf.capacity() {
+                    let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + n) * 2));
+                    bigger.extend_from_slice(&buf);
+                    buf = bigger;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                return Err(Error::io(path, "read", errno));
+            }
+        }
+    }
+    if buf.len() as u64 > max {
+        return Err(Error::unsafe_path(
+            path,
+            format!("larger than the {max} byte limit"),
+        ));
+    }
+    Ok(buf)
+}
+
+fn write_synced(mut file: File, path: &Path, contents: &[u8]) -> Result<(), Error> {
+    let to_errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    file.write_all(contents)
+        .map_err(|e| Error::io(path, "write", to_errno(e)))?;
+    file.sync_all()
+        .map_err(|e| Error::io(path, "sync", to_errno(e)))
+}
+
+fn temp_name(name: &OsStr) -> std::ffi::OsString {
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(".tmp");
+    tmp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_refuse_relative_and_dotdot() {
+        assert!(normal_components(Path::new("var/lib")).is_err());
+        assert!(normal_components(Path::new("/var/../etc")).is_err());
+        assert_eq!(
+            normal_components(Path::new("/var/./lib/")).unwrap(),
+            vec![OsStr::new("var"), OsStr::new("lib")]
+        );
+    }
+
+    #[test]
+    fn temp_names_are_hidden() {
+        assert_eq!(temp_name(OsStr::new("alice.toml")), ".alice.toml.tmp");
+    }
+}

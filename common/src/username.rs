@@ -1,0 +1,103 @@
+//! Mapping user names to record file names. Names come from PAM, i.e. from whoever is logging
+//! in, so they are treated as hostile: no path separators, no dot files, bounded length.
+
+use std::ffi::OsString;
+
+use crate::error::Error;
+
+/// Longer names are refused (Linux allows 32; directory services allow more).
+pub const MAX_USER_BYTES: usize = 128;
+
+/// `alice` → `alice`; anything outside `[A-Za-z0-9_.@-]`, and a leading `.`, is written `%XX`,
+/// so every name maps to exactly one safe file name and back.
+pub fn encode(user: &str) -> Result<OsString, Error> {
+    if user.is_empty() {
+        return Err(Error::InvalidUser("empty".into()));
+    }
+    if user.len() > MAX_USER_BYTES {
+        return Err(Error::InvalidUser(format!(
+            "longer than {MAX_USER_BYTES} bytes"
+        )));
+    }
+    let mut out = String::with_capacity(user.len());
+    for (i, b) in user.bytes().enumerate() {
+        let plain =
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'@') || (b == b'.' && i > 0);
+        if plain {
+            out.push(char::from(b));
+        } else if b == 0 || b.is_ascii_control() {
+            return Err(Error::InvalidUser("contains a control character".into()));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(OsString::from(out))
+}
+
+/// The inverse of [`encode`]; `None` for names `encode` would not produce.
+pub fn decode(file_stem: &str) -> Option<String> {
+    let bytes = file_stem.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = file_stem.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let user = String::from_utf8(out).ok()?;
+    (encode(&user).ok()?.to_str()? == file_stem).then_some(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_stay_plain() {
+        for name in [
+            "alice",
+            "bob.smith",
+            "svc-backup",
+            "user@example.com",
+            "a_b",
+        ] {
+            assert_eq!(encode(name).unwrap(), name);
+            assert_eq!(decode(name).as_deref(), Some(name));
+        }
+    }
+
+    #[test]
+    fn hostile_names_cannot_escape_the_directory() {
+        for name in [
+            "../etc/shadow",
+            "..",
+            ".hidden",
+            "a/b",
+            "DOMAIN\\user",
+            "é",
+            "sp ace",
+        ] {
+            let encoded = encode(name).unwrap();
+            let encoded = encoded.to_str().unwrap();
+            assert!(
+                !encoded.contains('/') && !encoded.starts_with('.'),
+                "{name} -> {encoded}"
+            );
+            assert_eq!(decode(encoded).as_deref(), Some(name));
+        }
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        assert!(encode("").is_err());
+        assert!(encode("a\nb").is_err());
+        assert!(encode(&"x".repeat(MAX_USER_BYTES + 1)).is_err());
+        assert_eq!(decode("%2"), None);
+        assert_eq!(decode("%61"), None, "'a' is never encoded");
+    }
+}

@@ -1,0 +1,45 @@
+//! pam_twostep.so: the PAM shell around twostep's core. It reads PAM items, talks through the
+//! conversation, maps outcomes to PAM codes and logs. Every decision is made in
+//! `twostep_common::login`.
+//!
+//! Rules kept here: every path starts from failure; PAM_SUCCESS only for an accepted code;
+//! PAM_IGNORE only for "no record and the admin allows that"; panics are caught by
+//! `pam_hooks!` and become PAM_ABORT.
+
+mod args;
+mod authenticate;
+
+use std::ffi::CStr;
+
+use pam::constants::{PamFlag, PamResultCode};
+use pam::module::{PamHandle, PamHooks};
+
+struct TwoStep;
+pam::pam_hooks!(TwoStep);
+
+impl PamHooks for TwoStep {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        authenticate::run(pamh, &args, flags)
+    }
+
+    /// No credentials to set; PAM requires setcred to succeed wherever authenticate can.
+    fn sm_setcred(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_SUCCESS
+    }
+
+    fn acct_mgmt(_: &mut PamHandle, args: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        authenticate::misplaced("account", &args)
+    }
+
+    fn sm_chauthtok(_: &mut PamHandle, args: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        authenticate::misplaced("password", &args)
+    }
+
+    fn sm_open_session(_: &mut PamHandle, args: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        authenticate::misplaced("session", &args)
+    }
+
+    fn sm_close_session(_: &mut PamHandle, args: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        authenticate::misplaced("session", &args)
+    }
+}
