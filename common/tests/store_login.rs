@@ -1,0 +1,414 @@
+//! The core against a real state directory: file safety, replay, lockout, emergency codes and
+//! racing logins. Needs root (records must be root owned), like the module.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use twostep_common::config::Config;
+use twostep_common::enroll;
+use twostep_common::login::{self, Accepted, Attempt, Begin, Outcome, Rejected};
+use twostep_common::store::Store;
+use twostep_common::totp::{self, Algorithm, Params};
+
+const SECRET: &str = "2SH3V3GDW7ZNMGYE";
+const T0: u64 = 1_800_000_015;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+struct Env {
+    dir: PathBuf,
+    config: Config,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn env() -> Env {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests need root: the store only trusts root-owned files"
+    );
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("store-login");
+    fs::create_dir_all(&base).unwrap();
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = base.join(format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let mut config = Config::default();
+    config.state_dir = dir.join("state");
+    config.lockout.max_failures = 3;
+    Env { dir, config }
+}
+
+fn params() -> Params {
+    Params {
+        algorithm: Algorithm::Sha1,
+        digits: 6,
+        period: 30,
+    }
+}
+
+fn code(time: u64) -> String {
+    let key = totp::decode_secret(SECRET).unwrap();
+    totp::code_at(&key, params(), time).to_string()
+}
+
+/// Enrolls `user` and returns the emergency codes.
+fn enroll(env: &Env, user: &str) -> Vec<String> {
+    let store = Store::create(&env.config.state_dir).unwrap();
+    let key = totp::decode_secret(SECRET).unwrap();
+    let new = enroll::new_totp(&env.config, user, &key, params(), T0 - 100).unwrap();
+    let lock = store.lock(user).unwrap();
+    store.save(&lock, &new.record).unwrap();
+    new.emergency_codes.iter().map(|c| c.to_string()).collect()
+}
+
+fn attempt(user: &str) -> Attempt<'_> {
+    Attempt {
+        user,
+        service: "test",
+        rhost: "192.0.2.1",
+    }
+}
+
+fn verify(env: &Env, user: &str, typed: &str, now: u64) -> Outcome {
+    let store = Store::open(&env.config.state_dir).unwrap();
+    login::verify(&store, &env.config, &attempt(user), typed.as_bytes(), now).unwrap()
+}
+
+fn rejected(why: Rejected) -> Outcome {
+    Outcome::Rejected {
+        why,
+        locked_now: false,
+    }
+}
+
+#[test]
+fn right_code_once_then_replay() {
+    let env = env();
+    enroll(&env, "alice");
+    let c = code(T0);
+    assert_eq!(
+        verify(&env, "alice", &c, T0),
+        Outcome::Accepted(Accepted::Totp)
+    );
+    assert_eq!(
+        verify(&env, "alice", &c, T0 + 1),
+        rejected(Rejected::Replay)
+    );
+    // The previous step's code is older than the accepted one: also a replay.
+    assert_eq!(
+        verify(&env, "alice", &code(T0 - 30), T0 + 2),
+        rejected(Rejected::Replay)
+    );
+    // The next step is fine.
+    assert_eq!(
+        verify(&env, "alice", &code(T0 + 30), T0 + 30),
+        Outcome::Accepted(Accepted::Totp)
+    );
+}
+
+#[test]
+fn spaces_are_ignored_and_skew_is_one_step() {
+    let env = env();
+    enroll(&env, "alice");
+    let prev = code(T0 - 30);
+    let spaced = format!("{} {}", &prev[..3], &prev[3..]);
+    assert_eq!(
+        verify(&env, "alice", &spaced, T0),
+        Outcome::Accepted(Accepted::Totp)
+    );
+    assert_eq!(
+        verify(&env, "alice", &code(T0 + 30), T0),
+        Outcome::Accepted(Accepted::Totp)
+    );
+    assert_eq!(
+        verify(&env, "alice", &code(T0 + 60), T0),
+        rejected(Rejected::WrongCode)
+    );
+    assert_eq!(
+        verify(&env, "alice", &code(T0 - 90), T0 + 1),
+        rejected(Rejected::WrongCode)
+    );
+}
+
+#[test]
+fn lockout_after_failures_and_release() {
+    let env = env();
+    enroll(&env, "alice");
+    assert_eq!(
+        verify(&env, "alice", "000000", T0),
+        rejected(Rejected::WrongCode)
+    );
+    assert_eq!(
+        verify(&env, "alice", "111111", T0 + 1),
+        rejected(Rejected::WrongCode)
+    );
+    assert_eq!(
+        verify(&env, "alice", "222222", T0 + 2),
+        Outcome::Rejected {
+            why: Rejected::WrongCode,
+            locked_now: true
+        }
+    );
+    let until = T0 + 2 + env.config.lockout.duration_secs;
+    assert_eq!(
+        verify(&env, "alice", &code(T0 + 3), T0 + 3),
+        Outcome::Locked { until }
+    );
+    let store = Store::open(&env.config.state_dir).unwrap();
+    assert_eq!(
+        login::begin(&store, "alice", T0 + 3).unwrap(),
+        Begin::Locked { until }
+    );
+    assert_eq!(
+        login::begin(&store, "alice", until).unwrap(),
+        Begin::AskCode
+    );
+    assert_eq!(
+        verify(&env, "alice", &code(until), until),
+        Outcome::Accepted(Accepted::Totp)
+    );
+}
+
+#[test]
+fn successes_never_count_toward_lockout() {
+    let env = env();
+    enroll(&env, "alice");
+    for i in 0..10u64 {
+        let t = T0 + i * 30;
+        assert_eq!(
+            verify(&env, "alice", "999999", t),
+            rejected(Rejected::WrongCode),
+            "step {i}"
+        );
+        assert_eq!(
+            verify(&env, "alice", &code(t), t + 1),
+            Outcome::Accepted(Accepted::Totp)
+        );
+    }
+}
+
+#[test]
+fn emergency_codes_work_once_each() {
+    let env = env();
+    let codes = enroll(&env, "alice");
+    assert_eq!(codes.len(), 10);
+    assert_eq!(
+        verify(&env, "alice", &codes[0], T0),
+        Outcome::Accepted(Accepted::Emergency { remaining: 9 })
+    );
+    assert_eq!(
+        verify(&env, "alice", &codes[0], T0 + 1),
+        rejected(Rejected::WrongEmergencyCode)
+    );
+    let typed = codes[1].replace('-', " ").to_uppercase();
+    assert_eq!(
+        verify(&env, "alice", &typed, T0 + 2),
+        Outcome::Accepted(Accepted::Emergency { remaining: 8 })
+    );
+}
+
+#[test]
+fn empty_answer_is_not_a_failure_and_junk_is() {
+    let env = env();
+    enroll(&env, "alice");
+    assert_eq!(verify(&env, "alice", "  ", T0), rejected(Rejected::Empty));
+    assert_eq!(
+        verify(&env, "alice", "12345", T0),
+        rejected(Rejected::Malformed)
+    );
+    let store = Store::open(&env.config.state_dir).unwrap();
+    let huge = vec![b'7'; 1 << 20];
+    let out = login::verify(&store, &env.config, &attempt("alice"), &huge, T0).unwrap();
+    assert_eq!(out, rejected(Rejected::Malformed));
+    let out = login::verify(&store, &env.config, &attempt("alice"), b"\xff\xfe12", T0).unwrap();
+    assert!(
+        matches!(
+            out,
+            Outcome::Rejected {
+                locked_now: true,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn not_enrolled_and_hostile_names() {
+    let env = env();
+    enroll(&env, "alice");
+    let store = Store::open(&env.config.state_dir).unwrap();
+    assert_eq!(login::begin(&store, "bob", T0).unwrap(), Begin::NotEnrolled);
+    assert_eq!(
+        login::begin(&store, "../state/users/alice", T0).unwrap(),
+        Begin::NotEnrolled
+    );
+    assert!(login::begin(&store, "", T0).is_err());
+    assert_eq!(store.users().unwrap(), vec!["alice".to_string()]);
+}
+
+/// Each unsafe record is refused with a reason, and the bytes on disk are left as they were.
+#[test]
+fn unsafe_or_corrupt_records_fail_closed_untouched() {
+    let env = env();
+    enroll(&env, "alice");
+    let store = Store::open(&env.config.state_dir).unwrap();
+    let path = store.record_path("alice").unwrap();
+    let original = fs::read(&path).unwrap();
+
+    let check = |what: &str, setup: &dyn Fn(&Path), undo: &dyn Fn(&Path)| {
+        setup(&path);
+        let before = fs::symlink_metadata(&path).map(|m| m.len()).ok();
+        let store = Store::open(&env.config.state_dir).unwrap();
+        let err = login::begin(&store, "alice", T0)
+            .expect_err(what)
+            .to_string();
+        assert!(err.contains("alice.toml"), "{what}: {err}");
+        let err = login::verify(
+            &store,
+            &env.config,
+            &attempt("alice"),
+            code(T0).as_bytes(),
+            T0,
+        )
+        .expect_err(what)
+        .to_string();
+        assert!(
+            !err.contains(SECRET),
+            "{what}: error shows the secret: {err}"
+        );
+        assert_eq!(
+            fs::symlink_metadata(&path).map(|m| m.len()).ok(),
+            before,
+            "{what}"
+        );
+        undo(&path);
+        assert_eq!(fs::read(&path).unwrap(), original, "{what}: record changed");
+    };
+
+    check(
+        "world-readable",
+        &|p| fs::set_permissions(p, fs::Permissions::from_mode(0o644)).unwrap(),
+        &|p| fs::set_permissions(p, fs::Permissions::from_mode(0o600)).unwrap(),
+    );
+    let link = env.dir.join("hardlink");
+    check("hard link", &|p| fs::hard_link(p, &link).unwrap(), &|_| {
+        fs::remove_file(&link).unwrap()
+    });
+    let moved = env.dir.join("real.toml");
+    check(
+        "symlink",
+        &|p| {
+            fs::rename(p, &moved).unwrap();
+            symlink(&moved, p).unwrap();
+        },
+        &|p| {
+            fs::remove_file(p).unwrap();
+            fs::rename(&moved, p).unwrap();
+        },
+    );
+    check(
+        "owned by a user",
+        &|p| nix::unistd::chown(p, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap(),
+        &|p| nix::unistd::chown(p, Some(nix::unistd::Uid::from_raw(0)), None).unwrap(),
+    );
+    let corrupt = [original.clone(), b"\n[totp\n".to_vec()].concat();
+    check("corrupt TOML", &|p| fs::write(p, &corrupt).unwrap(), &|p| {
+        fs::write(p, &original).unwrap()
+    });
+    check(
+        "not UTF-8",
+        &|p| fs::write(p, b"version = 1\n\xff\n").unwrap(),
+        &|p| fs::write(p, &original).unwrap(),
+    );
+    check(
+        "huge",
+        &|p| fs::write(p, vec![b'#'; 1 << 20]).unwrap(),
+        &|p| fs::write(p, &original).unwrap(),
+    );
+}
+
+#[test]
+fn unsafe_state_directory_is_refused() {
+    let env = env();
+    enroll(&env, "alice");
+    let state = &env.config.state_dir;
+    fs::set_permissions(state, fs::Permissions::from_mode(0o755)).unwrap();
+    let err = Store::open(state).unwrap_err().to_string();
+    assert!(err.contains("mode 0755"), "{err}");
+    fs::set_permissions(state, fs::Permissions::from_mode(0o700)).unwrap();
+    // A group-writable parent lets someone swap the state directory.
+    fs::set_permissions(&env.dir, fs::Permissions::from_mode(0o770)).unwrap();
+    assert!(Store::open(state).is_err());
+    fs::set_permissions(&env.dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let moved = env.dir.join("elsewhere");
+    fs::rename(state, &moved).unwrap();
+    symlink(&moved, state).unwrap();
+    let err = Store::open(state).unwrap_err().to_string();
+    assert!(err.contains("symlink"), "{err}");
+    fs::remove_file(state).unwrap();
+    let err = Store::open(state).unwrap_err().to_string();
+    assert!(err.contains("state directory"), "{err}");
+}
+
+#[test]
+fn writes_leave_no_temp_files_and_keep_modes() {
+    let env = env();
+    enroll(&env, "alice");
+    for i in 0..5 {
+        verify(&env, "alice", &code(T0 + i * 30), T0 + i * 30);
+    }
+    let users = env.config.state_dir.join("users");
+    let names: Vec<_> = fs::read_dir(&users)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("alice.toml")]);
+    let mode = fs::metadata(users.join("alice.toml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o600);
+    let mode = fs::metadata(&users).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o700);
+}
+
+/// Sixteen logins race with the same valid code: exactly one wins, every round.
+#[test]
+fn racing_logins_with_one_code_succeed_once() {
+    let mut env = env();
+    // Fifteen replays per round would otherwise lock the user.
+    env.config.lockout.max_failures = 1000;
+    enroll(&env, "alice");
+    for round in 0..25u64 {
+        let t = T0 + round * 30;
+        let c = code(t);
+        let results: Vec<Outcome> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| s.spawn(|| verify(&env, "alice", &c, t)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let accepted = results
+            .iter()
+            .filter(|o| **o == Outcome::Accepted(Accepted::Totp))
+            .count();
+        assert_eq!(accepted, 1, "round {round}: {results:?}");
+        let replays = results
+            .iter()
+            .filter(|o| **o == rejected(Rejected::Replay))
+            .count();
+        assert_eq!(replays, 15, "round {round}: {results:?}");
+    }
+}
