@@ -7,13 +7,16 @@ pub mod config;
 pub mod emergency;
 pub mod enroll;
 pub mod error;
+pub mod import_ga;
 pub mod lockout;
 pub mod login;
+pub mod manage;
 pub mod otpauth;
 pub mod random;
 pub mod record;
 pub mod securefs;
 pub mod store;
+pub mod timefmt;
 pub mod totp;
 pub mod username;
 

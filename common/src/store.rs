@@ -19,12 +19,14 @@ use crate::username;
 pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
 const USERS_DIR: &str = "users";
 const LOCKS_DIR: &str = "locks";
+const ARCHIVE_DIR: &str = "archive";
 const RECORD_EXT: &str = ".toml";
 
 #[derive(Debug)]
 pub struct Store {
     users: Dir,
     locks: Dir,
+    archive: Dir,
 }
 
 /// Proof that the caller holds a user's lock; released on drop.
@@ -77,6 +79,7 @@ impl Store {
         Ok(Store {
             users: root.ensure_subdir(OsStr::new(USERS_DIR))?,
             locks: root.ensure_subdir(OsStr::new(LOCKS_DIR))?,
+            archive: root.ensure_subdir(OsStr::new(ARCHIVE_DIR))?,
         })
     }
 
@@ -144,6 +147,83 @@ impl Store {
         self.users.remove_file(&lock.file_name)
     }
 
+    /// Moves `user`'s record to `archive/<user>.<time>.toml` (for `twostep restore`); the name
+    /// of the archived file, or `None` when there was no record.
+    pub fn archive(&self, lock: &UserLock, now: u64) -> Result<Option<PathBuf>, Error> {
+        if self.load_locked(lock)?.is_none() {
+            return Ok(None);
+        }
+        let encoded = username::encode(&lock.user)?;
+        let taken = self.archive_names(&lock.user)?;
+        let name = (0u32..)
+            .map(|n| archive_name(&encoded, now, n))
+            .find(|name| !taken.iter().any(|(_, t)| t == name))
+            .ok_or_else(|| Error::Invalid("no free archive name".into()))?;
+        self.users
+            .move_file(&lock.file_name, &self.archive, &name)?;
+        Ok(Some(self.archive.path().join(name)))
+    }
+
+    /// Moves the newest archived record of `user` back into place. Refuses while the user has
+    /// a record. The archived file's path, or `None` when nothing is archived.
+    pub fn restore(&self, lock: &UserLock) -> Result<Option<PathBuf>, Error> {
+        if self.load_locked(lock)?.is_some() {
+            return Err(Error::Invalid(format!(
+                "{} is enrolled; nothing to restore over",
+                lock.user
+            )));
+        }
+        let Some((_, newest)) = self.archive_names(&lock.user)?.pop() else {
+            return Ok(None);
+        };
+        // Check the archived record before putting it back: it must be safe and parse.
+        let bytes = self
+            .archive
+            .read_file(&newest, Access::Private, MAX_RECORD_BYTES)?
+            .ok_or_else(|| Error::io(self.archive.path().join(&newest), "open", Errno::ENOENT))?;
+        let path = self.archive.path().join(&newest);
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::Corrupt {
+            path: path.clone(),
+            message: "not valid UTF-8".into(),
+        })?;
+        Record::parse(text, &lock.user).map_err(|message| Error::Corrupt {
+            path: path.clone(),
+            message,
+        })?;
+        self.archive
+            .move_file(&newest, &self.users, &lock.file_name)?;
+        Ok(Some(path))
+    }
+
+    /// Users with at least one archived record, sorted.
+    pub fn archived_users(&self) -> Result<Vec<String>, Error> {
+        let mut users: Vec<String> = self
+            .archive
+            .entries()?
+            .iter()
+            .filter_map(|name| parse_archive_name(name.to_str()?))
+            .map(|(user, _, _)| user)
+            .collect();
+        users.sort();
+        users.dedup();
+        Ok(users)
+    }
+
+    /// `user`'s archived record names, oldest first.
+    fn archive_names(&self, user: &str) -> Result<Vec<(ArchiveStamp, OsString)>, Error> {
+        let mut found: Vec<(ArchiveStamp, OsString)> = self
+            .archive
+            .entries()?
+            .into_iter()
+            .filter_map(|name| {
+                let (owner, time, n) = parse_archive_name(name.to_str()?)?;
+                (owner == user).then_some(((time, n), name))
+            })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
     /// Every user with a record, sorted. Files that are not records are skipped.
     pub fn users(&self) -> Result<Vec<String>, Error> {
         let mut users: Vec<String> = self
@@ -158,8 +238,54 @@ impl Store {
     }
 }
 
+/// When a record was archived: Unix time and a counter for several in one second.
+type ArchiveStamp = (u64, u32);
+
+/// `alice.1764000000.toml`, or `alice.1764000000-2.toml` for a second reset in one second.
+fn archive_name(encoded: &OsStr, time: u64, n: u32) -> OsString {
+    let mut name = encoded.to_os_string();
+    if n == 0 {
+        name.push(format!(".{time}{RECORD_EXT}"));
+    } else {
+        name.push(format!(".{time}-{n}{RECORD_EXT}"));
+    }
+    name
+}
+
+fn parse_archive_name(name: &str) -> Option<(String, u64, u32)> {
+    let stem = name.strip_suffix(RECORD_EXT)?;
+    let (user, stamp) = stem.rsplit_once('.')?;
+    let (time, n) = match stamp.split_once('-') {
+        Some((time, n)) => (time.parse().ok()?, n.parse().ok()?),
+        None => (stamp.parse().ok()?, 0),
+    };
+    Some((username::decode(user)?, time, n))
+}
+
 fn record_name(user: &str) -> Result<OsString, Error> {
     let mut name = username::encode(user)?;
     name.push(RECORD_EXT);
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_round_trip() {
+        let name = archive_name(OsStr::new("bob.smith"), 1_800_000_000, 0);
+        assert_eq!(name, "bob.smith.1800000000.toml");
+        assert_eq!(
+            parse_archive_name(name.to_str().unwrap()),
+            Some(("bob.smith".into(), 1_800_000_000, 0))
+        );
+        let name = archive_name(OsStr::new("a%2Fb"), 5, 2);
+        assert_eq!(
+            parse_archive_name(name.to_str().unwrap()),
+            Some(("a/b".into(), 5, 2))
+        );
+        assert_eq!(parse_archive_name("alice.toml"), None);
+        assert_eq!(parse_archive_name(".alice.5.toml.tmp"), None);
+    }
 }

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 //! The core against a real state directory: file safety, replay, lockout, emergency codes and
 //! racing logins. Needs root (records must be root owned), like the module.
 
@@ -43,8 +45,10 @@ fn env() -> Env {
     ));
     fs::create_dir(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-    let mut config = Config::default();
-    config.state_dir = dir.join("state");
+    let mut config = Config {
+        state_dir: dir.join("state"),
+        ..Config::default()
+    };
     config.lockout.max_failures = 3;
     Env { dir, config }
 }

@@ -1,26 +1,29 @@
-//! `twostep enroll`: create a user's enrollment.
+//! `twostep enroll`: create a user's enrollment. Interactively, 2FA is switched on only after
+//! the user's app has produced a code that verifies, as Synology and QNAP do.
 
 use clap::Args;
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
-use twostep_common::enroll;
-use twostep_common::otpauth;
+use twostep_common::enroll::{self, NewEnrollment};
 use twostep_common::store::Store;
 use twostep_common::totp::{self, Algorithm, Params};
-use zeroize::Zeroizing;
 
-use crate::output::audit;
+use crate::output::{audit, print_emergency_codes};
+use crate::prompt::ask;
+use crate::show::{QrFiles, present, present_uri};
+
+const CONFIRM_TRIES: u32 = 3;
 
 #[derive(Debug, Args)]
 pub struct EnrollArgs {
     /// The login name to enroll
     pub user: String,
 
-    /// Use this base32 key (e.g. from a provisioning system) instead of a new random one
+    /// Use this base32 key (e.g. from a provisioning system) instead of a new random 160-bit one
     #[arg(long, value_name = "BASE32")]
     pub secret: Option<String>,
 
-    /// Do not ask anything: store the enrollment at once and print its details
+    /// Do not ask for a confirmation code: store at once and print the key, URI and codes
     #[arg(long)]
     pub yes: bool,
 
@@ -28,42 +31,151 @@ pub struct EnrollArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// HMAC algorithm: SHA1 (what every app supports), SHA256 or SHA512
+    /// Recovery email address of the user
+    #[arg(long, value_name = "ADDR")]
+    pub email: Option<String>,
+
+    /// HMAC algorithm: SHA1 (every app), SHA256 or SHA512 [default: from the config]
     #[arg(long, value_name = "ALG", value_parser = parse_algorithm)]
     pub algorithm: Option<Algorithm>,
 
-    /// Code length: 6 or 8
-    #[arg(long, value_parser = clap::value_parser!(u8).range(6..=8))]
+    /// Code length, 6 or 8 [default: from the config]
+    #[arg(long, value_parser = parse_digits)]
     pub digits: Option<u8>,
 
-    /// Seconds each code is valid
+    /// Seconds each code is valid, 1 to 300 [default: from the config]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=300))]
     pub period: Option<u32>,
+
+    #[command(flatten)]
+    pub files: QrFiles,
 }
 
 fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
     Algorithm::parse(text).ok_or_else(|| "expected SHA1, SHA256 or SHA512".to_string())
 }
 
-pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
-    if !args.yes {
-        return Err("interactive enrollment is not available in this version; \
-             add --yes to enroll without confirmation and print the key"
-            .into());
+fn parse_digits(text: &str) -> Result<u8, String> {
+    match text {
+        "6" => Ok(6),
+        "8" => Ok(8),
+        _ => Err("expected 6 or 8".into()),
     }
+}
+
+pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     let params = Params {
         algorithm: args.algorithm.unwrap_or(config.totp.algorithm),
         digits: args.digits.unwrap_or(config.totp.digits),
         period: args.period.unwrap_or(config.totp.period),
     };
     totp::validate_params(params.digits, params.period)?;
+    if let Some(address) = &args.email {
+        check_email(address)?;
+    }
     let generated = args.secret.is_none();
     let key = match &args.secret {
         Some(text) => totp::decode_secret(text).map_err(|e| e.to_string())?,
         None => totp::new_secret().map_err(|e| e.to_string())?,
     };
     let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
+    refuse_existing(&store, &args.user, args.force)?;
+
+    if args.yes {
+        println!(
+            "Enrolling {} (TOTP, {}, {} digits, {} s).",
+            args.user,
+            params.algorithm.name(),
+            params.digits,
+            params.period
+        );
+        if generated {
+            println!("Secret: {}", totp::encode_secret(&key).as_str());
+        }
+        present_uri(config, &args.user, &key, params, &args.files)?;
+        let new = build(config, args, &key, params, None)?;
+        save(&store, config, args, &new)?;
+        println!("Two-step login is on for {}.", args.user);
+        print_emergency_codes(&new.emergency_codes);
+        return Ok(());
+    }
+
+    present(config, &args.user, &key, params, &args.files)?;
+    println!();
+    let Some(step) = confirm(config, &key, params)? else {
+        return Err(format!(
+            "enrollment of {} aborted: no code from the app verified; nothing was stored",
+            args.user
+        ));
+    };
+    let new = build(config, args, &key, params, Some(step))?;
+    save(&store, config, args, &new)?;
+    println!("Code verified. Two-step login is on for {}.", args.user);
+    println!();
+    print_emergency_codes(&new.emergency_codes);
+    Ok(())
+}
+
+/// Asks for codes until one verifies; the time step it matched, or `None` after three misses
+/// or at end of input.
+fn confirm(config: &Config, key: &[u8], params: Params) -> Result<Option<u64>, String> {
+    for attempt in 1..=CONFIRM_TRIES {
+        let Some(answer) = ask("Code shown by the app: ")? else {
+            return Ok(None);
+        };
+        let code: String = answer.chars().filter(|c| !c.is_whitespace()).collect();
+        let now = SystemClock.now();
+        if let Some(step) = totp::matching_step(key, params, config.totp.skew, &code, now) {
+            return Ok(Some(step));
+        }
+        let left = CONFIRM_TRIES - attempt;
+        if left > 0 {
+            println!(
+                "That code does not match. Check the phone's clock and try the next code \
+                 ({left} {} left).",
+                if left == 1 { "try" } else { "tries" }
+            );
+        }
+    }
+    Ok(None)
+}
+
+fn build(
+    config: &Config,
+    args: &EnrollArgs,
+    key: &[u8],
+    params: Params,
+    confirmed_step: Option<u64>,
+) -> Result<NewEnrollment, String> {
+    let now = SystemClock.now();
+    let mut new =
+        enroll::new_totp(config, &args.user, key, params, now).map_err(|e| e.to_string())?;
+    new.record.email = args.email.clone();
+    // The code typed to confirm has been seen: it must not also open a login.
+    if let Some(step) = confirmed_step {
+        new.record.totp.last_step = step;
+    }
+    Ok(new)
+}
+
+fn refuse_existing(store: &Store, user: &str, force: bool) -> Result<(), String> {
+    if !force && store.load(user).map_err(|e| e.to_string())?.is_some() {
+        return Err(format!(
+            "{user} is already enrolled; use --force to replace the enrollment \
+             (or `twostep show-qr {user}` to add another device)"
+        ));
+    }
+    Ok(())
+}
+
+fn save(
+    store: &Store,
+    config: &Config,
+    args: &EnrollArgs,
+    new: &NewEnrollment,
+) -> Result<(), String> {
     let lock = store.lock(&args.user).map_err(|e| e.to_string())?;
+    // Checked again under the lock: another admin may have enrolled the user meanwhile.
     if !args.force
         && store
             .load_locked(&lock)
@@ -71,33 +183,37 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
             .is_some()
     {
         return Err(format!(
-            "{} is already enrolled; use --force to replace the enrollment",
+            "{} was enrolled meanwhile; nothing was changed",
             args.user
         ));
     }
-    let now = SystemClock.now();
-    let new = enroll::new_totp(config, &args.user, &key, params, now).map_err(|e| e.to_string())?;
     store.save(&lock, &new.record).map_err(|e| e.to_string())?;
     drop(lock);
     audit(config, "enroll", &args.user);
-
-    println!(
-        "Enrolled {} (TOTP, {}, {} digits, {} s).",
-        args.user,
-        params.algorithm.name(),
-        params.digits,
-        params.period
-    );
-    if generated {
-        let secret: Zeroizing<String> = totp::encode_secret(&key);
-        println!("Secret: {}", secret.as_str());
-    }
-    let account = format!("{}@{}", args.user, config.issuer_or_hostname());
-    let uri = otpauth::totp_uri(&config.issuer_or_hostname(), &account, &key, params);
-    println!("URI: {}", uri.as_str());
-    println!("Emergency codes:");
-    for code in &new.emergency_codes {
-        println!("{}", code.as_str());
-    }
     Ok(())
+}
+
+/// A plausible single address: `local@domain`, printable, no spaces, at most 254 bytes.
+pub fn check_email(address: &str) -> Result<(), String> {
+    let ok = address.len() <= 254
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(address.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !d.contains('@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{address:?} is not an email address"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_addresses_are_checked() {
+        assert!(check_email("alice@example.com").is_ok());
+        for bad in ["", "alice", "a@b", "a b@c.d", "a@b@c.d", "@c.d", "a@c.d\n"] {
+            assert!(check_email(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -1,0 +1,172 @@
+//! What the admin command does to records: status, unlock, new emergency codes, reset and
+//! restore. Every change holds the user's lock, like a login.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::emergency::CodeSet;
+use crate::error::Error;
+use crate::record::{LastLogin, Record};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Enrolled; asked for a code at login.
+    Enabled,
+    /// Enrolled but locked out after failed codes.
+    Locked,
+    /// Enforced by policy but not enrolled.
+    Incomplete,
+    /// Not enrolled (enrollment removed by `twostep reset`; `twostep restore` brings it back).
+    Disabled,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Enabled => "enabled",
+            State::Locked => "locked",
+            State::Incomplete => "incomplete",
+            State::Disabled => "disabled",
+        }
+    }
+}
+
+/// One row of `twostep status`; its JSON form is documented in docs/cli.md and kept stable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserStatus {
+    pub user: String,
+    pub state: State,
+    /// Second-factor methods usable at login, e.g. `["totp", "emergency"]`.
+    pub methods: Vec<String>,
+    /// Recovery address with the local part hidden: `a•••@example.com`.
+    pub email: Option<String>,
+    pub emergency_codes_left: Option<usize>,
+    pub enrolled_at: Option<u64>,
+    pub last_login: Option<LastLogin>,
+    /// Failed codes inside the lockout window.
+    pub recent_failures: usize,
+    pub locked_until: Option<u64>,
+}
+
+/// A row for every user with a record or an archived one, sorted by name.
+pub fn status(store: &Store, config: &Config, now: u64) -> Result<Vec<UserStatus>, Error> {
+    let mut rows = Vec::new();
+    for user in store.users()? {
+        if let Some(record) = store.load(&user)? {
+            rows.push(enrolled_status(&record, config, now));
+        }
+    }
+    for user in store.archived_users()? {
+        if !rows.iter().any(|r| r.user == user) {
+            rows.push(UserStatus {
+                user,
+                state: State::Disabled,
+                methods: Vec::new(),
+                email: None,
+                emergency_codes_left: None,
+                enrolled_at: None,
+                last_login: None,
+                recent_failures: 0,
+                locked_until: None,
+            });
+        }
+    }
+    rows.sort_by(|a, b| a.user.cmp(&b.user));
+    Ok(rows)
+}
+
+pub fn user_status(record: &Record, config: &Config, now: u64) -> UserStatus {
+    enrolled_status(record, config, now)
+}
+
+fn enrolled_status(record: &Record, config: &Config, now: u64) -> UserStatus {
+    let locked = record.lockout.is_locked(now);
+    let mut methods = vec!["totp".to_string()];
+    if record.emergency.remaining() > 0 {
+        methods.push("emergency".to_string());
+    }
+    UserStatus {
+        user: record.user.clone(),
+        state: if locked {
+            State::Locked
+        } else {
+            State::Enabled
+        },
+        methods,
+        email: record.email.as_deref().map(mask_email),
+        emergency_codes_left: Some(record.emergency.remaining()),
+        enrolled_at: Some(record.created),
+        last_login: record.last_login.clone(),
+        recent_failures: record.lockout.recent_failures(now, &config.lockout),
+        locked_until: locked.then_some(record.lockout.locked_until),
+    }
+}
+
+/// `alice@example.com` → `a•••@example.com`.
+pub fn mask_email(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}•••@{domain}")
+        }
+        None => "•••".to_string(),
+    }
+}
+
+/// Clears failures and any lockout; false when the user has no record.
+pub fn unlock(store: &Store, user: &str) -> Result<bool, Error> {
+    let lock = store.lock(user)?;
+    let Some(mut record) = store.load_locked(&lock)? else {
+        return Ok(false);
+    };
+    record.lockout.clear();
+    store.save(&lock, &record)?;
+    Ok(true)
+}
+
+/// Replaces every emergency code (imported scratch codes included) with a new set; the codes to
+/// show once, or `None` when the user has no record.
+pub fn new_emergency_codes(
+    store: &Store,
+    config: &Config,
+    user: &str,
+) -> Result<Option<Vec<Zeroizing<String>>>, Error> {
+    let lock = store.lock(user)?;
+    let Some(mut record) = store.load_locked(&lock)? else {
+        return Ok(None);
+    };
+    let (set, codes) = CodeSet::generate(config.emergency.count)?;
+    record.emergency = set;
+    store.save(&lock, &record)?;
+    Ok(Some(codes))
+}
+
+/// Removes the enrollment, keeping it in the archive; the archived path, or `None` when the
+/// user was not enrolled.
+pub fn reset(store: &Store, user: &str, now: u64) -> Result<Option<PathBuf>, Error> {
+    let lock = store.lock(user)?;
+    store.archive(&lock, now)
+}
+
+/// Brings back the newest archived enrollment.
+pub fn restore(store: &Store, user: &str) -> Result<Option<PathBuf>, Error> {
+    let lock = store.lock(user)?;
+    store.restore(&lock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_masked() {
+        assert_eq!(mask_email("alice@example.com"), "a•••@example.com");
+        assert_eq!(mask_email("@x"), "•••@x");
+        assert_eq!(mask_email("nonsense"), "•••");
+    }
+}

@@ -1,0 +1,705 @@
+//! QR codes for `otpauth://` URIs: on the terminal, and as PNG or SVG files for printing.
+//!
+//! `twostep enroll` and `twostep show-qr` show the URI so a phone authenticator app can scan it.
+//!
+//! # Terminal output
+//!
+//! Each text line holds two QR rows drawn with Unicode half blocks: `▀` (top module dark),
+//! `▄` (bottom module dark), `█` (both dark) and a space (both light). The symbol has the
+//! standard 4-module quiet zone and must fit in [`TERMINAL_COLUMNS`] columns; level M is used
+//! when it fits, else level L, and only when even that is too wide the quiet zone shrinks to
+//! no less than 2 modules. Typical URIs (130–200 characters) give version 8–10: 57–65 columns,
+//! 29–33 lines.
+//!
+//! Two variants, which draw the same glyphs:
+//!
+//! * [`terminal`] wraps every line in explicit colours, dark modules black on bright white
+//!   (`ESC[30;107m` … `ESC[0m`), so the code reads the same on dark and on light terminal
+//!   themes. Use it when stdout is a terminal and `NO_COLOR` is unset or empty.
+//! * [`terminal_plain`] has no escape codes. Use it when stdout is not a terminal (a pipe, a
+//!   file, a mail) or when `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
+//!   Convention: glyphs are the *dark* modules and spaces the light ones ("ink on paper"), i.e.
+//!   it is exactly [`terminal`] with the escapes removed. That is correct on light backgrounds,
+//!   on paper and in most viewers a pipe or file ends up in; on a dark terminal it shows
+//!   inverted (light-on-dark), which many but not all scanner apps accept. Callers should
+//!   mention `--png`/`--svg` (or the secret itself) as the fallback.
+//!
+//! The half blocks are "East Asian ambiguous width": a terminal set to draw those double width
+//! (some CJK locales) doubles the code's width. That cannot be fixed from here.
+//!
+//! # Files
+//!
+//! [`write_png`] and [`write_svg`] write the code with a 4-module quiet zone and
+//! [`FILE_PX_PER_MODULE`] pixels per module. The files hold the TOTP secret, so they are
+//! created with mode 0600, never overwrite an existing file and never follow a symlink in the
+//! last path component (`O_CREAT|O_EXCL|O_NOFOLLOW`).
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use qrcode::render::svg;
+use qrcode::types::QrError as EncodeError;
+use qrcode::{Color, EcLevel, QrCode};
+
+/// Widest terminal output, in columns.
+pub const TERMINAL_COLUMNS: usize = 80;
+
+/// Pixels per module (side length) in PNG and SVG files.
+pub const FILE_PX_PER_MODULE: u32 = 8;
+
+/// Quiet zone of the standard, in modules, used everywhere it fits.
+const QUIET_ZONE: usize = 4;
+
+/// Least quiet zone the terminal output falls back to when the standard one does not fit.
+const MIN_TERMINAL_QUIET_ZONE: usize = 2;
+
+/// Black foreground (dark modules) on bright white background (light modules).
+const SGR_COLOURS: &str = "\x1b[30;107m";
+
+/// Resets all attributes; ends every coloured line.
+const SGR_RESET: &str = "\x1b[0m";
+
+/// Why a QR code could not be made or written.
+#[derive(Debug)]
+pub enum QrError {
+    /// The text does not fit in any QR code (at most 2953 bytes at level L).
+    TooLong {
+        /// Length of the text in bytes.
+        len: usize,
+    },
+    /// The text fits in a QR code, but not in one narrow enough for the terminal.
+    TooWideForTerminal {
+        /// Length of the text in bytes.
+        len: usize,
+        /// Columns the smallest fitting code needs, with the least quiet zone.
+        columns: usize,
+    },
+    /// The QR encoder failed for another reason (not expected for byte data).
+    Encode(EncodeError),
+    /// The output file could not be created or written.
+    Write {
+        /// The file asked for.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for QrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLong { len } => {
+                write!(f, "text of {len} bytes is too long for a QR code")
+            }
+            Self::TooWideForTerminal { len, columns } => write!(
+                f,
+                "text of {len} bytes needs a QR code {columns} columns wide, more than the \
+                 terminal's {TERMINAL_COLUMNS}; write it to a PNG or SVG file instead"
+            ),
+            Self::Encode(e) => write!(f, "cannot make a QR code: {e}"),
+            Self::Write { path, source } if source.kind() == io::ErrorKind::AlreadyExists => {
+                write!(
+                    f,
+                    "cannot write {}: it already exists (not overwriting, not following symlinks)",
+                    path.display()
+                )
+            }
+            Self::Write { path, source } => {
+                write!(f, "cannot write {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for QrError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Write { source, .. } => Some(source),
+            Self::Encode(e) => Some(e),
+            Self::TooLong { .. } | Self::TooWideForTerminal { .. } => None,
+        }
+    }
+}
+
+/// The QR code of `text` as coloured half-block lines (see the module docs), each ending in
+/// `ESC[0m` and a newline.
+pub fn terminal(text: &str) -> Result<String, QrError> {
+    let bitmap = terminal_bitmap(text)?;
+    let mut out = String::new();
+    for line in half_block_lines(&bitmap) {
+        out.push_str(SGR_COLOURS);
+        out.push_str(&line);
+        out.push_str(SGR_RESET);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The QR code of `text` as half-block lines without escape codes: glyphs dark, spaces light
+/// (see the module docs for when to use it). Each line ends in a newline.
+pub fn terminal_plain(text: &str) -> Result<String, QrError> {
+    let bitmap = terminal_bitmap(text)?;
+    let mut out = String::new();
+    for line in half_block_lines(&bitmap) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Writes the QR code of `text` as a black-and-white PNG to a new file at `path` (mode 0600).
+pub fn write_png(text: &str, path: &Path) -> Result<(), QrError> {
+    let bitmap = Bitmap::from_code(&file_code(text)?, QUIET_ZONE);
+    let png = png_bytes(&bitmap, FILE_PX_PER_MODULE).map_err(|e| QrError::Write {
+        path: path.to_owned(),
+        source: io::Error::other(e),
+    })?;
+    write_new_private_file(path, &png)
+}
+
+/// Writes the QR code of `text` as an SVG to a new file at `path` (mode 0600).
+pub fn write_svg(text: &str, path: &Path) -> Result<(), QrError> {
+    let svg = svg_string(&file_code(text)?);
+    write_new_private_file(path, svg.as_bytes())
+}
+
+/// A square of modules, quiet zone included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Bitmap {
+    size: usize,
+    /// Row-major, `true` = dark.
+    dark: Vec<bool>,
+}
+
+impl Bitmap {
+    fn from_code(code: &QrCode, quiet_zone: usize) -> Self {
+        let width = code.width();
+        let size = width + 2 * quiet_zone;
+        let mut dark = vec![false; size * size];
+        for (i, color) in code.to_colors().into_iter().enumerate() {
+            let (x, y) = (i % width + quiet_zone, i / width + quiet_zone);
+            dark[y * size + x] = color == Color::Dark;
+        }
+        Self { size, dark }
+    }
+
+    /// Outside the square counts as light (more quiet zone).
+    fn is_dark(&self, x: usize, y: usize) -> bool {
+        x < self.size && y < self.size && self.dark[y * self.size + x]
+    }
+}
+
+/// `Ok(None)` when `text` does not fit at `level`.
+fn try_encode(text: &str, level: EcLevel) -> Result<Option<QrCode>, QrError> {
+    match QrCode::with_error_correction_level(text.as_bytes(), level) {
+        Ok(code) => Ok(Some(code)),
+        Err(EncodeError::DataTooLong) => Ok(None),
+        Err(e) => Err(QrError::Encode(e)),
+    }
+}
+
+/// For files there is no width limit: level M, or L for texts too long for M.
+fn file_code(text: &str) -> Result<QrCode, QrError> {
+    for level in [EcLevel::M, EcLevel::L] {
+        if let Some(code) = try_encode(text, level)? {
+            return Ok(code);
+        }
+    }
+    Err(QrError::TooLong { len: text.len() })
+}
+
+/// Level M with the full quiet zone if that fits the terminal, else level L with the largest
+/// quiet zone (4 down to 2 modules) that fits.
+fn terminal_bitmap(text: &str) -> Result<Bitmap, QrError> {
+    let fits = |code: &QrCode, quiet_zone: usize| code.width() + 2 * quiet_zone <= TERMINAL_COLUMNS;
+    if let Some(code) = try_encode(text, EcLevel::M)?
+        && fits(&code, QUIET_ZONE)
+    {
+        return Ok(Bitmap::from_code(&code, QUIET_ZONE));
+    }
+    let Some(code) = try_encode(text, EcLevel::L)? else {
+        return Err(QrError::TooLong { len: text.len() });
+    };
+    for quiet_zone in (MIN_TERMINAL_QUIET_ZONE..=QUIET_ZONE).rev() {
+        if fits(&code, quiet_zone) {
+            return Ok(Bitmap::from_code(&code, quiet_zone));
+        }
+    }
+    Err(QrError::TooWideForTerminal {
+        len: text.len(),
+        columns: code.width() + 2 * MIN_TERMINAL_QUIET_ZONE,
+    })
+}
+
+/// Two bitmap rows per line; an odd last row gets a light row below it.
+fn half_block_lines(bitmap: &Bitmap) -> Vec<String> {
+    (0..bitmap.size)
+        .step_by(2)
+        .map(|y| {
+            (0..bitmap.size)
+                .map(|x| match (bitmap.is_dark(x, y), bitmap.is_dark(x, y + 1)) {
+                    (true, true) => '█',
+                    (true, false) => '▀',
+                    (false, true) => '▄',
+                    (false, false) => ' ',
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// 1-bit greyscale PNG, `scale` pixels per module (the smallest PNG for a black-and-white
+/// picture, and what every printer and viewer reads).
+fn png_bytes(bitmap: &Bitmap, scale: u32) -> Result<Vec<u8>, png::EncodingError> {
+    let module_px = scale as usize;
+    let side_px = bitmap.size * module_px;
+    let side = u32::try_from(side_px).map_err(|_| {
+        png::EncodingError::LimitsExceeded // unreachable for real QR codes (≤ 185 modules)
+    })?;
+    let row_bytes = side_px.div_ceil(8);
+    let mut data = vec![0u8; row_bytes * side_px];
+    for y in 0..side_px {
+        let row = &mut data[y * row_bytes..(y + 1) * row_bytes];
+        for x in 0..side_px {
+            // In 1-bit greyscale, 1 is white.
+            if !bitmap.is_dark(x / module_px, y / module_px) {
+                row[x / 8] |= 0x80 >> (x % 8);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, side, side);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::One);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(&data)?;
+    writer.finish()?;
+    Ok(out)
+}
+
+fn svg_string(code: &QrCode) -> String {
+    code.render::<svg::Color<'_>>()
+        .quiet_zone(true) // 4 modules for (non-micro) QR codes
+        .module_dimensions(FILE_PX_PER_MODULE, FILE_PX_PER_MODULE)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build()
+}
+
+/// Creates `path` with mode 0600 (less the umask); fails if anything exists there, including a
+/// (dangling) symlink. Symlinks in the directories above it are followed as usual. A file it
+/// created but could not fill is removed.
+fn write_new_private_file(path: &Path, contents: &[u8]) -> Result<(), QrError> {
+    let error = |source| QrError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true) // O_CREAT | O_EXCL
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .mode(0o600)
+        .open(path)
+        .map_err(error)?;
+    if let Err(e) = file.write_all(contents).and_then(|()| file.sync_all()) {
+        drop(file);
+        // Ours by O_EXCL, so safe to remove; a failure here leaves only a partial file.
+        let _ = std::fs::remove_file(path);
+        return Err(error(e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const EXAMPLE: &str = "otpauth://totp/nas:alice%40nas?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\
+                           &issuer=nas&algorithm=SHA1&digits=6&period=30";
+
+    /// A realistic otpauth URI of exactly `len` bytes (≥ 130), padded in the account name.
+    fn uri_of_len(len: usize) -> String {
+        let head = "otpauth://totp/nas:";
+        let tail = "%40nas?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXPJBSWY3DP\
+                    &issuer=nas&algorithm=SHA1&digits=6&period=30";
+        let pad = len - head.len() - tail.len();
+        let account: String = (0..pad)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let uri = format!("{head}{account}{tail}");
+        assert_eq!(uri.len(), len);
+        uri
+    }
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "twostep-qr-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir(&path).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The text zbarimg finds in the image at `path`. zbarimg is required: without it the
+    /// tests fail rather than skip.
+    fn zbar_decode(path: &Path) -> String {
+        let output = match Command::new("zbarimg")
+            .arg("--raw")
+            .arg("-q")
+            .arg(path)
+            .output()
+        {
+            Ok(output) => output,
+            Err(e) => panic!(
+                "cannot run zbarimg ({e}); the QR tests need it to decode the images: \
+                 apt-get install zbar-tools"
+            ),
+        };
+        assert!(
+            output.status.success(),
+            "zbarimg found no QR code in {} ({}): {}",
+            path.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8(output.stdout).unwrap();
+        text.strip_suffix('\n').unwrap_or(&text).to_owned()
+    }
+
+    /// Decodes a bitmap by writing it as a PNG (8 px per module) and running zbarimg.
+    fn zbar_decode_bitmap(bitmap: &Bitmap) -> String {
+        let dir = TempDir::new();
+        let path = dir.0.join("bitmap.png");
+        std::fs::write(&path, png_bytes(bitmap, 8).unwrap()).unwrap();
+        zbar_decode(&path)
+    }
+
+    /// Removes `ESC [ … m` sequences.
+    fn strip_sgr(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                assert_eq!(chars.next(), Some('['), "only SGR escapes expected");
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                    assert!(c.is_ascii_digit() || c == ';', "bad SGR character {c:?}");
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Reads half-block text back into modules: ▀ top dark, ▄ bottom dark, █ both, space
+    /// neither. Checks the text is square (an odd last row's lower half must be light).
+    fn parse_half_blocks(text: &str) -> Bitmap {
+        let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+        let size = lines[0].len();
+        assert!(lines.iter().all(|l| l.len() == size), "ragged lines");
+        assert_eq!(lines.len(), size.div_ceil(2), "not square");
+        let mut rows = vec![vec![false; size]; 2 * lines.len()];
+        for (i, line) in lines.iter().enumerate() {
+            for (x, c) in line.iter().enumerate() {
+                let (top, bottom) = match c {
+                    '█' => (true, true),
+                    '▀' => (true, false),
+                    '▄' => (false, true),
+                    ' ' => (false, false),
+                    _ => panic!("unexpected character {c:?}"),
+                };
+                rows[2 * i][x] = top;
+                rows[2 * i + 1][x] = bottom;
+            }
+        }
+        if rows.len() > size {
+            assert!(
+                rows.pop().unwrap().iter().all(|d| !d),
+                "padding row not light"
+            );
+        }
+        Bitmap {
+            size,
+            dark: rows.concat(),
+        }
+    }
+
+    /// Light modules around the code, from each edge.
+    fn quiet_zone(bitmap: &Bitmap) -> usize {
+        (0..bitmap.size)
+            .take_while(|&y| (0..bitmap.size).all(|x| !bitmap.is_dark(x, y)))
+            .count()
+    }
+
+    #[test]
+    fn coloured_terminal_code_scans_back_to_the_uri() {
+        for uri in [EXAMPLE.to_owned(), uri_of_len(130), uri_of_len(200)] {
+            let text = terminal(&uri).unwrap();
+            for line in text.lines() {
+                assert!(line.starts_with("\x1b[30;107m"), "{line:?}");
+                assert!(line.ends_with("\x1b[0m"), "{line:?}");
+            }
+            let bitmap = parse_half_blocks(&strip_sgr(&text));
+            assert_eq!(quiet_zone(&bitmap), 4);
+            assert_eq!(zbar_decode_bitmap(&bitmap), uri);
+        }
+    }
+
+    #[test]
+    fn plain_terminal_code_is_the_coloured_one_without_escapes() {
+        for uri in [EXAMPLE.to_owned(), uri_of_len(200)] {
+            let plain = terminal_plain(&uri).unwrap();
+            assert!(!plain.contains('\x1b'));
+            assert_eq!(plain, strip_sgr(&terminal(&uri).unwrap()));
+            assert_eq!(zbar_decode_bitmap(&parse_half_blocks(&plain)), uri);
+        }
+    }
+
+    #[test]
+    fn terminal_code_fits_80_columns() {
+        let uri = uri_of_len(200);
+        for text in [terminal(&uri).unwrap(), terminal_plain(&uri).unwrap()] {
+            for line in strip_sgr(&text).lines() {
+                assert!(
+                    line.chars().count() <= 80,
+                    "{} columns",
+                    line.chars().count()
+                );
+            }
+        }
+        // The example: level M, version ≤ 10, so at most 57 + 8 = 65 columns.
+        let example = terminal_plain(EXAMPLE).unwrap();
+        assert!(example.lines().all(|l| l.chars().count() <= 65));
+    }
+
+    #[test]
+    fn longer_texts_shrink_the_quiet_zone_then_fail() {
+        let mut last_ok = 0;
+        let mut shrunk = false;
+        for len in (130..=700).step_by(5) {
+            let uri = uri_of_len(len);
+            match terminal_plain(&uri) {
+                Ok(text) => {
+                    let bitmap = parse_half_blocks(&text);
+                    assert!(bitmap.size <= 80);
+                    let zone = quiet_zone(&bitmap);
+                    assert!(zone >= 2, "{len}: quiet zone {zone}");
+                    shrunk |= zone < 4;
+                    last_ok = len;
+                }
+                Err(QrError::TooWideForTerminal { len: l, columns }) => {
+                    assert_eq!(l, len);
+                    assert!(columns > 80);
+                }
+                Err(e) => panic!("{len}: {e}"),
+            }
+        }
+        assert!(shrunk, "no length needed a smaller quiet zone");
+        assert!(
+            (400..700).contains(&last_ok),
+            "last fitting length {last_ok}"
+        );
+        // The longest one that fits still scans.
+        let uri = uri_of_len(last_ok);
+        assert_eq!(
+            zbar_decode_bitmap(&parse_half_blocks(&terminal_plain(&uri).unwrap())),
+            uri
+        );
+    }
+
+    #[test]
+    fn too_long_texts_are_errors() {
+        let text = "x".repeat(3000);
+        let e = terminal(&text).unwrap_err();
+        assert!(matches!(e, QrError::TooLong { len: 3000 }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "text of 3000 bytes is too long for a QR code"
+        );
+        let dir = TempDir::new();
+        let path = dir.0.join("long.png");
+        assert!(matches!(
+            write_png(&text, &path),
+            Err(QrError::TooLong { .. })
+        ));
+        assert!(matches!(
+            write_svg(&text, &path),
+            Err(QrError::TooLong { .. })
+        ));
+        assert!(!path.exists());
+        let e = terminal(&"x".repeat(1000)).unwrap_err();
+        assert!(matches!(e, QrError::TooWideForTerminal { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn png_scans_back_to_the_uri() {
+        let dir = TempDir::new();
+        for uri in [EXAMPLE.to_owned(), uri_of_len(200), uri_of_len(600)] {
+            let path = dir.0.join(format!("{}.png", uri.len()));
+            write_png(&uri, &path).unwrap();
+            assert_eq!(zbar_decode(&path), uri);
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            // 8 px per module and a 4-module quiet zone.
+            let decoder =
+                png::Decoder::new(io::BufReader::new(std::fs::File::open(&path).unwrap()));
+            let info = decoder.read_info().unwrap().info().clone();
+            let modules = file_code(&uri).unwrap().width() + 8;
+            assert_eq!(info.width as usize, modules * 8);
+            assert_eq!(info.height as usize, modules * 8);
+        }
+    }
+
+    /// The modules of the SVG from [`svg_string`], read from its one `<path>` of rectangles
+    /// (`M x y h w v h H x V y` per rectangle) over a white `<rect>`.
+    fn parse_svg(svg: &str) -> Bitmap {
+        let doc = roxmltree::Document::parse(svg).unwrap();
+        let root = doc.root_element();
+        assert_eq!(root.tag_name().name(), "svg");
+        assert_eq!(
+            root.tag_name().namespace(),
+            Some("http://www.w3.org/2000/svg")
+        );
+        let px: usize = root.attribute("width").unwrap().parse().unwrap();
+        assert_eq!(root.attribute("height"), root.attribute("width"));
+        assert_eq!(root.attribute("viewBox"), Some(&*format!("0 0 {px} {px}")));
+        let unit = FILE_PX_PER_MODULE as usize;
+        assert_eq!(px % unit, 0);
+        let size = px / unit;
+
+        let elements: Vec<_> = root.children().filter(|n| n.is_element()).collect();
+        assert_eq!(elements.len(), 2);
+        let (rect, path) = (elements[0], elements[1]);
+        assert_eq!(rect.tag_name().name(), "rect");
+        assert_eq!(rect.attribute("fill"), Some("#ffffff"));
+        assert_eq!(rect.attribute("width"), Some(&*px.to_string()));
+        assert_eq!(path.tag_name().name(), "path");
+        assert_eq!(path.attribute("fill"), Some("#000000"));
+
+        let mut pixels = vec![false; px * px];
+        let d = path.attribute("d").unwrap();
+        let mut subpaths = d.split('M').filter(|s| !s.is_empty());
+        for sub in subpaths.by_ref() {
+            // "x y" "hw" "vh" "Hx" "Vy"
+            let mut tokens = sub.split(|c: char| c.is_ascii_alphabetic());
+            let start: Vec<usize> = tokens
+                .next()
+                .unwrap()
+                .split(' ')
+                .map(|n| n.parse().unwrap())
+                .collect();
+            let ops: Vec<(char, usize)> = sub
+                .match_indices(|c: char| c.is_ascii_alphabetic())
+                .zip(tokens)
+                .map(|((_, op), n)| (op.chars().next().unwrap(), n.parse().unwrap()))
+                .collect();
+            let (x, y) = (start[0], start[1]);
+            let [('h', w), ('v', h), ('H', x2), ('V', y2)] = ops[..] else {
+                panic!("not a rectangle: M{sub}");
+            };
+            assert_eq!((x2, y2), (x, y), "rectangle not closed: M{sub}");
+            for row in y..y + h {
+                for col in x..x + w {
+                    assert!(!pixels[row * px + col], "overlapping rectangles");
+                    pixels[row * px + col] = true;
+                }
+            }
+        }
+        // Every module is one colour throughout.
+        let mut dark = vec![false; size * size];
+        for my in 0..size {
+            for mx in 0..size {
+                let value = pixels[my * unit * px + mx * unit];
+                for y in my * unit..(my + 1) * unit {
+                    for x in mx * unit..(mx + 1) * unit {
+                        assert_eq!(pixels[y * px + x], value, "module ({mx}, {my}) not uniform");
+                    }
+                }
+                dark[my * size + mx] = value;
+            }
+        }
+        Bitmap { size, dark }
+    }
+
+    // The SVG is checked twice. zbarimg reads it directly through ImageMagick's SVG coder
+    // (present with Debian 12's zbar-tools). And, independently of any renderer, it is parsed:
+    // well-formed XML, a white background, and black rectangles exactly covering the dark
+    // modules of the code with a 4-module quiet zone; those modules, rasterised to PNG here,
+    // must scan back to the URI too.
+    #[test]
+    fn svg_holds_exactly_the_code_and_scans_back_to_the_uri() {
+        let dir = TempDir::new();
+        for uri in [EXAMPLE.to_owned(), uri_of_len(200)] {
+            let path = dir.0.join(format!("{}.svg", uri.len()));
+            write_svg(&uri, &path).unwrap();
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            assert_eq!(zbar_decode(&path), uri);
+            let bitmap = parse_svg(&std::fs::read_to_string(&path).unwrap());
+            let code = file_code(&uri).unwrap();
+            let expected = Bitmap::from_code(&code, 4);
+            let dark_modules = code
+                .to_colors()
+                .iter()
+                .filter(|&&c| c == Color::Dark)
+                .count();
+            assert_eq!(bitmap.dark.iter().filter(|&&d| d).count(), dark_modules);
+            assert_eq!(bitmap, expected);
+            assert_eq!(zbar_decode_bitmap(&bitmap), uri);
+        }
+    }
+
+    #[test]
+    fn files_are_never_overwritten_nor_symlinks_followed() {
+        let dir = TempDir::new();
+        let existing = dir.0.join("existing");
+        std::fs::write(&existing, "keep me").unwrap();
+        let dangling = dir.0.join("dangling");
+        let target = dir.0.join("target");
+        std::os::unix::fs::symlink(&target, &dangling).unwrap();
+        let to_existing = dir.0.join("to-existing");
+        std::os::unix::fs::symlink(&existing, &to_existing).unwrap();
+
+        type Writer = fn(&str, &Path) -> Result<(), QrError>;
+        for write in [write_png as Writer, write_svg as Writer] {
+            for path in [&existing, &dangling, &to_existing] {
+                match write(EXAMPLE, path) {
+                    Err(e @ QrError::Write { .. }) => {
+                        let message = e.to_string();
+                        assert!(message.starts_with("cannot write "), "{message}");
+                        assert!(message.contains(&*path.to_string_lossy()), "{message}");
+                        assert!(message.contains("already exists"), "{message}");
+                    }
+                    other => panic!("{}: {other:?}", path.display()),
+                }
+            }
+        }
+        assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
+        assert!(!target.exists());
+
+        let e = write_png(EXAMPLE, &dir.0.join("no-such-dir/qr.png")).unwrap_err();
+        assert!(e.to_string().contains("No such file or directory"), "{e}");
+    }
+}

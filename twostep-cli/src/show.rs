@@ -1,0 +1,116 @@
+//! Showing an enrollment's key: terminal QR code, key for typing, otpauth URI, optional image
+//! files. Used by `enroll` and `show-qr`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::Args;
+use twostep_common::config::Config;
+use twostep_common::otpauth;
+use twostep_common::store::Store;
+use twostep_common::totp::{self, Params};
+
+use crate::output::{audit, key_groups};
+use crate::qr;
+
+/// Image files to write besides the terminal QR code.
+#[derive(Debug, Args, Default)]
+pub struct QrFiles {
+    /// Also write the QR code as a PNG image (mode 0600; refuses to overwrite)
+    #[arg(long, value_name = "FILE")]
+    pub qr_png: Option<PathBuf>,
+
+    /// Also write the QR code as an SVG image (mode 0600; refuses to overwrite)
+    #[arg(long, value_name = "FILE")]
+    pub qr_svg: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowQrArgs {
+    /// The enrolled user
+    pub user: String,
+
+    #[command(flatten)]
+    pub files: QrFiles,
+}
+
+/// Prints everything an authenticator app needs for `key`.
+pub fn present(
+    config: &Config,
+    user: &str,
+    key: &[u8],
+    params: Params,
+    files: &QrFiles,
+) -> Result<(), String> {
+    let issuer = config.issuer_or_hostname();
+    let account = format!("{user}@{issuer}");
+    let uri = otpauth::totp_uri(&issuer, &account, key, params);
+    // Colours pin dark-on-light whatever the terminal theme; plain text for pipes and NO_COLOR.
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let code = if colour {
+        qr::terminal(&uri)
+    } else {
+        qr::terminal_plain(&uri)
+    }
+    .map_err(|e| e.to_string())?;
+    println!(
+        "Scan this QR code with an authenticator app (Google or Microsoft Authenticator, Aegis, ...):"
+    );
+    println!();
+    print!("{code}");
+    println!();
+    println!(
+        "Or add the key by hand: {}",
+        key_groups(&totp::encode_secret(key)).as_str()
+    );
+    println!(
+        "  account {account}, issuer {issuer}, time-based, {}, {} digits, every {} seconds",
+        params.algorithm.name(),
+        params.digits,
+        params.period
+    );
+    println!("URI: {}", uri.as_str());
+    write_files(&uri, files)
+}
+
+/// The URI alone, for scripts (`enroll --yes`), plus any image files asked for.
+pub fn present_uri(
+    config: &Config,
+    user: &str,
+    key: &[u8],
+    params: Params,
+    files: &QrFiles,
+) -> Result<(), String> {
+    let issuer = config.issuer_or_hostname();
+    let uri = otpauth::totp_uri(&issuer, &format!("{user}@{issuer}"), key, params);
+    println!("URI: {}", uri.as_str());
+    write_files(&uri, files)
+}
+
+fn write_files(uri: &str, files: &QrFiles) -> Result<(), String> {
+    if let Some(path) = &files.qr_png {
+        qr::write_png(uri, path).map_err(|e| e.to_string())?;
+        println!("QR code written to {}", path.display());
+    }
+    if let Some(path) = &files.qr_svg {
+        qr::write_svg(uri, path).map_err(|e| e.to_string())?;
+        println!("QR code written to {}", path.display());
+    }
+    Ok(())
+}
+
+pub fn run(config: &Config, args: &ShowQrArgs) -> Result<(), String> {
+    let store = Store::open(&config.state_dir).map_err(|e| e.to_string())?;
+    let record = store
+        .load(&args.user)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} is not enrolled", args.user))?;
+    let key = totp::decode_secret(record.totp.secret.expose()).map_err(|e| e.to_string())?;
+    eprintln!(
+        "Warning: this shows {}'s secret key. Anyone who sees it (or a photo of it) can make \
+         their codes.",
+        args.user
+    );
+    audit(config, "show-qr", &args.user);
+    present(config, &args.user, &key, record.totp.params(), &args.files)
+}
