@@ -141,7 +141,12 @@ fn find_uses(service: &str, text: &str) -> Vec<Use> {
             }
         };
         let module = rest.split_whitespace().next().unwrap_or("");
-        if module.rsplit('/').next() == Some(MODULE_NAME) {
+        // Matches lib-prefixed build outputs too (libpam_twostep.so loaded by absolute path).
+        if module
+            .rsplit('/')
+            .next()
+            .is_some_and(|f| f.ends_with(MODULE_NAME))
+        {
             uses.push(Use {
                 service: service.to_string(),
                 kind: kind.trim_start_matches('-').to_string(),

@@ -46,7 +46,8 @@ pub fn present(
     let account = format!("{user}@{issuer}");
     let uri = otpauth::totp_uri(&issuer, &account, key, params);
     // Colours pin dark-on-light whatever the terminal theme; plain text for pipes and NO_COLOR.
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let code = if colour {
         qr::terminal(&uri)
     } else {
