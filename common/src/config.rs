@@ -13,6 +13,7 @@ use crate::totp::Algorithm;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/twostep/twostep.toml";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/twostep";
+pub const DEFAULT_LABEL: &str = "{user}@{host}";
 /// Environment variable the CLI (never the module) reads for the config path.
 pub const CONFIG_ENV: &str = "TWOSTEP_CONFIG";
 /// A config file larger than this is refused rather than parsed.
@@ -103,6 +104,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Shown in authenticator apps; defaults to the host name when empty.
     pub issuer: String,
+    /// The account name in authenticator apps; `{user}` and `{host}` are replaced.
+    pub label: String,
     pub unenrolled: Unenrolled,
     pub totp: TotpDefaults,
     pub lockout: Lockout,
@@ -115,6 +118,7 @@ impl Default for Config {
         Self {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             issuer: String::new(),
+            label: DEFAULT_LABEL.to_string(),
             unenrolled: Unenrolled::Allow,
             totp: TotpDefaults::default(),
             lockout: Lockout::default(),
@@ -186,6 +190,9 @@ impl Config {
         if self.issuer.contains(':') || self.issuer.len() > 64 {
             return Err("issuer must be at most 64 characters and contain no ':'".into());
         }
+        if self.label.is_empty() || self.label.contains(':') || self.label.len() > 64 {
+            return Err("label must be 1 to 64 characters and contain no ':'".into());
+        }
         Ok(())
     }
 
@@ -194,12 +201,24 @@ impl Config {
         if !self.issuer.is_empty() {
             return self.issuer.clone();
         }
-        nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .filter(|h| !h.is_empty() && !h.contains(':'))
-            .unwrap_or_else(|| "twostep".to_string())
+        hostname()
     }
+
+    /// The account name shown in authenticator apps for `user`.
+    pub fn account_label(&self, user: &str) -> String {
+        self.label
+            .replace("{user}", user)
+            .replace("{host}", &hostname())
+            .replace(':', "_")
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty() && !h.contains(':'))
+        .unwrap_or_else(|| "twostep".to_string())
 }
 
 /// 1-based line and column of a byte offset.
@@ -250,6 +269,13 @@ mod tests {
     }
 
     #[test]
+    fn labels_fill_in_user_and_host() {
+        let c = parse("label = \"{user} on nas\"").unwrap();
+        assert_eq!(c.account_label("alice"), "alice on nas");
+        assert!(Config::default().account_label("bob").starts_with("bob@"));
+    }
+
+    #[test]
     fn error_names_file_line_and_column() {
         let err = parse("issuer = \"x\"\nunenrolled = \"maybe\"\n").unwrap_err();
         let text = err.to_string();
@@ -276,6 +302,8 @@ mod tests {
             "[lockout]\nmax_failures = 0",
             "[emergency]\ncount = 0",
             "issuer = \"a:b\"",
+            "label = \"\"",
+            "label = \"{user}:x\"",
             "[totp]\nalgorithm = \"MD5\"",
         ] {
             assert!(parse(text).is_err(), "{text} was accepted");

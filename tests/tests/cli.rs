@@ -169,9 +169,12 @@ fn interactive_enroll_qr_decodes_and_the_app_code_logs_in() {
     let seen = run.seen();
     let uri = line_value(&seen, "URI:");
     let secret = uri_secret(&uri);
+    // The default label is USER@HOST.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let host = host.trim();
     env.add_secret(&secret);
     assert!(
-        uri.starts_with("otpauth://totp/twostep-tests:daemon%40twostep-tests?"),
+        uri.starts_with(&format!("otpauth://totp/twostep-tests:daemon%40{host}?")),
         "{uri}"
     );
     for part in [
@@ -581,4 +584,80 @@ fn man_pages_and_completions_are_generated_from_the_cli() {
         assert!(text.contains("show-qr"), "{file} lacks show-qr");
     }
     let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+/// A local account with a home directory, removed (with its home) on drop.
+struct TempUser(String);
+
+impl TempUser {
+    fn create(prefix: &str) -> TempUser {
+        let name = format!("{prefix}{}", std::process::id());
+        let _ = Command::new("userdel").args(["-r", &name]).output();
+        let out = Command::new("useradd")
+            .args(["-m", "-s", "/usr/sbin/nologin", &name])
+            .output()
+            .expect("useradd (package passwd) runs");
+        assert!(out.status.success(), "useradd: {}", text(&out.stderr));
+        TempUser(name)
+    }
+}
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").args(["-r", &self.0]).output();
+    }
+}
+
+#[test]
+fn google_authenticator_user_moves_over_and_logs_in_through_pam() {
+    let env = TestEnv::new("cli_import_ga");
+    let user = TempUser::create("tsga");
+    let home = format!("/home/{}", user.0);
+    let file = format!("{home}/.google_authenticator");
+    // The real google-authenticator CLI (libpam-google-authenticator), as the user; -C skips
+    // its interactive confirmation.
+    let out = Command::new("runuser")
+        .args(["-u", &user.0, "--", "google-authenticator"])
+        .args([
+            "-t", "-d", "-f", "-r", "3", "-R", "30", "-w", "3", "-e", "5", "-C", "-Q", "NONE",
+        ])
+        .args(["-s", &file])
+        .output()
+        .expect("google-authenticator must be installed (libpam-google-authenticator)");
+    assert!(
+        out.status.success(),
+        "google-authenticator: {}",
+        text(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&file).expect("the file it wrote");
+    let secret = written
+        .lines()
+        .next()
+        .expect("line 1 is the key")
+        .to_string();
+    let scratch: Vec<String> = written
+        .lines()
+        .filter(|l| l.len() == 8 && l.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(scratch.len(), 5, "{written}");
+    env.add_secret(&secret);
+    scratch.iter().for_each(|c| env.add_secret(c));
+
+    let out = ok(&env.cli(&["import-google-authenticator", &user.0]));
+    twostep_tests::env::emergency_codes(&out)
+        .iter()
+        .for_each(|c| env.add_secret(c));
+    assert_eq!(std::fs::read_to_string(&file).expect("file kept"), written);
+
+    env.login(&user.0, &[&totp(&secret, T)], T)
+        .assert_result("PAM_SUCCESS");
+    env.login(&user.0, &[&totp(&secret, T)], T + 1)
+        .assert_result("PAM_AUTH_ERR");
+    env.login(&user.0, &[&scratch[2]], T + 2)
+        .assert_result("PAM_SUCCESS");
+    env.login(&user.0, &[&scratch[2]], T + 3)
+        .assert_result("PAM_AUTH_ERR");
+    env.login(&user.0, &[&scratch[4]], T + 4)
+        .assert_result("PAM_SUCCESS");
 }

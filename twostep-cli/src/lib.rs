@@ -4,6 +4,7 @@
 mod admin;
 mod doctor;
 mod enroll;
+mod import_ga;
 mod output;
 mod prompt;
 mod qr;
@@ -56,6 +57,8 @@ pub enum Command {
     Codes(admin::UserArg),
     /// Show the QR code and key of an existing enrollment again (to add a second device)
     ShowQr(show::ShowQrArgs),
+    /// Move a google-authenticator-libpam user to twostep, keeping their key and scratch codes
+    ImportGoogleAuthenticator(import_ga::ImportArgs),
     /// Check the configuration, state directory, PAM services and clock
     Doctor,
 }
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Unlock(args) => admin::unlock(&load()?, &args.user),
         Command::Codes(args) => admin::codes(&load()?, &args.user),
         Command::ShowQr(args) => show::run(&load()?, &args),
+        Command::ImportGoogleAuthenticator(args) => import_ga::run(&load()?, &args),
     }
     .map(|()| ExitCode::SUCCESS)
 }

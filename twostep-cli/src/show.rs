@@ -43,7 +43,7 @@ pub fn present(
     files: &QrFiles,
 ) -> Result<(), String> {
     let issuer = config.issuer_or_hostname();
-    let account = format!("{user}@{issuer}");
+    let account = config.account_label(user);
     let uri = otpauth::totp_uri(&issuer, &account, key, params);
     // Colours pin dark-on-light whatever the terminal theme; plain text for pipes and NO_COLOR.
     let colour = std::io::stdout().is_terminal()
@@ -83,7 +83,7 @@ pub fn present_uri(
     files: &QrFiles,
 ) -> Result<(), String> {
     let issuer = config.issuer_or_hostname();
-    let uri = otpauth::totp_uri(&issuer, &format!("{user}@{issuer}"), key, params);
+    let uri = otpauth::totp_uri(&issuer, &config.account_label(user), key, params);
     println!("URI: {}", uri.as_str());
     write_files(&uri, files)
 }
