@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::network::Network;
 use crate::securefs;
 use crate::totp::Algorithm;
 
@@ -27,6 +28,51 @@ pub enum Unenrolled {
     Allow,
     /// Refused.
     Deny,
+}
+
+/// What happens at login to a user the policy enforces but who has no enrollment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnenrolled {
+    /// Refused until an admin enrolls them.
+    Deny,
+    /// Enrolled inside the login conversation (QR code, first code), after the password.
+    Enroll,
+}
+
+/// Who must use two-step login, and when the code is skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub enforce_users: Vec<String>,
+    /// Members, primary or supplementary, of these groups are enforced.
+    pub enforce_groups: Vec<String>,
+    /// Never enforced (they may still enroll voluntarily; an enrolled user is always asked).
+    pub exempt_users: Vec<String>,
+    pub exempt_groups: Vec<String>,
+    pub on_unenrolled: OnUnenrolled,
+    /// Logins whose PAM_RHOST is inside one of these skip the code.
+    pub trusted_networks: Vec<Network>,
+    /// Logins without PAM_RHOST (console, su) skip the code.
+    pub trust_local: bool,
+    /// Seconds after a successful code during which the same user from the same remote host is
+    /// not asked again; 0 is off.
+    pub grace_period: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            enforce_users: Vec::new(),
+            enforce_groups: Vec::new(),
+            exempt_users: Vec::new(),
+            exempt_groups: Vec::new(),
+            on_unenrolled: OnUnenrolled::Deny,
+            trusted_networks: Vec::new(),
+            trust_local: false,
+            grace_period: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -53,8 +99,12 @@ impl Default for TotpDefaults {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Lockout {
-    /// Failed codes within `window_secs` that lock the user.
+    /// Failed codes from one remote host within `window_secs` that lock the user out from
+    /// that host (local logins count as one host).
     pub max_failures: u32,
+    /// Failed codes from all hosts together within `window_secs` that lock the user out
+    /// everywhere.
+    pub max_failures_user: u32,
     pub window_secs: u64,
     /// How long a lockout lasts.
     pub duration_secs: u64,
@@ -64,6 +114,7 @@ impl Default for Lockout {
     fn default() -> Self {
         Self {
             max_failures: 5,
+            max_failures_user: 20,
             window_secs: 15 * 60,
             duration_secs: 15 * 60,
         }
@@ -107,6 +158,7 @@ pub struct Config {
     /// The account name in authenticator apps; `{user}` and `{host}` are replaced.
     pub label: String,
     pub unenrolled: Unenrolled,
+    pub policy: Policy,
     pub totp: TotpDefaults,
     pub lockout: Lockout,
     pub emergency: Emergency,
@@ -120,6 +172,7 @@ impl Default for Config {
             issuer: String::new(),
             label: DEFAULT_LABEL.to_string(),
             unenrolled: Unenrolled::Allow,
+            policy: Policy::default(),
             totp: TotpDefaults::default(),
             lockout: Lockout::default(),
             emergency: Emergency::default(),
@@ -183,6 +236,17 @@ impl Config {
         }
         if self.lockout.max_failures > 1000 {
             return Err("lockout.max_failures must be at most 1000".into());
+        }
+        if self.lockout.max_failures_user < self.lockout.max_failures
+            || self.lockout.max_failures_user > 10_000
+        {
+            return Err(
+                "lockout.max_failures_user must be at least lockout.max_failures and at most 10000"
+                    .into(),
+            );
+        }
+        if self.policy.grace_period > 30 * 24 * 3600 {
+            return Err("policy.grace_period must be at most 30 days (2592000 seconds)".into());
         }
         if !(1..=50).contains(&self.emergency.count) {
             return Err("emergency.count must be between 1 and 50".into());
@@ -257,7 +321,9 @@ mod tests {
             "state_dir = \"/srv/2fa\"\nissuer = \"nas\"\nunenrolled = \"deny\"\n\
              [totp]\nalgorithm = \"SHA256\"\ndigits = 8\nperiod = 60\nskew = 2\n\
              [lockout]\nmax_failures = 3\nwindow_secs = 60\nduration_secs = 120\n\
-             [emergency]\ncount = 5\n[log]\nsocket = \"/run/log\"\n",
+             [emergency]\ncount = 5\n[log]\nsocket = \"/run/log\"\n\
+             [policy]\nenforce_groups = [\"admins\"]\non_unenrolled = \"enroll\"\n\
+             trusted_networks = [\"192.168.1.0/24\", \"fd00::/8\"]\ngrace_period = 600\n",
         )
         .unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/srv/2fa"));
@@ -266,6 +332,10 @@ mod tests {
         assert_eq!((c.totp.digits, c.totp.period, c.totp.skew), (8, 60, 2));
         assert_eq!(c.lockout.duration_secs, 120);
         assert_eq!(c.emergency.count, 5);
+        assert_eq!(c.policy.enforce_groups, vec!["admins".to_string()]);
+        assert_eq!(c.policy.on_unenrolled, OnUnenrolled::Enroll);
+        assert_eq!(c.policy.trusted_networks.len(), 2);
+        assert_eq!(c.policy.grace_period, 600);
     }
 
     #[test]
@@ -301,6 +371,10 @@ mod tests {
             "[totp]\nskew = 11",
             "[lockout]\nmax_failures = 0",
             "[emergency]\ncount = 0",
+            "[lockout]\nmax_failures = 30",
+            "[policy]\ntrusted_networks = [\"10.0.0.1/8\"]",
+            "[policy]\non_unenrolled = \"allow\"",
+            "[policy]\ngrace_period = 99999999",
             "issuer = \"a:b\"",
             "label = \"\"",
             "label = \"{user}:x\"",

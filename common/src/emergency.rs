@@ -157,6 +157,13 @@ fn format_code(code: &str) -> Zeroizing<String> {
     out
 }
 
+/// Whether `b` can be part of a typed emergency code (any case; I, L and O included, which
+/// read as 1, 1 and 0).
+pub fn is_code_char(b: u8) -> bool {
+    let lower = b.to_ascii_lowercase();
+    ALPHABET.contains(&lower) || matches!(lower, b'i' | b'l' | b'o')
+}
+
 /// Classifies typed input (already stripped of white space). `legacy` says whether the record
 /// holds imported 8-digit scratch codes and `totp_digits` how long its TOTP codes are: an input
 /// of the TOTP length is never a scratch code.

@@ -47,6 +47,7 @@ pub fn new_totp(
         emergency,
         lockout: LockoutState::default(),
         last_login: None,
+        grace: Vec::new(),
     };
     Ok(NewEnrollment {
         record,

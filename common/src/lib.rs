@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod combined;
 pub mod config;
 pub mod emergency;
 pub mod enroll;
@@ -11,7 +12,10 @@ pub mod import_ga;
 pub mod lockout;
 pub mod login;
 pub mod manage;
+pub mod network;
 pub mod otpauth;
+pub mod policy;
+pub mod qr;
 pub mod random;
 pub mod record;
 pub mod securefs;

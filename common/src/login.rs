@@ -1,32 +1,45 @@
 //! The second login step, independent of PAM: what to ask, and what a typed answer means.
-//! The PAM module is a thin shell around [`begin`] and [`verify`].
+//! The PAM module is a thin shell around [`begin`], [`verify`] and [`enroll_at_login`].
 
 use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::emergency::{self, Shape};
+use crate::enroll::{self, NewEnrollment};
 use crate::error::Error;
-use crate::record::LastLogin;
+use crate::lockout::Locked;
+use crate::policy::{self, Directory, Skip};
+use crate::record::{GraceHost, LastLogin, Record};
 use crate::store::Store;
-use crate::totp;
+use crate::totp::{self, Params};
 
 /// Answers longer than this are not codes; they are refused without further parsing.
 pub const MAX_ANSWER_BYTES: usize = 64;
-const MAX_RHOST_CHARS: usize = 255;
+const MAX_FIELD_CHARS: usize = 255;
+/// Hosts remembered for the grace period, per user.
+const MAX_GRACE_HOSTS: usize = 16;
 
 /// Who is logging in, from where, through what.
 #[derive(Debug, Clone, Copy)]
 pub struct Attempt<'a> {
     pub user: &'a str,
     pub service: &'a str,
+    /// PAM_RHOST, empty for local logins.
     pub rhost: &'a str,
 }
 
 /// What to do before asking anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {
-    NotEnrolled,
-    Locked { until: u64 },
+    /// No record. `enforced`: the policy requires two-step login for this user.
+    NotEnrolled {
+        enforced: bool,
+    },
+    /// The code is not needed for this login.
+    Skip(Skip),
+    Locked {
+        until: u64,
+    },
     AskCode,
 }
 
@@ -51,9 +64,10 @@ pub enum Rejected {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Accepted(Accepted),
+    /// `locked`: what this failure locked, if anything.
     Rejected {
         why: Rejected,
-        locked_now: bool,
+        locked: Option<Locked>,
     },
     Locked {
         until: u64,
@@ -62,15 +76,28 @@ pub enum Outcome {
     NotEnrolled,
 }
 
-/// Reads the record to decide whether to prompt. No lock: nothing is written.
-pub fn begin(store: &Store, user: &str, now: u64) -> Result<Begin, Error> {
-    Ok(match store.load(user)? {
-        None => Begin::NotEnrolled,
-        Some(r) if r.lockout.is_locked(now) => Begin::Locked {
-            until: r.lockout.locked_until,
-        },
-        Some(_) => Begin::AskCode,
-    })
+/// Decides whether to prompt. Reads without the lock: nothing is written.
+pub fn begin(
+    store: &Store,
+    config: &Config,
+    dir: &dyn Directory,
+    attempt: &Attempt<'_>,
+    now: u64,
+) -> Result<Begin, Error> {
+    if let Some(skip) = policy::network_skip(&config.policy, attempt.rhost) {
+        return Ok(Begin::Skip(skip));
+    }
+    let Some(record) = store.load(attempt.user)? else {
+        let enforced = policy::is_enforced(&config.policy, attempt.user, dir)?;
+        return Ok(Begin::NotEnrolled { enforced });
+    };
+    if let Some(until) = record.lockout.locked_until(&host_key(attempt.rhost), now) {
+        return Ok(Begin::Locked { until });
+    }
+    if policy::in_grace(&config.policy, &record, &host_key(attempt.rhost), now) {
+        return Ok(Begin::Skip(Skip::Grace));
+    }
+    Ok(Begin::AskCode)
 }
 
 /// Checks a typed answer and records the result, all under the user's lock.
@@ -81,14 +108,13 @@ pub fn verify(
     answer: &[u8],
     now: u64,
 ) -> Result<Outcome, Error> {
+    let host = host_key(attempt.rhost);
     let lock = store.lock(attempt.user)?;
     let Some(mut record) = store.load_locked(&lock)? else {
         return Ok(Outcome::NotEnrolled);
     };
-    if record.lockout.is_locked(now) {
-        return Ok(Outcome::Locked {
-            until: record.lockout.locked_until,
-        });
+    if let Some(until) = record.lockout.locked_until(&host, now) {
+        return Ok(Outcome::Locked { until });
     }
     let result = match normalize(answer) {
         Err(why) => Err(why),
@@ -96,32 +122,50 @@ pub fn verify(
     };
     let outcome = match result {
         Ok(accepted) => {
-            record.lockout.clear();
-            record.last_login = Some(LastLogin {
-                time: now,
-                rhost: clean_rhost(attempt.rhost),
-                service: clean_rhost(attempt.service),
-                method: match accepted {
-                    Accepted::Totp => "totp",
-                    Accepted::Emergency { .. } => "emergency",
-                }
-                .into(),
-            });
+            record_success(&mut record, config, attempt, accepted, now);
             Outcome::Accepted(accepted)
         }
         Err(Rejected::Empty) => {
             return Ok(Outcome::Rejected {
                 why: Rejected::Empty,
-                locked_now: false,
+                locked: None,
             });
         }
         Err(why) => Outcome::Rejected {
             why,
-            locked_now: record.lockout.record_failure(now, &config.lockout),
+            locked: record.lockout.record_failure(&host, now, &config.lockout),
         },
     };
     store.save(&lock, &record)?;
     Ok(outcome)
+}
+
+fn record_success(
+    record: &mut Record,
+    config: &Config,
+    attempt: &Attempt<'_>,
+    accepted: Accepted,
+    now: u64,
+) {
+    let host = host_key(attempt.rhost);
+    record.lockout.record_success(&host);
+    record.last_login = Some(LastLogin {
+        time: now,
+        rhost: host.clone(),
+        service: clean_field(attempt.service),
+        method: match accepted {
+            Accepted::Totp => "totp",
+            Accepted::Emergency { .. } => "emergency",
+        }
+        .into(),
+    });
+    record.grace.retain(|g| g.host != host);
+    if config.policy.grace_period > 0 && !host.is_empty() {
+        if record.grace.len() >= MAX_GRACE_HOSTS {
+            record.grace.remove(0);
+        }
+        record.grace.push(GraceHost { host, time: now });
+    }
 }
 
 /// Strips the white space people type ("123 456") and refuses what cannot be a code.
@@ -140,7 +184,7 @@ fn normalize(answer: &[u8]) -> Result<Zeroizing<String>, Rejected> {
 
 /// Routes by shape first so emergency hashing never runs for TOTP-shaped input.
 fn check_code(
-    record: &mut crate::record::Record,
+    record: &mut Record,
     config: &Config,
     input: &str,
     now: u64,
@@ -173,11 +217,80 @@ fn check_code(
     }
 }
 
-/// PAM_RHOST comes from the client side of the application; keep it printable and short.
-fn clean_rhost(text: &str) -> String {
+/// An enrollment offered inside the login conversation, not stored until a code verifies.
+#[derive(Debug)]
+pub struct PendingEnrollment {
+    pub key: totp::Key,
+    pub params: Params,
+    /// The otpauth URI to show (contains the key).
+    pub uri: Zeroizing<String>,
+}
+
+pub fn offer_enrollment(config: &Config, user: &str) -> Result<PendingEnrollment, Error> {
+    let key = totp::new_secret()?;
+    let params = Params {
+        algorithm: config.totp.algorithm,
+        digits: config.totp.digits,
+        period: config.totp.period,
+    };
+    let uri = crate::otpauth::totp_uri(
+        &config.issuer_or_hostname(),
+        &config.account_label(user),
+        &key,
+        params,
+    );
+    Ok(PendingEnrollment { key, params, uri })
+}
+
+#[derive(Debug)]
+pub enum EnrollAtLogin {
+    /// Stored; the emergency codes to show once.
+    Enrolled(Box<NewEnrollment>),
+    /// The code does not verify; nothing stored.
+    WrongCode,
+    /// Someone enrolled the user meanwhile; nothing changed.
+    AlreadyEnrolled,
+}
+
+/// Stores `pending` for `attempt.user` if `answer` is its current code. The confirming step is
+/// marked used, so the same code cannot open another login.
+pub fn enroll_at_login(
+    store: &Store,
+    config: &Config,
+    attempt: &Attempt<'_>,
+    pending: &PendingEnrollment,
+    answer: &[u8],
+    now: u64,
+) -> Result<EnrollAtLogin, Error> {
+    let Ok(code) = normalize(answer) else {
+        return Ok(EnrollAtLogin::WrongCode);
+    };
+    let Some(step) =
+        totp::matching_step(&pending.key, pending.params, config.totp.skew, &code, now)
+    else {
+        return Ok(EnrollAtLogin::WrongCode);
+    };
+    let lock = store.lock(attempt.user)?;
+    if store.load_locked(&lock)?.is_some() {
+        return Ok(EnrollAtLogin::AlreadyEnrolled);
+    }
+    let mut new = enroll::new_totp(config, attempt.user, &pending.key, pending.params, now)?;
+    new.record.totp.last_step = step;
+    record_success(&mut new.record, config, attempt, Accepted::Totp, now);
+    store.save(&lock, &new.record)?;
+    Ok(EnrollAtLogin::Enrolled(Box::new(new)))
+}
+
+/// The lockout and grace key for a login: the cleaned PAM_RHOST, "" for local logins.
+fn host_key(rhost: &str) -> String {
+    clean_field(rhost)
+}
+
+/// PAM items come from the client side of the application; keep them printable and short.
+fn clean_field(text: &str) -> String {
     text.chars()
         .filter(|c| !c.is_control())
-        .take(MAX_RHOST_CHARS)
+        .take(MAX_FIELD_CHARS)
         .collect()
 }
 
@@ -195,8 +308,8 @@ mod tests {
     }
 
     #[test]
-    fn rhost_is_kept_printable() {
-        assert_eq!(clean_rhost("10.0.0.1\nfake=1"), "10.0.0.1fake=1");
-        assert_eq!(clean_rhost(&"a".repeat(1000)).len(), MAX_RHOST_CHARS);
+    fn fields_are_kept_printable() {
+        assert_eq!(clean_field("10.0.0.1\nfake=1"), "10.0.0.1fake=1");
+        assert_eq!(clean_field(&"a".repeat(1000)).len(), MAX_FIELD_CHARS);
     }
 }

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::emergency::CodeSet;
 use crate::error::Error;
+use crate::policy::{self, Directory};
 use crate::record::{LastLogin, Record};
 use crate::store::Store;
 
@@ -51,29 +52,49 @@ pub struct UserStatus {
     /// Failed codes inside the lockout window.
     pub recent_failures: usize,
     pub locked_until: Option<u64>,
+    /// Remote hosts from which the user is locked out (too many failures from there).
+    pub locked_hosts: Vec<String>,
 }
 
-/// A row for every user with a record or an archived one, sorted by name.
-pub fn status(store: &Store, config: &Config, now: u64) -> Result<Vec<UserStatus>, Error> {
+impl UserStatus {
+    fn not_enrolled(user: String, state: State) -> UserStatus {
+        UserStatus {
+            user,
+            state,
+            methods: Vec::new(),
+            email: None,
+            emergency_codes_left: None,
+            enrolled_at: None,
+            last_login: None,
+            recent_failures: 0,
+            locked_until: None,
+            locked_hosts: Vec::new(),
+        }
+    }
+}
+
+/// A row for every user with a record, every user the policy enforces (`incomplete` when not
+/// enrolled) and every user with an archived record (`disabled`), sorted by name.
+pub fn status(
+    store: &Store,
+    config: &Config,
+    dir: &dyn Directory,
+    now: u64,
+) -> Result<Vec<UserStatus>, Error> {
     let mut rows = Vec::new();
     for user in store.users()? {
         if let Some(record) = store.load(&user)? {
             rows.push(enrolled_status(&record, config, now));
         }
     }
+    for user in policy::enforced_users(&config.policy, dir)? {
+        if !rows.iter().any(|r| r.user == user) {
+            rows.push(UserStatus::not_enrolled(user, State::Incomplete));
+        }
+    }
     for user in store.archived_users()? {
         if !rows.iter().any(|r| r.user == user) {
-            rows.push(UserStatus {
-                user,
-                state: State::Disabled,
-                methods: Vec::new(),
-                email: None,
-                emergency_codes_left: None,
-                enrolled_at: None,
-                last_login: None,
-                recent_failures: 0,
-                locked_until: None,
-            });
+            rows.push(UserStatus::not_enrolled(user, State::Disabled));
         }
     }
     rows.sort_by(|a, b| a.user.cmp(&b.user));
@@ -104,6 +125,7 @@ fn enrolled_status(record: &Record, config: &Config, now: u64) -> UserStatus {
         last_login: record.last_login.clone(),
         recent_failures: record.lockout.recent_failures(now, &config.lockout),
         locked_until: locked.then_some(record.lockout.locked_until),
+        locked_hosts: record.lockout.locked_hosts(now),
     }
 }
 
@@ -118,7 +140,8 @@ pub fn mask_email(address: &str) -> String {
     }
 }
 
-/// Clears failures and any lockout; false when the user has no record.
+/// Clears failures and every lockout (per host and per user); false when the user has no
+/// record.
 pub fn unlock(store: &Store, user: &str) -> Result<bool, Error> {
     let lock = store.lock(user)?;
     let Some(mut record) = store.load_locked(&lock)? else {

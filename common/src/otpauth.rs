@@ -19,6 +19,18 @@ pub fn totp_uri(issuer: &str, account: &str, key: &[u8], params: Params) -> Zero
     ))
 }
 
+/// `JBSWY3DPEHPK3PXP` → `JBSW Y3DP EHPK 3PXP`, for typing a key into an app by hand.
+pub fn key_groups(base32: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(base32.len() * 5 / 4 + 1));
+    for (i, c) in base32.chars().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -36,6 +48,13 @@ fn encode(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::totp::Algorithm;
+
+    #[test]
+    fn keys_are_grouped_by_four() {
+        assert_eq!(*key_groups("JBSWY3DPEHPK3PXP"), "JBSW Y3DP EHPK 3PXP");
+        assert_eq!(*key_groups("ABCDE"), "ABCD E");
+        assert_eq!(*key_groups(""), "");
+    }
 
     #[test]
     fn uri_carries_every_parameter() {

@@ -87,6 +87,15 @@ pub struct LastLogin {
     pub method: String,
 }
 
+/// A remote host that gave a right code, for the grace period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraceHost {
+    pub host: String,
+    /// When it last gave a right code.
+    pub time: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
@@ -103,6 +112,8 @@ pub struct Record {
     pub lockout: LockoutState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_login: Option<LastLogin>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grace: Vec<GraceHost>,
 }
 
 impl Record {
@@ -203,6 +214,7 @@ mod tests {
             emergency,
             lockout: LockoutState::default(),
             last_login: None,
+            grace: Vec::new(),
         }
     }
 

@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use twostep_common::config::Config;
 use twostep_common::enroll;
-use twostep_common::login::{self, Accepted, Attempt, Begin, Outcome, Rejected};
+use twostep_common::lockout::Locked;
+use twostep_common::login::{self, Accepted, Attempt, Begin, EnrollAtLogin, Outcome, Rejected};
+use twostep_common::network::Network;
+use twostep_common::policy::{Skip, SystemDirectory};
 use twostep_common::store::Store;
 use twostep_common::totp::{self, Algorithm, Params};
 
@@ -90,10 +93,27 @@ fn verify(env: &Env, user: &str, typed: &str, now: u64) -> Outcome {
 }
 
 fn rejected(why: Rejected) -> Outcome {
-    Outcome::Rejected {
-        why,
-        locked_now: false,
-    }
+    Outcome::Rejected { why, locked: None }
+}
+
+fn begin(env: &Env, user: &str, rhost: &str, now: u64) -> Begin {
+    let store = Store::open(&env.config.state_dir).unwrap();
+    let attempt = Attempt {
+        user,
+        service: "test",
+        rhost,
+    };
+    login::begin(&store, &env.config, &SystemDirectory, &attempt, now).unwrap()
+}
+
+fn verify_from(env: &Env, user: &str, rhost: &str, typed: &str, now: u64) -> Outcome {
+    let store = Store::open(&env.config.state_dir).unwrap();
+    let attempt = Attempt {
+        user,
+        service: "test",
+        rhost,
+    };
+    login::verify(&store, &env.config, &attempt, typed.as_bytes(), now).unwrap()
 }
 
 #[test]
@@ -161,7 +181,7 @@ fn lockout_after_failures_and_release() {
         verify(&env, "alice", "222222", T0 + 2),
         Outcome::Rejected {
             why: Rejected::WrongCode,
-            locked_now: true
+            locked: Some(Locked::Host)
         }
     );
     let until = T0 + 2 + env.config.lockout.duration_secs;
@@ -169,15 +189,11 @@ fn lockout_after_failures_and_release() {
         verify(&env, "alice", &code(T0 + 3), T0 + 3),
         Outcome::Locked { until }
     );
-    let store = Store::open(&env.config.state_dir).unwrap();
     assert_eq!(
-        login::begin(&store, "alice", T0 + 3).unwrap(),
+        begin(&env, "alice", "192.0.2.1", T0 + 3),
         Begin::Locked { until }
     );
-    assert_eq!(
-        login::begin(&store, "alice", until).unwrap(),
-        Begin::AskCode
-    );
+    assert_eq!(begin(&env, "alice", "192.0.2.1", until), Begin::AskCode);
     assert_eq!(
         verify(&env, "alice", &code(until), until),
         Outcome::Accepted(Accepted::Totp)
@@ -240,7 +256,7 @@ fn empty_answer_is_not_a_failure_and_junk_is() {
         matches!(
             out,
             Outcome::Rejected {
-                locked_now: true,
+                locked: Some(Locked::Host),
                 ..
             }
         ),
@@ -252,13 +268,11 @@ fn empty_answer_is_not_a_failure_and_junk_is() {
 fn not_enrolled_and_hostile_names() {
     let env = env();
     enroll(&env, "alice");
+    let not_enrolled = Begin::NotEnrolled { enforced: false };
+    assert_eq!(begin(&env, "bob", "", T0), not_enrolled);
+    assert_eq!(begin(&env, "../state/users/alice", "", T0), not_enrolled);
     let store = Store::open(&env.config.state_dir).unwrap();
-    assert_eq!(login::begin(&store, "bob", T0).unwrap(), Begin::NotEnrolled);
-    assert_eq!(
-        login::begin(&store, "../state/users/alice", T0).unwrap(),
-        Begin::NotEnrolled
-    );
-    assert!(login::begin(&store, "", T0).is_err());
+    assert!(login::begin(&store, &env.config, &SystemDirectory, &attempt(""), T0).is_err());
     assert_eq!(store.users().unwrap(), vec!["alice".to_string()]);
 }
 
@@ -275,7 +289,7 @@ fn unsafe_or_corrupt_records_fail_closed_untouched() {
         setup(&path);
         let before = fs::symlink_metadata(&path).map(|m| m.len()).ok();
         let store = Store::open(&env.config.state_dir).unwrap();
-        let err = login::begin(&store, "alice", T0)
+        let err = login::begin(&store, &env.config, &SystemDirectory, &attempt("alice"), T0)
             .expect_err(what)
             .to_string();
         assert!(err.contains("alice.toml"), "{what}: {err}");
@@ -415,4 +429,148 @@ fn racing_logins_with_one_code_succeed_once() {
             .count();
         assert_eq!(replays, 15, "round {round}: {results:?}");
     }
+}
+
+#[test]
+fn a_stranger_cannot_lock_the_owner_out_from_the_lan() {
+    let mut env = env();
+    env.config.lockout.max_failures_user = 5;
+    enroll(&env, "alice");
+    for i in 0..3 {
+        verify_from(&env, "alice", "203.0.113.66", "000000", T0 + i);
+    }
+    assert!(matches!(
+        begin(&env, "alice", "203.0.113.66", T0 + 4),
+        Begin::Locked { .. }
+    ));
+    assert_eq!(begin(&env, "alice", "192.168.1.20", T0 + 4), Begin::AskCode);
+    assert_eq!(
+        verify_from(&env, "alice", "192.168.1.20", &code(T0 + 4), T0 + 4),
+        Outcome::Accepted(Accepted::Totp)
+    );
+    // Addresses rotated by an attacker still add up to the per-user limit.
+    for i in 0..4u64 {
+        verify_from(
+            &env,
+            "alice",
+            &format!("198.51.100.{i}"),
+            "000000",
+            T0 + 10 + i,
+        );
+    }
+    assert_eq!(
+        verify_from(&env, "alice", "198.51.100.9", "000000", T0 + 20),
+        Outcome::Rejected {
+            why: Rejected::WrongCode,
+            locked: Some(Locked::User)
+        }
+    );
+    assert!(matches!(
+        begin(&env, "alice", "192.168.1.20", T0 + 21),
+        Begin::Locked { .. }
+    ));
+    // Unlock clears both kinds.
+    let store = Store::open(&env.config.state_dir).unwrap();
+    assert!(twostep_common::manage::unlock(&store, "alice").unwrap());
+    assert_eq!(
+        begin(&env, "alice", "203.0.113.66", T0 + 22),
+        Begin::AskCode
+    );
+    assert_eq!(
+        begin(&env, "alice", "192.168.1.20", T0 + 22),
+        Begin::AskCode
+    );
+}
+
+#[test]
+fn trusted_networks_and_local_logins_skip_the_code() {
+    let mut env = env();
+    env.config.policy.trusted_networks = vec![
+        Network::parse("192.168.1.0/24").unwrap(),
+        Network::parse("fd00::/8").unwrap(),
+    ];
+    enroll(&env, "alice");
+    let skip = Begin::Skip(Skip::TrustedNetwork);
+    assert_eq!(begin(&env, "alice", "192.168.1.9", T0), skip);
+    assert_eq!(begin(&env, "alice", "::ffff:192.168.1.9", T0), skip);
+    assert_eq!(begin(&env, "alice", "fd00::5", T0), skip);
+    assert_eq!(
+        begin(&env, "bob", "192.168.1.9", T0),
+        skip,
+        "also for unenrolled users"
+    );
+    assert_eq!(begin(&env, "alice", "192.168.2.9", T0), Begin::AskCode);
+    assert_eq!(begin(&env, "alice", "", T0), Begin::AskCode);
+    env.config.policy.trust_local = true;
+    assert_eq!(
+        begin(&env, "alice", "", T0),
+        Begin::Skip(Skip::TrustedLocal)
+    );
+}
+
+#[test]
+fn grace_period_skips_the_code_for_the_same_remote_host_only() {
+    let mut env = env();
+    env.config.policy.grace_period = 600;
+    enroll(&env, "alice");
+    assert_eq!(begin(&env, "alice", "192.0.2.50", T0), Begin::AskCode);
+    verify_from(&env, "alice", "192.0.2.50", &code(T0), T0);
+    assert_eq!(
+        begin(&env, "alice", "192.0.2.50", T0 + 599),
+        Begin::Skip(Skip::Grace)
+    );
+    assert_eq!(begin(&env, "alice", "192.0.2.50", T0 + 600), Begin::AskCode);
+    assert_eq!(begin(&env, "alice", "192.0.2.51", T0 + 1), Begin::AskCode);
+    // Local logins never get a grace period.
+    verify_from(&env, "alice", "", &code(T0 + 30), T0 + 30);
+    assert_eq!(begin(&env, "alice", "", T0 + 31), Begin::AskCode);
+    // Off by default.
+    env.config.policy.grace_period = 0;
+    assert_eq!(begin(&env, "alice", "192.0.2.50", T0 + 1), Begin::AskCode);
+}
+
+#[test]
+fn enrollment_at_login_stores_only_a_confirmed_key() {
+    let mut env = env();
+    env.config.policy.enforce_users = vec!["carol".into()];
+    let _ = Store::create(&env.config.state_dir).unwrap();
+    assert_eq!(
+        begin(&env, "carol", "", T0),
+        Begin::NotEnrolled { enforced: true }
+    );
+    let pending = login::offer_enrollment(&env.config, "carol").unwrap();
+    assert!(pending.uri.starts_with("otpauth://totp/"));
+    let store = Store::open(&env.config.state_dir).unwrap();
+    let attempt = attempt("carol");
+    let wrong = login::enroll_at_login(&store, &env.config, &attempt, &pending, b"000000", T0);
+    assert!(matches!(wrong.unwrap(), EnrollAtLogin::WrongCode));
+    assert!(store.load("carol").unwrap().is_none());
+    let right = totp::code_at(&pending.key, pending.params, T0);
+    let done = login::enroll_at_login(
+        &store,
+        &env.config,
+        &attempt,
+        &pending,
+        right.as_bytes(),
+        T0,
+    );
+    let EnrollAtLogin::Enrolled(new) = done.unwrap() else {
+        panic!("not enrolled");
+    };
+    assert_eq!(new.emergency_codes.len(), 10);
+    assert_eq!(begin(&env, "carol", "", T0 + 1), Begin::AskCode);
+    // The confirming code is used up.
+    assert_eq!(
+        verify(&env, "carol", &right, T0 + 1),
+        rejected(Rejected::Replay)
+    );
+    let again = login::enroll_at_login(
+        &store,
+        &env.config,
+        &attempt,
+        &pending,
+        right.as_bytes(),
+        T0,
+    );
+    assert!(matches!(again.unwrap(), EnrollAtLogin::AlreadyEnrolled));
 }

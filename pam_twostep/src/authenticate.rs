@@ -4,39 +4,91 @@ use std::ffi::CStr;
 use std::path::Path;
 
 use pam::constants::{
-    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT, PAM_TEXT_INFO, PamFlag, PamResultCode,
+    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT, PAM_TEXT_INFO, PamFlag, PamMessageStyle,
+    PamResultCode,
 };
 use pam::conv::Conv;
 use pam::items::{RHost, Service};
 use pam::module::PamHandle;
+use pam::secret::SecretBytes;
 use twostep_common::audit::{Level, Sink, Syslog, field};
 use twostep_common::clock::{Clock, SystemClock};
-use twostep_common::config::{Config, Unenrolled};
+use twostep_common::combined;
+use twostep_common::config::{Config, OnUnenrolled, Unenrolled};
+use twostep_common::lockout::Locked;
 use twostep_common::login::{self, Accepted, Attempt, Begin, Outcome, Rejected};
+use twostep_common::policy::{Skip, SystemDirectory};
 use twostep_common::store::Store;
 
 use crate::args::Args;
+use crate::{authtok, enroll};
 
 const PROCESS: &str = "pam_twostep";
 const PROMPT: &str = "Verification code: ";
+const COMBINED_PROMPT: &str = "Password and verification code: ";
 const LOCKED_MESSAGE: &str = "Too many failed attempts, try again later.";
+const REQUIRED_MESSAGE: &str =
+    "Two-step login is required for this account but is not set up. Ask your administrator.";
 const DEFAULT_LOG_SOCKET: &str = "/dev/log";
 
-/// Where the login stands, for log lines.
-struct Who {
-    user: String,
-    service: String,
-    rhost: String,
+/// One login: what PAM told us, the config, and where log lines go.
+pub struct Login<'a> {
+    pub pamh: &'a mut PamHandle,
+    pub config: Config,
+    pub log: Syslog,
+    pub user: String,
+    pub service: String,
+    pub rhost: String,
+    /// PAM_SILENT: no informational messages.
+    pub quiet: bool,
 }
 
-impl Who {
-    fn fields(&self) -> String {
+impl Login<'_> {
+    pub fn attempt(&self) -> Attempt<'_> {
+        Attempt {
+            user: &self.user,
+            service: &self.service,
+            rhost: &self.rhost,
+        }
+    }
+
+    /// `user=… service=… rhost=…` for log lines.
+    pub fn fields(&self) -> String {
         format!(
             "{} {} {}",
             field("user", &self.user),
             field("service", &self.service),
             field("rhost", &self.rhost)
         )
+    }
+
+    pub fn log(&mut self, level: Level, event: &str, details: &str) {
+        let line = if details.is_empty() {
+            format!("{event} {}", self.fields())
+        } else {
+            format!("{event} {} {details}", self.fields())
+        };
+        self.log.log(level, &line);
+    }
+
+    pub fn ask(
+        &self,
+        style: PamMessageStyle,
+        text: &str,
+    ) -> Result<Option<SecretBytes>, PamResultCode> {
+        converse(self.pamh, style, text)
+    }
+
+    /// An informational line; a client that cannot show it does not fail the login.
+    pub fn tell(&self, style: PamMessageStyle, text: &str) {
+        if !self.quiet {
+            let _ = converse(self.pamh, style, text);
+        }
+    }
+
+    pub fn system_error(&mut self, error: &twostep_common::Error) -> PamResultCode {
+        self.log(Level::Error, "error", &format!("refusing login: {error}"));
+        PamResultCode::PAM_AUTHINFO_UNAVAIL
     }
 }
 
@@ -65,121 +117,185 @@ pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResul
             return never_pass(code);
         }
     };
-    let who = Who {
+    let service = item_text::<Service>(pamh);
+    let rhost = item_text::<RHost>(pamh);
+    let mut login = Login {
+        pamh,
+        config,
+        log,
         user,
-        service: item_text::<Service>(pamh),
-        rhost: item_text::<RHost>(pamh),
+        service,
+        rhost,
+        quiet: flags & PAM_SILENT != 0,
     };
-    let store = match Store::open(&config.state_dir) {
+    let store = match Store::open(&login.config.state_dir) {
         Ok(store) => store,
-        Err(e) => return system_error(&mut log, &who, &e),
+        Err(e) => return login.system_error(&e),
     };
-    let quiet = flags & PAM_SILENT != 0;
-    match login::begin(&store, &who.user, SystemClock.now()) {
-        Err(e) => system_error(&mut log, &who, &e),
-        Ok(Begin::NotEnrolled) => not_enrolled(&mut log, &who, config.unenrolled),
-        Ok(Begin::Locked { until }) => {
-            log.log(
-                Level::Notice,
-                &format!("auth refused {} reason=locked until={until}", who.fields()),
-            );
-            tell(pamh, PAM_ERROR_MSG, LOCKED_MESSAGE, quiet);
-            PamResultCode::PAM_AUTH_ERR
-        }
-        Ok(Begin::AskCode) => ask_and_verify(pamh, &mut log, &who, &store, &config, quiet),
+    if args.combined {
+        one_prompt(&mut login, &store)
+    } else {
+        two_prompts(&mut login, &store)
     }
 }
 
-fn ask_and_verify(
-    pamh: &mut PamHandle,
-    log: &mut Syslog,
-    who: &Who,
-    store: &Store,
-    config: &Config,
-    quiet: bool,
-) -> PamResultCode {
-    let answer = match converse(pamh, PAM_PROMPT_ECHO_OFF, PROMPT) {
-        Ok(answer) => answer,
-        Err(code) => {
-            log.log(
-                Level::Warning,
-                &format!("auth failure {} reason=conversation-failed", who.fields()),
+/// The usual flow: the password was checked by the modules above; ask for the code.
+fn two_prompts(login: &mut Login<'_>, store: &Store) -> PamResultCode {
+    let decision = login::begin(
+        store,
+        &login.config,
+        &SystemDirectory,
+        &login.attempt(),
+        SystemClock.now(),
+    );
+    match decision {
+        Err(e) => login.system_error(&e),
+        Ok(Begin::Skip(skip)) => skipped(login, skip),
+        Ok(Begin::NotEnrolled { enforced: false }) => not_enrolled(login),
+        Ok(Begin::NotEnrolled { enforced: true }) => match login.config.policy.on_unenrolled {
+            OnUnenrolled::Deny => enforced_without_enrollment(login),
+            OnUnenrolled::Enroll => enroll::at_login(login, store),
+        },
+        Ok(Begin::Locked { until }) => locked(login, until),
+        Ok(Begin::AskCode) => {
+            let answer = match login.ask(PAM_PROMPT_ECHO_OFF, PROMPT) {
+                Ok(answer) => answer,
+                Err(code) => return conversation_failed(login, code),
+            };
+            let typed: &[u8] = answer.as_ref().map_or(&[], |a| a.as_bytes());
+            // The clock is read after the answer: the code was read off the phone just before
+            // it was typed, not when the prompt appeared.
+            let outcome = login::verify(
+                store,
+                &login.config,
+                &login.attempt(),
+                typed,
+                SystemClock.now(),
             );
-            return never_pass(code);
+            drop(answer);
+            finish(login, outcome)
         }
+    }
+}
+
+/// One-prompt mode: password and code arrive as one answer; the code is checked here and the
+/// password handed on as PAM_AUTHTOK for `pam_unix use_first_pass`.
+fn one_prompt(login: &mut Login<'_>, store: &Store) -> PamResultCode {
+    let token = match authtok::current(login.pamh) {
+        Some(token) => token,
+        None => match login.ask(PAM_PROMPT_ECHO_OFF, COMBINED_PROMPT) {
+            Ok(answer) => zeroize::Zeroizing::new(
+                answer
+                    .as_ref()
+                    .map_or(Vec::new(), |a| a.as_bytes().to_vec()),
+            ),
+            Err(code) => return conversation_failed(login, code),
+        },
     };
-    let attempt = Attempt {
-        user: &who.user,
-        service: &who.service,
-        rhost: &who.rhost,
-    };
-    let typed: &[u8] = answer.as_ref().map_or(&[], |a| a.as_bytes());
-    // The clock is read after the answer: the code was read off the phone just before it was
-    // typed, not when the prompt appeared.
-    let outcome = login::verify(store, config, &attempt, typed, SystemClock.now());
-    drop(answer);
-    match outcome {
-        Err(e) => system_error(log, who, &e),
-        Ok(Outcome::Accepted(accepted)) => success(pamh, log, who, accepted, quiet),
-        Ok(Outcome::Rejected { why, locked_now }) => {
-            log.log(
-                Level::Notice,
-                &format!("auth failure {} reason={}", who.fields(), reason(why)),
-            );
-            if locked_now {
-                log.log(
-                    Level::Warning,
-                    &format!(
-                        "lockout {} failures={} duration={}s",
-                        who.fields(),
-                        config.lockout.max_failures,
-                        config.lockout.duration_secs
-                    ),
+    let decision = login::begin(
+        store,
+        &login.config,
+        &SystemDirectory,
+        &login.attempt(),
+        SystemClock.now(),
+    );
+    match decision {
+        Err(e) => login.system_error(&e),
+        // No code expected: the whole answer is the password.
+        Ok(Begin::Skip(skip)) => match authtok::set(login.pamh, &token) {
+            Ok(()) => skipped(login, skip),
+            Err(code) => code,
+        },
+        Ok(Begin::NotEnrolled { enforced: false }) => {
+            let code = not_enrolled(login);
+            if code == PamResultCode::PAM_IGNORE
+                && let Err(e) = authtok::set(login.pamh, &token)
+            {
+                return e;
+            }
+            code
+        }
+        Ok(Begin::NotEnrolled { enforced: true }) => {
+            if login.config.policy.on_unenrolled == OnUnenrolled::Enroll {
+                login.log(
+                    Level::Notice,
+                    "auth failure",
+                    "reason=not-enrolled detail=cannot-enroll-in-one-prompt-mode",
                 );
-                tell(pamh, PAM_ERROR_MSG, LOCKED_MESSAGE, quiet);
+                login.tell(PAM_ERROR_MSG, REQUIRED_MESSAGE);
+                return PamResultCode::PAM_AUTH_ERR;
+            }
+            enforced_without_enrollment(login)
+        }
+        Ok(Begin::Locked { until }) => locked(login, until),
+        Ok(Begin::AskCode) => {
+            let digits = match store.load(&login.user) {
+                Ok(Some(record)) => record.totp.digits,
+                Ok(None) => login.config.totp.digits,
+                Err(e) => return login.system_error(&e),
+            };
+            let parts = combined::split(&token, digits);
+            let outcome = login::verify(
+                store,
+                &login.config,
+                &login.attempt(),
+                &parts.code,
+                SystemClock.now(),
+            );
+            let code = finish(login, outcome);
+            if code == PamResultCode::PAM_SUCCESS
+                && let Err(e) = authtok::set(login.pamh, &parts.password)
+            {
+                login.log(Level::Error, "error", "cannot hand the password on");
+                return e;
+            }
+            code
+        }
+    }
+}
+
+fn finish(login: &mut Login<'_>, outcome: Result<Outcome, twostep_common::Error>) -> PamResultCode {
+    match outcome {
+        Err(e) => login.system_error(&e),
+        Ok(Outcome::Accepted(accepted)) => success(login, accepted),
+        Ok(Outcome::Rejected { why, locked }) => {
+            login.log(
+                Level::Notice,
+                "auth failure",
+                &format!("reason={}", reason(why)),
+            );
+            if let Some(scope) = locked {
+                let lockout = &login.config.lockout;
+                let (scope, failures) = match scope {
+                    Locked::Host => ("host", lockout.max_failures),
+                    Locked::User => ("user", lockout.max_failures_user),
+                };
+                let details = format!(
+                    "scope={scope} failures={failures} duration={}s",
+                    lockout.duration_secs
+                );
+                login.log(Level::Warning, "lockout", &details);
+                login.tell(PAM_ERROR_MSG, LOCKED_MESSAGE);
             }
             PamResultCode::PAM_AUTH_ERR
         }
-        Ok(Outcome::Locked { until }) => {
-            log.log(
-                Level::Notice,
-                &format!("auth refused {} reason=locked until={until}", who.fields()),
-            );
-            tell(pamh, PAM_ERROR_MSG, LOCKED_MESSAGE, quiet);
-            PamResultCode::PAM_AUTH_ERR
-        }
+        Ok(Outcome::Locked { until }) => locked(login, until),
         Ok(Outcome::NotEnrolled) => {
             // Reset while the prompt was open: the code typed belongs to no enrollment.
-            log.log(
-                Level::Notice,
-                &format!("auth failure {} reason=enrollment-removed", who.fields()),
-            );
+            login.log(Level::Notice, "auth failure", "reason=enrollment-removed");
             PamResultCode::PAM_AUTH_ERR
         }
     }
 }
 
-fn success(
-    pamh: &mut PamHandle,
-    log: &mut Syslog,
-    who: &Who,
-    accepted: Accepted,
-    quiet: bool,
-) -> PamResultCode {
+fn success(login: &mut Login<'_>, accepted: Accepted) -> PamResultCode {
     match accepted {
-        Accepted::Totp => {
-            log.log(
-                Level::Info,
-                &format!("auth success {} method=totp", who.fields()),
-            );
-        }
+        Accepted::Totp => login.log(Level::Info, "auth success", "method=totp"),
         Accepted::Emergency { remaining } => {
-            log.log(
+            login.log(
                 Level::Notice,
-                &format!(
-                    "auth success {} method=emergency remaining={remaining}",
-                    who.fields()
-                ),
+                "auth success",
+                &format!("method=emergency remaining={remaining}"),
             );
             let note = if remaining <= 2 {
                 format!(
@@ -188,40 +304,61 @@ fn success(
             } else {
                 format!("Emergency code accepted. {remaining} left.")
             };
-            tell(pamh, PAM_TEXT_INFO, &note, quiet);
+            login.tell(PAM_TEXT_INFO, &note);
         }
     }
     PamResultCode::PAM_SUCCESS
 }
 
-fn not_enrolled(log: &mut Syslog, who: &Who, policy: Unenrolled) -> PamResultCode {
-    match policy {
+fn skipped(login: &mut Login<'_>, skip: Skip) -> PamResultCode {
+    login.log(
+        Level::Info,
+        "auth skipped",
+        &format!("reason={}", skip.reason()),
+    );
+    PamResultCode::PAM_SUCCESS
+}
+
+fn locked(login: &mut Login<'_>, until: u64) -> PamResultCode {
+    login.log(
+        Level::Notice,
+        "auth refused",
+        &format!("reason=locked until={until}"),
+    );
+    login.tell(PAM_ERROR_MSG, LOCKED_MESSAGE);
+    PamResultCode::PAM_AUTH_ERR
+}
+
+fn not_enrolled(login: &mut Login<'_>) -> PamResultCode {
+    match login.config.unenrolled {
         Unenrolled::Allow => {
-            log.log(
-                Level::Info,
-                &format!("not enrolled {} action=allow", who.fields()),
-            );
+            login.log(Level::Info, "not enrolled", "action=allow");
             PamResultCode::PAM_IGNORE
         }
         Unenrolled::Deny => {
-            log.log(
+            login.log(
                 Level::Notice,
-                &format!(
-                    "auth failure {} reason=not-enrolled action=deny",
-                    who.fields()
-                ),
+                "auth failure",
+                "reason=not-enrolled action=deny",
             );
             PamResultCode::PAM_AUTH_ERR
         }
     }
 }
 
-fn system_error(log: &mut Syslog, who: &Who, error: &twostep_common::Error) -> PamResultCode {
-    log.log(
-        Level::Error,
-        &format!("error {} refusing login: {error}", who.fields()),
+fn enforced_without_enrollment(login: &mut Login<'_>) -> PamResultCode {
+    login.log(
+        Level::Notice,
+        "auth failure",
+        "reason=not-enrolled policy=enforced action=deny",
     );
-    PamResultCode::PAM_AUTHINFO_UNAVAIL
+    login.tell(PAM_ERROR_MSG, REQUIRED_MESSAGE);
+    PamResultCode::PAM_AUTH_ERR
+}
+
+pub fn conversation_failed(login: &mut Login<'_>, code: PamResultCode) -> PamResultCode {
+    login.log(Level::Warning, "auth failure", "reason=conversation-failed");
+    never_pass(code)
 }
 
 fn reason(why: Rejected) -> &'static str {
@@ -244,22 +381,15 @@ fn never_pass(code: PamResultCode) -> PamResultCode {
 
 fn converse(
     pamh: &PamHandle,
-    style: pam::constants::PamMessageStyle,
+    style: PamMessageStyle,
     text: &str,
-) -> Result<Option<pam::secret::SecretBytes>, PamResultCode> {
+) -> Result<Option<SecretBytes>, PamResultCode> {
     let conv = match pamh.get_item::<Conv>() {
         Ok(Some(conv)) => conv,
         Ok(None) => return Err(PamResultCode::PAM_CONV_ERR),
         Err(code) => return Err(code),
     };
     conv.send(style, text)
-}
-
-/// An informational line; a client that cannot show it does not fail the login.
-fn tell(pamh: &PamHandle, style: pam::constants::PamMessageStyle, text: &str, quiet: bool) {
-    if !quiet {
-        let _ = converse(pamh, style, text);
-    }
 }
 
 fn item_text<'a, T: pam::items::Item<'a> + std::ops::Deref<Target = &'a CStr>>(

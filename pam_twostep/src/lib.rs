@@ -8,6 +8,8 @@
 
 mod args;
 mod authenticate;
+mod authtok;
+mod enroll;
 
 use std::ffi::CStr;
 

@@ -291,7 +291,7 @@ fn scripted_enroll_with_fresh_secret_prints_a_working_160_bit_key() {
 #[test]
 fn status_shows_states_and_stable_json() {
     let env = TestEnv::builder("cli_status")
-        .config("[lockout]\nmax_failures = 2\n")
+        .config("[lockout]\nmax_failures = 2\nmax_failures_user = 3\n")
         .build();
     let codes = env.enroll(USER, SECRET);
     env.enroll("nobody", SECRET);
@@ -304,10 +304,23 @@ fn status_shows_states_and_stable_json() {
     env.login(USER, &[&codes[0]], T + 1)
         .assert_result("PAM_SUCCESS");
     env.login(USER, &["000000"], T + 2);
-    // nobody gets locked (two failures); its lockout is read against the real clock.
+    // nobody: two failures from one host lock that host, a third from another host locks
+    // the user everywhere. Lockouts are read against the real clock.
     let t = now();
     env.login("nobody", &["000000"], t);
     env.login("nobody", &["000000"], t);
+    let json = ok(&env.cli(&["status", "nobody", "--json"]));
+    let row: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(row[0]["state"], "enabled", "{json}");
+    assert_eq!(row[0]["locked_hosts"], serde_json::json!([""]), "{json}");
+    let table = ok(&env.cli(&["status", "nobody"]));
+    assert!(table.contains("locked from 1 host"), "{table}");
+    env.attempt("nobody")
+        .answer("000000")
+        .rhost("198.51.100.4")
+        .time(t)
+        .run()
+        .assert_result("PAM_AUTH_ERR");
 
     let json = ok(&env.cli(&["status", "--json"]));
     let rows: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
@@ -331,7 +344,8 @@ fn status_shows_states_and_stable_json() {
             "enrolled_at",
             "last_login",
             "recent_failures",
-            "locked_until"
+            "locked_until",
+            "locked_hosts"
         ],
         "the documented --json fields, in order"
     );

@@ -7,7 +7,6 @@ mod enroll;
 mod import_ga;
 mod output;
 mod prompt;
-mod qr;
 mod show;
 mod status;
 

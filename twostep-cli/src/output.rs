@@ -17,18 +17,6 @@ pub fn audit(config: &Config, action: &str, user: &str) {
     );
 }
 
-/// `JBSWY3DPEHPK3PXP` → `JBSW Y3DP EHPK 3PXP`, for typing into an app by hand.
-pub fn key_groups(base32: &str) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(base32.len() * 5 / 4 + 1));
-    for (i, c) in base32.chars().enumerate() {
-        if i > 0 && i % 4 == 0 {
-            out.push(' ');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Prints a new set of emergency codes, last: scripts read every line after
 /// `Emergency codes:`.
 pub fn print_emergency_codes(codes: &[Zeroizing<String>]) {
@@ -39,17 +27,5 @@ pub fn print_emergency_codes(codes: &[Zeroizing<String>]) {
     println!("Emergency codes:");
     for code in codes {
         println!("{}", code.as_str());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_grouped_by_four() {
-        assert_eq!(*key_groups("JBSWY3DPEHPK3PXP"), "JBSW Y3DP EHPK 3PXP");
-        assert_eq!(*key_groups("ABCDE"), "ABCD E");
-        assert_eq!(*key_groups(""), "");
     }
 }

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 use twostep_common::config::Config;
-use twostep_common::otpauth;
+use twostep_common::otpauth::{self, key_groups};
 use twostep_common::store::Store;
 use twostep_common::totp::{self, Params};
 
-use crate::output::{audit, key_groups};
-use crate::qr;
+use crate::output::audit;
+use twostep_common::qr;
 
 /// Image files to write besides the terminal QR code.
 #[derive(Debug, Args, Default)]

@@ -4,6 +4,7 @@ use clap::Args;
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
 use twostep_common::manage::{self, UserStatus};
+use twostep_common::policy::SystemDirectory;
 use twostep_common::store::Store;
 use twostep_common::timefmt::utc;
 
@@ -20,7 +21,8 @@ pub struct StatusArgs {
 pub fn run(config: &Config, args: &StatusArgs) -> Result<(), String> {
     let store = Store::open(&config.state_dir).map_err(|e| e.to_string())?;
     let now = SystemClock.now();
-    let mut rows = manage::status(&store, config, now).map_err(|e| e.to_string())?;
+    let mut rows =
+        manage::status(&store, config, &SystemDirectory, now).map_err(|e| e.to_string())?;
     if let Some(user) = &args.user {
         rows.retain(|r| &r.user == user);
         if rows.is_empty() {
@@ -72,9 +74,11 @@ fn print_table(rows: &[UserStatus]) {
 
 fn cells(row: &UserStatus) -> [String; 8] {
     let dash = || "-".to_string();
-    let state = match row.locked_until {
-        Some(until) => format!("{} until {}", row.state.name(), utc(until)),
-        None => row.state.name().to_string(),
+    let state = match (row.locked_until, row.locked_hosts.len()) {
+        (Some(until), _) => format!("{} until {}", row.state.name(), utc(until)),
+        (None, 0) => row.state.name().to_string(),
+        (None, 1) => format!("{} (locked from 1 host)", row.state.name()),
+        (None, n) => format!("{} (locked from {n} hosts)", row.state.name()),
     };
     [
         row.user.clone(),

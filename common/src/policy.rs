@@ -1,0 +1,260 @@
+//! Who must use two-step login (`[policy]` enforce/exempt lists) and when a login may skip
+//! the code (trusted networks, local logins, grace period).
+
+use std::ffi::{CStr, CString};
+
+use nix::unistd::{Gid, Group, User};
+
+use crate::config::Policy;
+use crate::error::Error;
+use crate::network;
+use crate::record::Record;
+
+/// Users and groups as the system's name services see them; injected for tests.
+pub trait Directory {
+    /// Names of the user's primary and supplementary groups.
+    fn groups_of(&self, user: &str) -> Result<Vec<String>, Error>;
+    /// Users whose primary or supplementary group is `group`.
+    fn members_of(&self, group: &str) -> Result<Vec<String>, Error>;
+}
+
+/// Why the code is not asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    TrustedNetwork,
+    TrustedLocal,
+    Grace,
+}
+
+impl Skip {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Skip::TrustedNetwork => "trusted-network",
+            Skip::TrustedLocal => "trusted-local",
+            Skip::Grace => "grace-period",
+        }
+    }
+}
+
+/// Whether the policy makes `user` use two-step login. Exemptions win over enforcement.
+pub fn is_enforced(policy: &Policy, user: &str, dir: &dyn Directory) -> Result<bool, Error> {
+    if policy.exempt_users.iter().any(|u| u == user) {
+        return Ok(false);
+    }
+    let by_name = policy.enforce_users.iter().any(|u| u == user);
+    if policy.enforce_groups.is_empty() && policy.exempt_groups.is_empty() {
+        return Ok(by_name);
+    }
+    let groups = dir.groups_of(user)?;
+    let in_any = |list: &[String]| groups.iter().any(|g| list.contains(g));
+    if in_any(&policy.exempt_groups) {
+        return Ok(false);
+    }
+    Ok(by_name || in_any(&policy.enforce_groups))
+}
+
+/// Every user the policy enforces, sorted (for `twostep status`).
+pub fn enforced_users(policy: &Policy, dir: &dyn Directory) -> Result<Vec<String>, Error> {
+    let mut candidates = policy.enforce_users.clone();
+    for group in &policy.enforce_groups {
+        candidates.extend(dir.members_of(group)?);
+    }
+    candidates.sort();
+    candidates.dedup();
+    let mut enforced = Vec::new();
+    for user in candidates {
+        if is_enforced(policy, &user, dir)? {
+            enforced.push(user);
+        }
+    }
+    Ok(enforced)
+}
+
+/// A skip that does not depend on the record: trusted networks and local logins.
+pub fn network_skip(policy: &Policy, rhost: &str) -> Option<Skip> {
+    if rhost.is_empty() {
+        return policy.trust_local.then_some(Skip::TrustedLocal);
+    }
+    let addr = network::rhost_addr(rhost)?;
+    policy
+        .trusted_networks
+        .iter()
+        .any(|n| n.contains(addr))
+        .then_some(Skip::TrustedNetwork)
+}
+
+/// Whether `rhost` had a successful code within the grace period. Never for local logins:
+/// "the same host" means nothing without an address.
+pub fn in_grace(policy: &Policy, record: &Record, rhost: &str, now: u64) -> bool {
+    policy.grace_period > 0
+        && !rhost.is_empty()
+        && record.grace.iter().any(|g| {
+            g.host == rhost && g.time <= now && now < g.time.saturating_add(policy.grace_period)
+        })
+}
+
+/// The system's users and groups through NSS (files, LDAP, ...).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemDirectory;
+
+impl Directory for SystemDirectory {
+    fn groups_of(&self, user: &str) -> Result<Vec<String>, Error> {
+        let lookup = |e| Error::Invalid(format!("cannot look up the groups of {user}: {e}"));
+        let entry = User::from_name(user)
+            .map_err(|e| lookup(e.desc()))?
+            .ok_or_else(|| lookup("no such user"))?;
+        let name = CString::new(user).map_err(|_| lookup("name contains NUL"))?;
+        let gids = nix::unistd::getgrouplist(&name, entry.gid).map_err(|e| lookup(e.desc()))?;
+        let mut names = Vec::with_capacity(gids.len());
+        for gid in gids {
+            if let Some(group) = Group::from_gid(gid).map_err(|e| lookup(e.desc()))? {
+                names.push(group.name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn members_of(&self, group: &str) -> Result<Vec<String>, Error> {
+        let Some(entry) = Group::from_name(group)
+            .map_err(|e| Error::Invalid(format!("cannot look up group {group}: {}", e.desc())))?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut members = entry.mem.clone();
+        members.extend(primary_members(entry.gid));
+        members.sort();
+        members.dedup();
+        Ok(members)
+    }
+}
+
+/// Users whose primary group is `gid`, by walking the password database. Uses the
+/// process-global getpwent cursor: call it from the admin command, never from the module.
+fn primary_members(gid: Gid) -> Vec<String> {
+    let mut names = Vec::new();
+    // SAFETY: setpwent/getpwent/endpwent are used by this single thread as a unit; each
+    // returned entry is read (name copied) before the next call invalidates it, and a null
+    // pointer ends the walk.
+    unsafe {
+        libc::setpwent();
+        loop {
+            let entry = libc::getpwent();
+            if entry.is_null() {
+                break;
+            }
+            if (*entry).pw_gid == gid.as_raw() && !(*entry).pw_name.is_null() {
+                names.push(
+                    CStr::from_ptr((*entry).pw_name)
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+        libc::endpwent();
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::network::Network;
+    use std::collections::HashMap;
+
+    struct FakeDirectory(HashMap<&'static str, Vec<&'static str>>);
+
+    impl Directory for FakeDirectory {
+        fn groups_of(&self, user: &str) -> Result<Vec<String>, Error> {
+            self.0
+                .get(user)
+                .map(|g| g.iter().map(|s| s.to_string()).collect())
+                .ok_or_else(|| Error::Invalid("no such user".into()))
+        }
+
+        fn members_of(&self, group: &str) -> Result<Vec<String>, Error> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|(_, groups)| groups.contains(&group))
+                .map(|(user, _)| user.to_string())
+                .collect())
+        }
+    }
+
+    fn dir() -> FakeDirectory {
+        FakeDirectory(HashMap::from([
+            ("alice", vec!["alice", "admins"]),
+            ("bob", vec!["bob", "users"]),
+            ("backup", vec!["backup", "admins", "robots"]),
+        ]))
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            enforce_users: vec!["bob".into()],
+            enforce_groups: vec!["admins".into()],
+            exempt_groups: vec!["robots".into()],
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn enforcement_by_name_and_group_with_exemptions() {
+        let d = dir();
+        assert!(is_enforced(&policy(), "alice", &d).unwrap());
+        assert!(is_enforced(&policy(), "bob", &d).unwrap());
+        assert!(
+            !is_enforced(&policy(), "backup", &d).unwrap(),
+            "exempt group wins"
+        );
+        let p = Policy {
+            exempt_users: vec!["alice".into()],
+            ..policy()
+        };
+        assert!(!is_enforced(&p, "alice", &d).unwrap());
+        assert_eq!(enforced_users(&policy(), &d).unwrap(), vec!["alice", "bob"]);
+    }
+
+    #[test]
+    fn lookups_only_when_groups_matter_and_failures_are_errors() {
+        let d = dir();
+        let by_name = Policy {
+            enforce_users: vec!["ghost".into()],
+            ..Policy::default()
+        };
+        assert!(is_enforced(&by_name, "ghost", &d).unwrap());
+        assert!(is_enforced(&policy(), "ghost", &d).is_err());
+        assert!(!is_enforced(&Policy::default(), "alice", &d).unwrap());
+    }
+
+    #[test]
+    fn network_skips() {
+        let p = Policy {
+            trusted_networks: vec![Network::parse("192.168.1.0/24").unwrap()],
+            ..Policy::default()
+        };
+        assert_eq!(network_skip(&p, "192.168.1.9"), Some(Skip::TrustedNetwork));
+        assert_eq!(
+            network_skip(&p, "::ffff:192.168.1.9"),
+            Some(Skip::TrustedNetwork)
+        );
+        assert_eq!(network_skip(&p, "192.168.2.9"), None);
+        assert_eq!(network_skip(&p, "lan-host.example"), None);
+        assert_eq!(network_skip(&p, ""), None);
+        let local = Policy {
+            trust_local: true,
+            ..Policy::default()
+        };
+        assert_eq!(network_skip(&local, ""), Some(Skip::TrustedLocal));
+    }
+
+    #[test]
+    fn system_directory_knows_root() {
+        let groups = SystemDirectory.groups_of("root").unwrap();
+        assert!(groups.contains(&"root".to_string()), "{groups:?}");
+        let members = SystemDirectory.members_of("root").unwrap();
+        assert!(members.contains(&"root".to_string()), "{members:?}");
+        assert!(SystemDirectory.groups_of("no-such-user-xyz").is_err());
+    }
+}
