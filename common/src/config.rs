@@ -134,6 +134,102 @@ impl Default for Emergency {
     }
 }
 
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (port 587); refused if the server cannot.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on the same machine or a trusted LAN.
+    None,
+}
+
+/// Emailed codes: for users without a phone, and as the lost-phone fallback.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Email {
+    /// Empty: emailed codes are off.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub security: SmtpSecurity,
+    pub username: String,
+    /// Root-only file (0600) holding the SMTP password, so the password is not in this file.
+    pub password_file: PathBuf,
+    pub from: String,
+    pub subject: String,
+    pub code_digits: u8,
+    pub lifetime_secs: u64,
+    pub max_per_minute: u32,
+    pub max_per_hour: u32,
+    /// Seconds for connecting and talking to the server; the module never waits much longer.
+    pub timeout_secs: u64,
+    /// The program the module runs to send a code (mail is not sent from inside the login
+    /// process): `HELPER --config CONFIG send-code`.
+    pub helper: PathBuf,
+}
+
+impl Default for Email {
+    fn default() -> Self {
+        Self {
+            smtp_host: String::new(),
+            smtp_port: 587,
+            security: SmtpSecurity::Starttls,
+            username: String::new(),
+            password_file: PathBuf::new(),
+            from: String::new(),
+            subject: "Your verification code".into(),
+            code_digits: 6,
+            lifetime_secs: 600,
+            max_per_minute: 1,
+            max_per_hour: 5,
+            timeout_secs: 10,
+            helper: PathBuf::from("/usr/sbin/twostep"),
+        }
+    }
+}
+
+impl Email {
+    pub fn enabled(&self) -> bool {
+        !self.smtp_host.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let bad = |m: &str| Err(format!("email.{m}"));
+        if !self.from.contains('@') || self.from.contains(char::is_whitespace) {
+            return bad("from must be an email address when smtp_host is set");
+        }
+        if !(6..=10).contains(&self.code_digits) {
+            return bad("code_digits must be 6 to 10");
+        }
+        if !(60..=24 * 3600).contains(&self.lifetime_secs) {
+            return bad("lifetime_secs must be 60 to 86400");
+        }
+        if self.max_per_minute == 0 || self.max_per_hour < self.max_per_minute {
+            return bad(
+                "max_per_minute must be at least 1 and max_per_hour at least max_per_minute",
+            );
+        }
+        if !(1..=120).contains(&self.timeout_secs) {
+            return bad("timeout_secs must be 1 to 120");
+        }
+        if !self.helper.is_absolute() {
+            return bad("helper must be an absolute path");
+        }
+        if !self.username.is_empty() && !self.password_file.is_absolute() {
+            return bad("password_file must be an absolute path when username is set");
+        }
+        if self.subject.contains(['\r', '\n']) {
+            return bad("subject must be one line");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
@@ -162,6 +258,7 @@ pub struct Config {
     pub totp: TotpDefaults,
     pub lockout: Lockout,
     pub emergency: Emergency,
+    pub email: Email,
     pub log: Log,
 }
 
@@ -176,6 +273,7 @@ impl Default for Config {
             totp: TotpDefaults::default(),
             lockout: Lockout::default(),
             emergency: Emergency::default(),
+            email: Email::default(),
             log: Log::default(),
         }
     }
@@ -254,6 +352,7 @@ impl Config {
         if self.issuer.contains(':') || self.issuer.len() > 64 {
             return Err("issuer must be at most 64 characters and contain no ':'".into());
         }
+        self.email.validate()?;
         if self.label.is_empty() || self.label.contains(':') || self.label.len() > 64 {
             return Err("label must be 1 to 64 characters and contain no ':'".into());
         }
@@ -277,7 +376,8 @@ impl Config {
     }
 }
 
-fn hostname() -> String {
+/// This machine's host name ("twostep" if it has none usable).
+pub fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -339,6 +439,17 @@ mod tests {
     }
 
     #[test]
+    fn email_is_off_until_a_host_is_set() {
+        assert!(!Config::default().email.enabled());
+        let c = parse("[email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = 2525\nsecurity = \"none\"\nfrom = \"nas@example.com\"\n").unwrap();
+        assert!(c.email.enabled());
+        assert_eq!(c.email.security, SmtpSecurity::None);
+        assert_eq!((c.email.max_per_minute, c.email.max_per_hour), (1, 5));
+        assert_eq!(c.email.lifetime_secs, 600);
+        assert_eq!(c.email.timeout_secs, 10);
+    }
+
+    #[test]
     fn labels_fill_in_user_and_host() {
         let c = parse("label = \"{user} on nas\"").unwrap();
         assert_eq!(c.account_label("alice"), "alice on nas");
@@ -375,6 +486,9 @@ mod tests {
             "[policy]\ntrusted_networks = [\"10.0.0.1/8\"]",
             "[policy]\non_unenrolled = \"allow\"",
             "[policy]\ngrace_period = 99999999",
+            "[email]\nsmtp_host = \"mail\"",
+            "[email]\nsmtp_host = \"mail\"\nfrom = \"a@b\"\nhelper = \"twostep\"",
+            "[email]\nsmtp_host = \"mail\"\nfrom = \"a@b\"\nsecurity = \"ssl\"",
             "issuer = \"a:b\"",
             "label = \"\"",
             "label = \"{user}:x\"",

@@ -36,18 +36,48 @@ pub fn new_totp(
         method: Method::Totp,
         created: now,
         email: None,
-        totp: TotpRecord {
+        totp: Some(TotpRecord {
             secret: SecretString::new(totp::encode_secret(key)),
             algorithm: params.algorithm,
             digits: params.digits,
             period: params.period,
             skew: None,
             last_step: 0,
-        },
+        }),
         emergency,
         lockout: LockoutState::default(),
         last_login: None,
         grace: Vec::new(),
+        email_code: None,
+    };
+    Ok(NewEnrollment {
+        record,
+        emergency_codes,
+    })
+}
+
+/// Builds (does not store) an email-method enrollment: codes are mailed to `address` at login.
+pub fn new_email(
+    config: &Config,
+    user: &str,
+    address: &str,
+    now: u64,
+) -> Result<NewEnrollment, Error> {
+    crate::username::encode(user)?;
+    crate::email::check_address(address)?;
+    let (emergency, emergency_codes) = CodeSet::generate(config.emergency.count)?;
+    let record = Record {
+        version: RECORD_VERSION,
+        user: user.to_string(),
+        method: Method::Email,
+        created: now,
+        email: Some(address.to_string()),
+        totp: None,
+        emergency,
+        lockout: LockoutState::default(),
+        last_login: None,
+        grace: Vec::new(),
+        email_code: None,
     };
     Ok(NewEnrollment {
         record,

@@ -429,7 +429,9 @@ pub fn to_enrollment(
     now: u64,
 ) -> Result<NewEnrollment, Error> {
     let mut new = enroll::new_totp(config, user, &imported.key, imported.params(), now)?;
-    new.record.totp.skew = imported.record_skew();
+    if let Some(totp) = new.record.totp.as_mut() {
+        totp.skew = imported.record_skew();
+    }
     for code in &imported.scratch_codes {
         new.record.emergency.add_legacy(code)?;
     }
@@ -686,10 +688,11 @@ mod tests {
         let imported = parse(sample().as_bytes()).unwrap();
         let mut new = to_enrollment(&config, "alice", &imported, 1_800_000_000).unwrap();
         let record = &new.record;
-        assert_eq!(record.totp.secret.expose(), VECTOR_KEY);
-        assert_eq!(record.totp.algorithm, Algorithm::Sha1);
-        assert_eq!((record.totp.digits, record.totp.period), (6, 30));
-        assert_eq!(record.totp.skew, Some(1));
+        let totp = record.totp.as_ref().unwrap();
+        assert_eq!(totp.secret.expose(), VECTOR_KEY);
+        assert_eq!(totp.algorithm, Algorithm::Sha1);
+        assert_eq!((totp.digits, totp.period), (6, 30));
+        assert_eq!(totp.skew, Some(1));
         assert_eq!(record.emergency.legacy_hashes.len(), 5);
         assert_eq!(
             new.emergency_codes.len(),

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod clock;
 pub mod combined;
 pub mod config;
+pub mod email;
 pub mod emergency;
 pub mod enroll;
 pub mod error;

@@ -3,13 +3,14 @@
 
 use zeroize::Zeroizing;
 
-use crate::config::Config;
+use crate::config::{self, Config};
+use crate::email::{self, Issue};
 use crate::emergency::{self, Shape};
 use crate::enroll::{self, NewEnrollment};
 use crate::error::Error;
 use crate::lockout::Locked;
 use crate::policy::{self, Directory, Skip};
-use crate::record::{GraceHost, LastLogin, Record};
+use crate::record::{GraceHost, LastLogin, Method, Record};
 use crate::store::Store;
 use crate::totp::{self, Params};
 
@@ -29,7 +30,7 @@ pub struct Attempt<'a> {
 }
 
 /// What to do before asking anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
     /// No record. `enforced`: the policy requires two-step login for this user.
     NotEnrolled {
@@ -40,13 +41,40 @@ pub enum Begin {
     Locked {
         until: u64,
     },
-    AskCode,
+    AskCode(Ask),
+}
+
+/// Which code to ask for. Emergency codes are accepted at every prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    /// A code from the authenticator app.
+    Totp,
+    /// A code from the app, or "email" to have one mailed to `masked`.
+    TotpOrEmail { masked: String },
+    /// A code mailed now to `masked` (email-method users).
+    Email { masked: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
     Totp,
+    Email,
     Emergency { remaining: usize },
+}
+
+/// The result of asking for a mailed code.
+#[derive(Debug)]
+pub enum EmailIssue {
+    /// Mail this (then ask for the code).
+    Send(email::Request),
+    /// The send limit is reached; an unexpired code was already mailed: ask for it.
+    Pending,
+    /// The send limit is reached and no code is pending.
+    Limited,
+    Locked {
+        until: u64,
+    },
+    NotEnrolled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +125,61 @@ pub fn begin(
     if policy::in_grace(&config.policy, &record, &host_key(attempt.rhost), now) {
         return Ok(Begin::Skip(Skip::Grace));
     }
-    Ok(Begin::AskCode)
+    let address = record.email.as_deref().filter(|_| config.email.enabled());
+    let ask = match (record.method, address) {
+        (Method::Totp, None) => Ask::Totp,
+        (Method::Totp, Some(a)) => Ask::TotpOrEmail {
+            masked: email::mask(a),
+        },
+        (Method::Email, Some(a)) => Ask::Email {
+            masked: email::mask(a),
+        },
+        (Method::Email, None) => {
+            return Err(Error::Invalid(format!(
+                "{} uses emailed codes, but email is not configured ([email] smtp_host)",
+                attempt.user
+            )));
+        }
+    };
+    Ok(Begin::AskCode(ask))
+}
+
+/// Issues a code to mail to the user's address, within the send limits, under the lock.
+pub fn issue_email_code(
+    store: &Store,
+    config: &Config,
+    attempt: &Attempt<'_>,
+    now: u64,
+) -> Result<EmailIssue, Error> {
+    let lock = store.lock(attempt.user)?;
+    let Some(mut record) = store.load_locked(&lock)? else {
+        return Ok(EmailIssue::NotEnrolled);
+    };
+    if let Some(until) = record.lockout.locked_until(&host_key(attempt.rhost), now) {
+        return Ok(EmailIssue::Locked { until });
+    }
+    let Some(to) = record.email.clone() else {
+        return Err(Error::Invalid(format!(
+            "{} has no email address",
+            attempt.user
+        )));
+    };
+    let state = record.email_code.get_or_insert_with(Default::default);
+    let result = match email::issue(state, &config.email, now)? {
+        Issue::New(code) => EmailIssue::Send(email::Request {
+            to,
+            user: attempt.user.to_string(),
+            host: config::hostname(),
+            rhost: host_key(attempt.rhost),
+            service: clean_field(attempt.service),
+            time: now,
+            code: code.to_string(),
+        }),
+        Issue::Pending => EmailIssue::Pending,
+        Issue::Limited => EmailIssue::Limited,
+    };
+    store.save(&lock, &record)?;
+    Ok(result)
 }
 
 /// Checks a typed answer and records the result, all under the user's lock.
@@ -155,6 +237,7 @@ fn record_success(
         service: clean_field(attempt.service),
         method: match accepted {
             Accepted::Totp => "totp",
+            Accepted::Email => "email",
             Accepted::Emergency { .. } => "emergency",
         }
         .into(),
@@ -182,30 +265,40 @@ fn normalize(answer: &[u8]) -> Result<Zeroizing<String>, Rejected> {
     Ok(cleaned)
 }
 
-/// Routes by shape first so emergency hashing never runs for TOTP-shaped input.
+/// Routes by shape first so emergency hashing never runs for code-shaped input.
 fn check_code(
     record: &mut Record,
     config: &Config,
     input: &str,
     now: u64,
 ) -> Result<Accepted, Rejected> {
-    let params = record.totp.params();
-    let totp_shaped =
-        input.len() == usize::from(params.digits) && input.bytes().all(|b| b.is_ascii_digit());
-    if totp_shaped {
-        let key =
-            totp::decode_secret(record.totp.secret.expose()).map_err(|_| Rejected::WrongCode)?;
-        let skew = record.totp.skew.unwrap_or(config.totp.skew);
-        return match totp::matching_step(&key, params, skew, input, now) {
-            Some(step) if step > record.totp.last_step => {
-                record.totp.last_step = step;
-                Ok(Accepted::Totp)
-            }
-            Some(_) => Err(Rejected::Replay),
-            None => Err(Rejected::WrongCode),
-        };
+    let digits_only = input.bytes().all(|b| b.is_ascii_digit());
+    let totp_digits = record.totp.as_ref().map(|t| t.digits);
+    let mut result = None;
+    if let Some(totp) = record.totp.as_mut()
+        && digits_only
+        && input.len() == usize::from(totp.digits)
+    {
+        result = Some(check_totp(totp, config, input, now));
     }
-    let shape = emergency::shape_of(input, record.emergency.has_legacy(), params.digits);
+    let email_shaped = digits_only && input.len() == usize::from(config.email.code_digits);
+    if email_shaped && matches!(result, None | Some(Err(Rejected::WrongCode))) {
+        let pending = record.email_code.as_mut();
+        if pending.is_some_and(|state| email::consume(state, input, now)) {
+            return Ok(Accepted::Email);
+        }
+        if result.is_none() {
+            result = Some(Err(Rejected::WrongCode));
+        }
+    }
+    if let Some(result) = result {
+        return result;
+    }
+    let shape = emergency::shape_of(
+        input,
+        record.emergency.has_legacy(),
+        totp_digits.unwrap_or(config.email.code_digits),
+    );
     if shape == Shape::Other {
         return Err(Rejected::Malformed);
     }
@@ -214,6 +307,24 @@ fn check_code(
             remaining: record.emergency.remaining(),
         }),
         Ok(false) | Err(_) => Err(Rejected::WrongEmergencyCode),
+    }
+}
+
+fn check_totp(
+    totp: &mut crate::record::TotpRecord,
+    config: &Config,
+    input: &str,
+    now: u64,
+) -> Result<Accepted, Rejected> {
+    let key = totp::decode_secret(totp.secret.expose()).map_err(|_| Rejected::WrongCode)?;
+    let skew = totp.skew.unwrap_or(config.totp.skew);
+    match totp::matching_step(&key, totp.params(), skew, input, now) {
+        Some(step) if step > totp.last_step => {
+            totp.last_step = step;
+            Ok(Accepted::Totp)
+        }
+        Some(_) => Err(Rejected::Replay),
+        None => Err(Rejected::WrongCode),
     }
 }
 
@@ -275,7 +386,9 @@ pub fn enroll_at_login(
         return Ok(EnrollAtLogin::AlreadyEnrolled);
     }
     let mut new = enroll::new_totp(config, attempt.user, &pending.key, pending.params, now)?;
-    new.record.totp.last_step = step;
+    if let Some(totp) = new.record.totp.as_mut() {
+        totp.last_step = step;
+    }
     record_success(&mut new.record, config, attempt, Accepted::Totp, now);
     store.save(&lock, &new.record)?;
     Ok(EnrollAtLogin::Enrolled(Box::new(new)))

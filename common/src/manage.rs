@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::emergency::CodeSet;
 use crate::error::Error;
 use crate::policy::{self, Directory};
-use crate::record::{LastLogin, Record};
+use crate::record::{LastLogin, Method, Record};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,7 +107,13 @@ pub fn user_status(record: &Record, config: &Config, now: u64) -> UserStatus {
 
 fn enrolled_status(record: &Record, config: &Config, now: u64) -> UserStatus {
     let locked = record.lockout.is_locked(now);
-    let mut methods = vec!["totp".to_string()];
+    let mut methods = Vec::new();
+    if record.totp.is_some() {
+        methods.push("totp".to_string());
+    }
+    if record.email.is_some() && (record.method == Method::Email || config.email.enabled()) {
+        methods.push("email".to_string());
+    }
     if record.emergency.remaining() > 0 {
         methods.push("emergency".to_string());
     }
@@ -131,13 +137,7 @@ fn enrolled_status(record: &Record, config: &Config, now: u64) -> UserStatus {
 
 /// `alice@example.com` → `a•••@example.com`.
 pub fn mask_email(address: &str) -> String {
-    match address.split_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}•••@{domain}")
-        }
-        None => "•••".to_string(),
-    }
+    crate::email::mask(address)
 }
 
 /// Clears failures and every lockout (per host and per user); false when the user has no

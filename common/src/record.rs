@@ -48,7 +48,10 @@ impl<'de> Deserialize<'de> for SecretString {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
+    /// Codes from an authenticator app (with an optional emailed fallback).
     Totp,
+    /// Codes sent by email at each login; for users without a phone.
+    Email,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +77,22 @@ impl TotpRecord {
             period: self.period,
         }
     }
+}
+
+/// The emailed code waiting to be typed, and when codes were sent (for the send limits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EmailState {
+    /// Hex salt and SHA-256 hash of the pending code; empty when none is pending.
+    #[serde(default)]
+    pub salt: String,
+    #[serde(default)]
+    pub hash: String,
+    #[serde(default)]
+    pub expires: u64,
+    /// Send times within the last hour, oldest first.
+    #[serde(default)]
+    pub sent: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +125,9 @@ pub struct Record {
     pub created: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    pub totp: TotpRecord,
+    /// Absent for `method = "email"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<TotpRecord>,
     pub emergency: CodeSet,
     #[serde(default)]
     pub lockout: LockoutState,
@@ -114,6 +135,8 @@ pub struct Record {
     pub last_login: Option<LastLogin>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grace: Vec<GraceHost>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_code: Option<EmailState>,
 }
 
 impl Record {
@@ -143,11 +166,23 @@ impl Record {
         if self.user != user {
             return Err("the record belongs to another user".into());
         }
-        totp::validate_params(self.totp.digits, self.totp.period)?;
-        if self.totp.skew.is_some_and(|s| s > 10) {
-            return Err("totp.skew must be at most 10".into());
+        match (self.method, &self.totp) {
+            (Method::Totp, Some(t)) => {
+                totp::validate_params(t.digits, t.period)?;
+                if t.skew.is_some_and(|s| s > 10) {
+                    return Err("totp.skew must be at most 10".into());
+                }
+                totp::decode_secret(t.secret.expose()).map_err(|e| format!("totp.secret: {e}"))?;
+            }
+            (Method::Totp, None) => return Err("method \"totp\" needs a [totp] table".into()),
+            (Method::Email, Some(_)) => {
+                return Err("method \"email\" must not have a [totp] table".into());
+            }
+            (Method::Email, None) => {}
         }
-        totp::decode_secret(self.totp.secret.expose()).map_err(|e| format!("totp.secret: {e}"))?;
+        if self.method == Method::Email && self.email.is_none() {
+            return Err("method \"email\" needs an email address".into());
+        }
         self.emergency.validate()
     }
 
@@ -203,18 +238,19 @@ mod tests {
             method: Method::Totp,
             created: 1_800_000_000,
             email: None,
-            totp: TotpRecord {
+            totp: Some(TotpRecord {
                 secret: SecretString::new(Zeroizing::new("JBSWY3DPEHPK3PXP".into())),
                 algorithm: Algorithm::Sha1,
                 digits: 6,
                 period: 30,
                 skew: None,
                 last_step: 0,
-            },
+            }),
             emergency,
             lockout: LockoutState::default(),
             last_login: None,
             grace: Vec::new(),
+            email_code: None,
         }
     }
 

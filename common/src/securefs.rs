@@ -248,6 +248,9 @@ pub fn read_root_file(
     max: u64,
     access: Access,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+    if !path.is_absolute() {
+        return Err(Error::unsafe_path(path, "not an absolute path"));
+    }
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Error::unsafe_path(path, "not a file path"));
     };
@@ -255,6 +258,44 @@ pub fn read_root_file(
         return Ok(None);
     };
     dir.read_file(name, access, max)
+}
+
+/// Checks that `path` is a program only root can change: a regular, executable file owned by
+/// root and not writable by group or others, in directories with the same property, reached
+/// without symlinks. (Hard links are allowed here: a link to a root-owned program gives no way
+/// to change it, and build tools link their outputs.)
+pub fn check_root_executable(path: &Path) -> Result<(), Error> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::unsafe_path(path, "not a file path"));
+    };
+    let dir =
+        Dir::open_ancestors(parent)?.ok_or_else(|| Error::io(parent, "open", Errno::ENOENT))?;
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match openat(&dir.fd, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Err(Error::io(path, "find", Errno::ENOENT)),
+        Err(e) => return Err(Error::io(path, "open", e)),
+    };
+    let stat = fstat_at(&fd, path)?;
+    match file_type(&stat) {
+        t if t == SFlag::S_IFREG => {}
+        t if t == SFlag::S_IFLNK => return Err(Error::unsafe_path(path, "is a symlink")),
+        _ => return Err(Error::unsafe_path(path, "not a regular file")),
+    }
+    if stat.st_uid != 0 {
+        return Err(Error::unsafe_path(path, "not owned by root"));
+    }
+    let mode = stat.st_mode & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Error::unsafe_path(
+            path,
+            format!("mode {mode:04o} is writable by others"),
+        ));
+    }
+    if mode & 0o100 == 0 {
+        return Err(Error::unsafe_path(path, "not executable"));
+    }
+    Ok(())
 }
 
 impl Dir {

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use twostep_common::config::Config;
 use twostep_common::enroll;
 use twostep_common::lockout::Locked;
-use twostep_common::login::{self, Accepted, Attempt, Begin, EnrollAtLogin, Outcome, Rejected};
+use twostep_common::login::{
+    self, Accepted, Ask, Attempt, Begin, EnrollAtLogin, Outcome, Rejected,
+};
 use twostep_common::network::Network;
 use twostep_common::policy::{Skip, SystemDirectory};
 use twostep_common::store::Store;
@@ -193,7 +195,10 @@ fn lockout_after_failures_and_release() {
         begin(&env, "alice", "192.0.2.1", T0 + 3),
         Begin::Locked { until }
     );
-    assert_eq!(begin(&env, "alice", "192.0.2.1", until), Begin::AskCode);
+    assert_eq!(
+        begin(&env, "alice", "192.0.2.1", until),
+        Begin::AskCode(Ask::Totp)
+    );
     assert_eq!(
         verify(&env, "alice", &code(until), until),
         Outcome::Accepted(Accepted::Totp)
@@ -443,7 +448,10 @@ fn a_stranger_cannot_lock_the_owner_out_from_the_lan() {
         begin(&env, "alice", "203.0.113.66", T0 + 4),
         Begin::Locked { .. }
     ));
-    assert_eq!(begin(&env, "alice", "192.168.1.20", T0 + 4), Begin::AskCode);
+    assert_eq!(
+        begin(&env, "alice", "192.168.1.20", T0 + 4),
+        Begin::AskCode(Ask::Totp)
+    );
     assert_eq!(
         verify_from(&env, "alice", "192.168.1.20", &code(T0 + 4), T0 + 4),
         Outcome::Accepted(Accepted::Totp)
@@ -474,11 +482,11 @@ fn a_stranger_cannot_lock_the_owner_out_from_the_lan() {
     assert!(twostep_common::manage::unlock(&store, "alice").unwrap());
     assert_eq!(
         begin(&env, "alice", "203.0.113.66", T0 + 22),
-        Begin::AskCode
+        Begin::AskCode(Ask::Totp)
     );
     assert_eq!(
         begin(&env, "alice", "192.168.1.20", T0 + 22),
-        Begin::AskCode
+        Begin::AskCode(Ask::Totp)
     );
 }
 
@@ -499,8 +507,11 @@ fn trusted_networks_and_local_logins_skip_the_code() {
         skip,
         "also for unenrolled users"
     );
-    assert_eq!(begin(&env, "alice", "192.168.2.9", T0), Begin::AskCode);
-    assert_eq!(begin(&env, "alice", "", T0), Begin::AskCode);
+    assert_eq!(
+        begin(&env, "alice", "192.168.2.9", T0),
+        Begin::AskCode(Ask::Totp)
+    );
+    assert_eq!(begin(&env, "alice", "", T0), Begin::AskCode(Ask::Totp));
     env.config.policy.trust_local = true;
     assert_eq!(
         begin(&env, "alice", "", T0),
@@ -513,20 +524,32 @@ fn grace_period_skips_the_code_for_the_same_remote_host_only() {
     let mut env = env();
     env.config.policy.grace_period = 600;
     enroll(&env, "alice");
-    assert_eq!(begin(&env, "alice", "192.0.2.50", T0), Begin::AskCode);
+    assert_eq!(
+        begin(&env, "alice", "192.0.2.50", T0),
+        Begin::AskCode(Ask::Totp)
+    );
     verify_from(&env, "alice", "192.0.2.50", &code(T0), T0);
     assert_eq!(
         begin(&env, "alice", "192.0.2.50", T0 + 599),
         Begin::Skip(Skip::Grace)
     );
-    assert_eq!(begin(&env, "alice", "192.0.2.50", T0 + 600), Begin::AskCode);
-    assert_eq!(begin(&env, "alice", "192.0.2.51", T0 + 1), Begin::AskCode);
+    assert_eq!(
+        begin(&env, "alice", "192.0.2.50", T0 + 600),
+        Begin::AskCode(Ask::Totp)
+    );
+    assert_eq!(
+        begin(&env, "alice", "192.0.2.51", T0 + 1),
+        Begin::AskCode(Ask::Totp)
+    );
     // Local logins never get a grace period.
     verify_from(&env, "alice", "", &code(T0 + 30), T0 + 30);
-    assert_eq!(begin(&env, "alice", "", T0 + 31), Begin::AskCode);
+    assert_eq!(begin(&env, "alice", "", T0 + 31), Begin::AskCode(Ask::Totp));
     // Off by default.
     env.config.policy.grace_period = 0;
-    assert_eq!(begin(&env, "alice", "192.0.2.50", T0 + 1), Begin::AskCode);
+    assert_eq!(
+        begin(&env, "alice", "192.0.2.50", T0 + 1),
+        Begin::AskCode(Ask::Totp)
+    );
 }
 
 #[test]
@@ -558,7 +581,7 @@ fn enrollment_at_login_stores_only_a_confirmed_key() {
         panic!("not enrolled");
     };
     assert_eq!(new.emergency_codes.len(), 10);
-    assert_eq!(begin(&env, "carol", "", T0 + 1), Begin::AskCode);
+    assert_eq!(begin(&env, "carol", "", T0 + 1), Begin::AskCode(Ask::Totp));
     // The confirming code is used up.
     assert_eq!(
         verify(&env, "carol", &right, T0 + 1),

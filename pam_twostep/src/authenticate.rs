@@ -15,8 +15,9 @@ use twostep_common::audit::{Level, Sink, Syslog, field};
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::combined;
 use twostep_common::config::{Config, OnUnenrolled, Unenrolled};
+use twostep_common::email;
 use twostep_common::lockout::Locked;
-use twostep_common::login::{self, Accepted, Attempt, Begin, Outcome, Rejected};
+use twostep_common::login::{self, Accepted, Ask, Attempt, Begin, EmailIssue, Outcome, Rejected};
 use twostep_common::policy::{Skip, SystemDirectory};
 use twostep_common::store::Store;
 
@@ -25,6 +26,9 @@ use crate::{authtok, enroll};
 
 const PROCESS: &str = "pam_twostep";
 const PROMPT: &str = "Verification code: ";
+const FALLBACK_PROMPT: &str = "Verification code (or \"email\" to get a code by email): ";
+const SEND_FAILED: &str = "Could not send the code, try another method.";
+const SEND_LIMITED: &str = "Too many codes were sent; try again later.";
 const COMBINED_PROMPT: &str = "Password and verification code: ";
 const LOCKED_MESSAGE: &str = "Too many failed attempts, try again later.";
 const REQUIRED_MESSAGE: &str =
@@ -35,6 +39,8 @@ const DEFAULT_LOG_SOCKET: &str = "/dev/log";
 pub struct Login<'a> {
     pub pamh: &'a mut PamHandle,
     pub config: Config,
+    /// Handed to the mail helper so it reads the same config.
+    pub config_path: std::path::PathBuf,
     pub log: Syslog,
     pub user: String,
     pub service: String,
@@ -122,6 +128,7 @@ pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResul
     let mut login = Login {
         pamh,
         config,
+        config_path: args.config.clone(),
         log,
         user,
         service,
@@ -157,25 +164,88 @@ fn two_prompts(login: &mut Login<'_>, store: &Store) -> PamResultCode {
             OnUnenrolled::Enroll => enroll::at_login(login, store),
         },
         Ok(Begin::Locked { until }) => locked(login, until),
-        Ok(Begin::AskCode) => {
-            let answer = match login.ask(PAM_PROMPT_ECHO_OFF, PROMPT) {
-                Ok(answer) => answer,
-                Err(code) => return conversation_failed(login, code),
-            };
-            let typed: &[u8] = answer.as_ref().map_or(&[], |a| a.as_bytes());
-            // The clock is read after the answer: the code was read off the phone just before
-            // it was typed, not when the prompt appeared.
-            let outcome = login::verify(
-                store,
-                &login.config,
-                &login.attempt(),
-                typed,
-                SystemClock.now(),
+        Ok(Begin::AskCode(ask)) => ask_code(login, store, &ask),
+    }
+}
+
+/// Asks for the code `ask` says, and checks it.
+fn ask_code(login: &mut Login<'_>, store: &Store, ask: &Ask) -> PamResultCode {
+    let (prompt, email_to) = match ask {
+        Ask::Totp => (PROMPT, None),
+        Ask::TotpOrEmail { masked } => (FALLBACK_PROMPT, Some(masked)),
+        Ask::Email { masked } => return emailed_code(login, store, masked),
+    };
+    let answer = match login.ask(PAM_PROMPT_ECHO_OFF, prompt) {
+        Ok(answer) => answer,
+        Err(code) => return conversation_failed(login, code),
+    };
+    let typed: &[u8] = answer.as_ref().map_or(&[], |a| a.as_bytes());
+    if let Some(masked) = email_to
+        && typed.trim_ascii().eq_ignore_ascii_case(b"email")
+    {
+        return emailed_code(login, store, masked);
+    }
+    // The clock is read after the answer: the code was read off the phone just before it was
+    // typed, not when the prompt appeared.
+    let outcome = login::verify(
+        store,
+        &login.config,
+        &login.attempt(),
+        typed,
+        SystemClock.now(),
+    );
+    drop(answer);
+    finish(login, outcome)
+}
+
+/// Mails a code (within the send limits) and asks for it.
+fn emailed_code(login: &mut Login<'_>, store: &Store, masked: &str) -> PamResultCode {
+    let issued = login::issue_email_code(store, &login.config, &login.attempt(), SystemClock.now());
+    match issued {
+        Err(e) => return login.system_error(&e),
+        Ok(EmailIssue::NotEnrolled) => {
+            login.log(Level::Notice, "auth failure", "reason=enrollment-removed");
+            return PamResultCode::PAM_AUTH_ERR;
+        }
+        Ok(EmailIssue::Locked { until }) => return locked(login, until),
+        Ok(EmailIssue::Limited) => {
+            login.log(Level::Notice, "email refused", "reason=send-limit");
+            login.tell(PAM_ERROR_MSG, SEND_LIMITED);
+            return PamResultCode::PAM_AUTH_ERR;
+        }
+        Ok(EmailIssue::Pending) => {
+            login.log(
+                Level::Info,
+                "email not sent",
+                "reason=send-limit detail=code-pending",
             );
-            drop(answer);
-            finish(login, outcome)
+        }
+        Ok(EmailIssue::Send(request)) => {
+            match email::send_via_helper(&login.config, &login.config_path, &request) {
+                Ok(()) => login.log(Level::Info, "email sent", ""),
+                Err(e) => {
+                    login.log(Level::Warning, "email failure", &format!("reason=\"{e}\""));
+                    login.tell(PAM_ERROR_MSG, SEND_FAILED);
+                    return PamResultCode::PAM_AUTH_ERR;
+                }
+            }
         }
     }
+    let prompt = format!("Code sent to {masked}: ");
+    let answer = match login.ask(PAM_PROMPT_ECHO_OFF, &prompt) {
+        Ok(answer) => answer,
+        Err(code) => return conversation_failed(login, code),
+    };
+    let typed: &[u8] = answer.as_ref().map_or(&[], |a| a.as_bytes());
+    let outcome = login::verify(
+        store,
+        &login.config,
+        &login.attempt(),
+        typed,
+        SystemClock.now(),
+    );
+    drop(answer);
+    finish(login, outcome)
 }
 
 /// One-prompt mode: password and code arrive as one answer; the code is checked here and the
@@ -228,9 +298,18 @@ fn one_prompt(login: &mut Login<'_>, store: &Store) -> PamResultCode {
             enforced_without_enrollment(login)
         }
         Ok(Begin::Locked { until }) => locked(login, until),
-        Ok(Begin::AskCode) => {
+        Ok(Begin::AskCode(Ask::Email { .. })) => {
+            // A mailed code cannot be typed in the same answer as the password.
+            login.log(
+                Level::Notice,
+                "auth failure",
+                "reason=email-method-in-one-prompt-mode",
+            );
+            PamResultCode::PAM_AUTH_ERR
+        }
+        Ok(Begin::AskCode(_)) => {
             let digits = match store.load(&login.user) {
-                Ok(Some(record)) => record.totp.digits,
+                Ok(Some(record)) => record.totp.map_or(login.config.totp.digits, |t| t.digits),
                 Ok(None) => login.config.totp.digits,
                 Err(e) => return login.system_error(&e),
             };
@@ -291,6 +370,7 @@ fn finish(login: &mut Login<'_>, outcome: Result<Outcome, twostep_common::Error>
 fn success(login: &mut Login<'_>, accepted: Accepted) -> PamResultCode {
     match accepted {
         Accepted::Totp => login.log(Level::Info, "auth success", "method=totp"),
+        Accepted::Email => login.log(Level::Info, "auth success", "method=email"),
         Accepted::Emergency { remaining } => {
             login.log(
                 Level::Notice,

@@ -45,6 +45,19 @@ pub fn run(config_path: &Path) -> ExitCode {
     }
     report("pam", check_pam(Path::new(PAM_DIR)));
     report("clock", check_clock());
+    match &config {
+        Ok((config, _)) if config.email.enabled() => report(
+            "email",
+            crate::mail::check(config).map(|()| {
+                format!(
+                    "{}:{} accepts connections",
+                    config.email.smtp_host, config.email.smtp_port
+                )
+            }),
+        ),
+        Ok(_) => report("email", Ok("off (no [email] smtp_host)".into())),
+        Err(_) => report("email", Err("not checked: the config does not load".into())),
+    }
     if failed {
         ExitCode::from(1)
     } else {

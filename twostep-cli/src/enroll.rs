@@ -4,20 +4,35 @@
 use clap::Args;
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
+use twostep_common::email;
 use twostep_common::enroll::{self, NewEnrollment};
 use twostep_common::store::Store;
 use twostep_common::totp::{self, Algorithm, Params};
 
+use crate::email_cmds::confirm_address;
 use crate::output::{audit, print_emergency_codes};
 use crate::prompt::ask;
 use crate::show::{QrFiles, present, present_uri};
 
 const CONFIRM_TRIES: u32 = 3;
 
+/// How the user proves the second step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// Codes from an authenticator app (default)
+    Totp,
+    /// Codes mailed at each login, for users without a phone (needs --email)
+    Email,
+}
+
 #[derive(Debug, Args)]
 pub struct EnrollArgs {
     /// The login name to enroll
     pub user: String,
+
+    /// Second-step method
+    #[arg(long, value_enum, default_value = "totp")]
+    pub method: MethodArg,
 
     /// Use this base32 key (e.g. from a provisioning system) instead of a new random 160-bit one
     #[arg(long, value_name = "BASE32")]
@@ -31,8 +46,8 @@ pub struct EnrollArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Recovery email address of the user
-    #[arg(long, value_name = "ADDR")]
+    /// The user's email address: the recovery address, or where codes go with --method email
+    #[arg(long, value_name = "ADDR", required_if_eq("method", "email"))]
     pub email: Option<String>,
 
     /// HMAC algorithm: SHA1 (every app), SHA256 or SHA512 [default: from the config]
@@ -64,6 +79,9 @@ fn parse_digits(text: &str) -> Result<u8, String> {
 }
 
 pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
+    if args.method == MethodArg::Email {
+        return run_email(config, args);
+    }
     let params = Params {
         algorithm: args.algorithm.unwrap_or(config.totp.algorithm),
         digits: args.digits.unwrap_or(config.totp.digits),
@@ -71,7 +89,7 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     };
     totp::validate_params(params.digits, params.period)?;
     if let Some(address) = &args.email {
-        check_email(address)?;
+        email::check_address(address).map_err(|e| e.to_string())?;
     }
     let generated = args.secret.is_none();
     let key = match &args.secret {
@@ -116,6 +134,45 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// `--method email`: no app; codes are mailed at login. Interactively the address must first
+/// prove it receives mail.
+fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), String> {
+    let Some(address) = args.email.as_deref() else {
+        return Err("--method email needs --email ADDR".into());
+    };
+    if args.secret.is_some()
+        || args.algorithm.is_some()
+        || args.digits.is_some()
+        || args.period.is_some()
+    {
+        return Err("--secret, --algorithm, --digits and --period are for --method totp".into());
+    }
+    email::check_address(address).map_err(|e| e.to_string())?;
+    if !config.email.enabled() {
+        return Err(
+            "--method email needs email to be configured ([email] smtp_host in the config)".into(),
+        );
+    }
+    let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
+    refuse_existing(&store, &args.user, args.force)?;
+    if !args.yes && !confirm_address(config, &args.user, address)? {
+        return Err(format!(
+            "enrollment of {} aborted: no code from the mail verified; nothing was stored",
+            args.user
+        ));
+    }
+    let new = enroll::new_email(config, &args.user, address, SystemClock.now())
+        .map_err(|e| e.to_string())?;
+    save(&store, config, args, &new)?;
+    println!(
+        "Two-step login is on for {}: codes will be mailed to {} at each login.",
+        args.user,
+        email::mask(address)
+    );
+    print_emergency_codes(&new.emergency_codes);
+    Ok(())
+}
+
 /// Asks for codes until one verifies; the time step it matched, or `None` after three misses
 /// or at end of input.
 fn confirm(config: &Config, key: &[u8], params: Params) -> Result<Option<u64>, String> {
@@ -152,8 +209,10 @@ fn build(
         enroll::new_totp(config, &args.user, key, params, now).map_err(|e| e.to_string())?;
     new.record.email = args.email.clone();
     // The code typed to confirm has been seen: it must not also open a login.
-    if let Some(step) = confirmed_step {
-        new.record.totp.last_step = step;
+    if let Some(step) = confirmed_step
+        && let Some(totp) = new.record.totp.as_mut()
+    {
+        totp.last_step = step;
     }
     Ok(new)
 }
@@ -191,29 +250,4 @@ fn save(
     drop(lock);
     audit(config, "enroll", &args.user);
     Ok(())
-}
-
-/// A plausible single address: `local@domain`, printable, no spaces, at most 254 bytes.
-pub fn check_email(address: &str) -> Result<(), String> {
-    let ok = address.len() <= 254
-        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
-        && matches!(address.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !d.contains('@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{address:?} is not an email address"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn email_addresses_are_checked() {
-        assert!(check_email("alice@example.com").is_ok());
-        for bad in ["", "alice", "a@b", "a b@c.d", "a@b@c.d", "@c.d", "a@c.d\n"] {
-            assert!(check_email(bad).is_err(), "{bad:?}");
-        }
-    }
 }

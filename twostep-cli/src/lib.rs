@@ -3,8 +3,10 @@
 
 mod admin;
 mod doctor;
+mod email_cmds;
 mod enroll;
 mod import_ga;
+mod mail;
 mod output;
 mod prompt;
 mod show;
@@ -58,11 +60,19 @@ pub enum Command {
     ShowQr(show::ShowQrArgs),
     /// Move a google-authenticator-libpam user to twostep, keeping their key and scratch codes
     ImportGoogleAuthenticator(import_ga::ImportArgs),
-    /// Check the configuration, state directory, PAM services and clock
+    /// Set or change a user's recovery email address (mails a code to confirm it)
+    SetEmail(email_cmds::SetEmailArgs),
+    /// Send a test mail through the configured SMTP server
+    EmailTest(email_cmds::EmailTestArgs),
+    /// Check the configuration, state directory, PAM services, clock and SMTP server
     Doctor,
+    /// Mail a login code (run by pam_twostep; reads the request on standard input)
+    #[command(hide = true)]
+    SendCode,
 }
 
 pub fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -81,6 +91,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         .config
         .or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    // Relative to the working directory, as a shell user means it; symlinks are still not
+    // followed when the file is opened.
+    let config_path =
+        std::path::absolute(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
     let load = || Config::load(&config_path).map_err(|e| e.to_string());
     match cli.command {
         // The doctor reports a broken config instead of stopping at it.
@@ -93,8 +107,21 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Codes(args) => admin::codes(&load()?, &args.user),
         Command::ShowQr(args) => show::run(&load()?, &args),
         Command::ImportGoogleAuthenticator(args) => import_ga::run(&load()?, &args),
+        Command::SetEmail(args) => email_cmds::set_email(&load()?, &args),
+        Command::EmailTest(args) => email_cmds::email_test(&load()?, &args),
+        Command::SendCode => email_cmds::send_code(&load()?),
     }
     .map(|()| ExitCode::SUCCESS)
+}
+
+/// Rust ignores SIGPIPE, so `twostep status | head` would end in a "broken pipe" panic; a
+/// Unix command should just stop, as with the default disposition.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE and no handler code is involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// The clap command, for generating the man page and completions.

@@ -106,12 +106,18 @@ pub fn run(config: &Config, args: &ShowQrArgs) -> Result<(), String> {
         .load(&args.user)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{} is not enrolled", args.user))?;
-    let key = totp::decode_secret(record.totp.secret.expose()).map_err(|e| e.to_string())?;
+    let Some(totp_record) = record.totp.as_ref() else {
+        return Err(format!(
+            "{} receives codes by email and has no authenticator key to show",
+            args.user
+        ));
+    };
+    let key = totp::decode_secret(totp_record.secret.expose()).map_err(|e| e.to_string())?;
     eprintln!(
         "Warning: this shows {}'s secret key. Anyone who sees it (or a photo of it) can make \
          their codes.",
         args.user
     );
     audit(config, "show-qr", &args.user);
-    present(config, &args.user, &key, record.totp.params(), &args.files)
+    present(config, &args.user, &key, totp_record.params(), &args.files)
 }

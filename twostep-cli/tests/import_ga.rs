@@ -275,9 +275,10 @@ fn imports_a_real_google_authenticator_file() {
         .load(&user.name)
         .unwrap()
         .expect("a record was stored");
-    assert_eq!(record.totp.secret.expose(), secret);
-    assert_eq!((record.totp.digits, record.totp.period), (6, 30));
-    assert_eq!(record.totp.skew, Some(1));
+    let totp = record.totp.as_ref().expect("a TOTP record");
+    assert_eq!(totp.secret.expose(), secret);
+    assert_eq!((totp.digits, totp.period), (6, 30));
+    assert_eq!(totp.skew, Some(1));
     assert_eq!(record.emergency.legacy_hashes.len(), 5);
     let text_on_disk = fs::read_to_string(store.record_path(&user.name).unwrap()).unwrap();
     for code in &scratch {

@@ -1,0 +1,343 @@
+//! Emailed codes: issuing them (send limits, hashed storage, expiry), checking them, the mail's
+//! text, and handing the mail to the send helper.
+//!
+//! The PAM module never talks SMTP itself: TLS and SMTP code would make every sshd process
+//! larger and a hung server could hold a login. It runs the root-owned helper
+//! (`twostep send-code`) with the request on standard input and kills it at the deadline.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::config::{Config, Email};
+use crate::error::Error;
+use crate::random;
+use crate::record::EmailState;
+use crate::securefs;
+use crate::timefmt;
+
+/// What a request on the helper's standard input may weigh at most.
+pub const MAX_REQUEST_BYTES: u64 = 16 * 1024;
+/// Extra time the module gives the helper beyond the SMTP timeout before killing it.
+const HELPER_GRACE: Duration = Duration::from_secs(3);
+
+/// `alice@example.com` → `a•••@example.com`.
+pub fn mask(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}•••@{domain}")
+        }
+        None => "•••".to_string(),
+    }
+}
+
+/// A plausible single address: `local@domain.tld`, printable, no spaces, at most 254 bytes.
+pub fn check_address(address: &str) -> Result<(), Error> {
+    let ok = address.len() <= 254
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(address.split_once('@'),
+            Some((l, d)) if !l.is_empty() && d.contains('.') && !d.contains('@')
+                && !d.starts_with('.') && !d.ends_with('.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{address:?} is not an email address"
+        )))
+    }
+}
+
+/// The result of asking for a code to be mailed.
+#[derive(Debug)]
+pub enum Issue {
+    /// A new code to mail; its hash is stored.
+    New(Zeroizing<String>),
+    /// The send limit is reached but an unexpired code was already mailed: ask for that one.
+    Pending,
+    /// The send limit is reached and no code is pending.
+    Limited,
+}
+
+/// Issues a code for `state` at `now`, honouring the per-minute and per-hour limits.
+pub fn issue(state: &mut EmailState, email: &Email, now: u64) -> Result<Issue, Error> {
+    state.sent.retain(|&t| t <= now && now - t < 3600);
+    let last_minute = state.sent.iter().filter(|&&t| now - t < 60).count();
+    let limited = last_minute >= email.max_per_minute as usize
+        || state.sent.len() >= email.max_per_hour as usize;
+    if limited {
+        let pending = !state.hash.is_empty() && now < state.expires;
+        return Ok(if pending {
+            Issue::Pending
+        } else {
+            Issue::Limited
+        });
+    }
+    let code = new_code(email.code_digits)?;
+    let salt = random::bytes(16)?;
+    state.salt = random::hex(&salt);
+    state.hash = hash(&salt, &code);
+    state.expires = now.saturating_add(email.lifetime_secs);
+    state.sent.push(now);
+    Ok(Issue::New(code))
+}
+
+/// Whether `code` is the pending, unexpired code; a match uses it up.
+pub fn consume(state: &mut EmailState, code: &str, now: u64) -> bool {
+    if state.hash.is_empty() || now >= state.expires {
+        return false;
+    }
+    let Some(salt) = random::unhex(&state.salt) else {
+        return false;
+    };
+    let equal: bool = hash(&salt, code)
+        .as_bytes()
+        .ct_eq(state.hash.as_bytes())
+        .into();
+    if equal {
+        state.salt.clear();
+        state.hash.clear();
+        state.expires = 0;
+    }
+    equal
+}
+
+fn new_code(digits: u8) -> Result<Zeroizing<String>, Error> {
+    let mut code = Zeroizing::new(String::with_capacity(usize::from(digits)));
+    for _ in 0..digits {
+        code.push(char::from(b'0' + random::index(10)? as u8));
+    }
+    Ok(code)
+}
+
+fn hash(salt: &[u8], code: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(code.as_bytes());
+    random::hex(&h.finalize())
+}
+
+/// What the module hands to the send helper.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub to: String,
+    pub user: String,
+    pub host: String,
+    pub rhost: String,
+    pub service: String,
+    pub time: u64,
+    pub code: String,
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.code);
+    }
+}
+
+/// Subject and plain-text body of the mail for `request`. Never contains a key.
+pub fn compose(email: &Email, request: &Request) -> (String, Zeroizing<String>) {
+    let from = if request.rhost.is_empty() {
+        "a local login".to_string()
+    } else {
+        request.rhost.clone()
+    };
+    let minutes = email.lifetime_secs.div_ceil(60);
+    let body = format!(
+        "Your verification code for {host} is:\n\n    {code}\n\n\
+         Requested for {user} on {host} at {time} from {from} (service {service}).\n\
+         It works once and expires in {minutes} minutes.\n\n\
+         If you did not try to log in, do not use or share this code, and tell your \
+         administrator: someone may know your password.\n",
+        host = request.host,
+        code = request.code,
+        user = request.user,
+        time = timefmt::utc(request.time),
+        service = request.service,
+    );
+    (email.subject.clone(), Zeroizing::new(body))
+}
+
+/// Why a code could not be sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The helper could not be started or is not safe to run.
+    Helper(String),
+    /// The helper ran past the deadline and was killed.
+    Timeout,
+    /// The helper reported a failure (its first line of standard error).
+    Failed(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Helper(why) => write!(f, "cannot run the send helper: {why}"),
+            SendError::Timeout => f.write_str("the send helper timed out and was killed"),
+            SendError::Failed(why) => write!(f, "sending failed: {why}"),
+        }
+    }
+}
+
+/// Runs `helper --config CONFIG send-code` with `request` on standard input; returns once it
+/// exits or, at the latest, `timeout_secs` plus a few seconds later (then it is killed).
+pub fn send_via_helper(
+    config: &Config,
+    config_path: &Path,
+    request: &Request,
+) -> Result<(), SendError> {
+    let helper = &config.email.helper;
+    securefs::check_root_executable(helper).map_err(|e| SendError::Helper(e.to_string()))?;
+    let input = toml::to_string(request).map_err(|e| SendError::Helper(e.to_string()))?;
+    let input = Zeroizing::new(input);
+    let mut child = Command::new(helper)
+        .arg("--config")
+        .arg(config_path)
+        .arg("send-code")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| SendError::Helper(format!("{}: {e}", helper.display())))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that dies before reading makes this fail; its exit status says why.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let deadline = Instant::now() + Duration::from_secs(config.email.timeout_secs) + HELPER_GRACE;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SendError::Timeout);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(SendError::Helper(e.to_string())),
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut err = String::new();
+    if let Some(stderr) = child.stderr.take() {
+        let _ = stderr.take(4096).read_to_string(&mut err);
+    }
+    let first = err.lines().next().unwrap_or("").trim();
+    Err(SendError::Failed(if first.is_empty() {
+        format!("the helper exited with {status}")
+    } else {
+        first.chars().take(300).collect()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email() -> Email {
+        Email {
+            smtp_host: "127.0.0.1".into(),
+            from: "nas@example.com".into(),
+            ..Email::default()
+        }
+    }
+
+    #[test]
+    fn codes_work_once_and_expire() {
+        let mut state = EmailState::default();
+        let Issue::New(code) = issue(&mut state, &email(), 1000).unwrap() else {
+            panic!("no code");
+        };
+        assert_eq!(code.len(), 6);
+        assert!(code.bytes().all(|b| b.is_ascii_digit()));
+        assert!(!state.hash.contains(code.as_str()));
+        assert!(!consume(&mut state, "000000x", 1001));
+        assert!(consume(&mut state, &code, 1001));
+        assert!(!consume(&mut state, &code, 1002), "used up");
+        let mut state = EmailState::default();
+        let Issue::New(code) = issue(&mut state, &email(), 1000).unwrap() else {
+            panic!("no code");
+        };
+        assert!(!consume(&mut state, &code, 1600), "expired at 600 s");
+    }
+
+    #[test]
+    fn send_limits_per_minute_and_hour() {
+        let mut state = EmailState::default();
+        let e = email();
+        assert!(matches!(
+            issue(&mut state, &e, 1000).unwrap(),
+            Issue::New(_)
+        ));
+        assert!(matches!(
+            issue(&mut state, &e, 1030).unwrap(),
+            Issue::Pending
+        ));
+        for i in 1..5 {
+            assert!(
+                matches!(issue(&mut state, &e, 1000 + i * 60).unwrap(), Issue::New(_)),
+                "{i}"
+            );
+        }
+        // Five sent this hour: no sixth, and once the last code expires, nothing pending.
+        assert!(matches!(
+            issue(&mut state, &e, 1300).unwrap(),
+            Issue::Pending
+        ));
+        assert!(matches!(
+            issue(&mut state, &e, 1240 + 600).unwrap(),
+            Issue::Limited
+        ));
+        assert!(matches!(
+            issue(&mut state, &e, 1000 + 3600).unwrap(),
+            Issue::New(_)
+        ));
+    }
+
+    #[test]
+    fn mail_text_has_what_the_user_needs_and_no_more() {
+        let request = Request {
+            to: "alice@example.com".into(),
+            user: "alice".into(),
+            host: "nas".into(),
+            rhost: "192.0.2.7".into(),
+            service: "sshd".into(),
+            time: 1_800_000_015,
+            code: "123456".into(),
+        };
+        let (subject, body) = compose(&email(), &request);
+        assert_eq!(subject, "Your verification code");
+        for part in [
+            "    123456\n",
+            "nas",
+            "2027-01-15 08:00 UTC",
+            "192.0.2.7",
+            "alice",
+            "10 minutes",
+        ] {
+            assert!(body.contains(part), "{part} missing:\n{}", body.as_str());
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(check_address("alice@example.com").is_ok());
+        for bad in [
+            "", "alice", "a@b", "a b@c.d", "a@b@c.d", "@c.d", "a@c.d\n", "a@.c", "a@c.",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(mask("alice@example.com"), "a•••@example.com");
+        assert_eq!(mask("nonsense"), "•••");
+    }
+}

@@ -1,0 +1,135 @@
+//! `send-code` (the module's mail helper), `email-test` and `set-email`.
+
+use std::io::Read;
+
+use clap::Args;
+use twostep_common::clock::{Clock, SystemClock};
+use twostep_common::config::{self, Config};
+use twostep_common::email::{self, MAX_REQUEST_BYTES, Request};
+use twostep_common::random;
+use twostep_common::store::Store;
+use zeroize::Zeroizing;
+
+use crate::mail;
+use crate::output::audit;
+use crate::prompt::ask;
+
+const CONFIRM_TRIES: u32 = 3;
+
+#[derive(Debug, Args)]
+pub struct EmailTestArgs {
+    /// Where to send the test mail
+    pub address: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetEmailArgs {
+    /// The enrolled user
+    pub user: String,
+    /// The recovery address
+    pub address: String,
+    /// Save without mailing a confirmation code first
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// Run by pam_twostep: reads one request on standard input and mails the code.
+pub fn send_code(config: &Config) -> Result<(), String> {
+    let mut input = Zeroizing::new(String::new());
+    std::io::stdin()
+        .take(MAX_REQUEST_BYTES + 1)
+        .read_to_string(&mut input)
+        .map_err(|e| format!("cannot read the request: {e}"))?;
+    if input.len() as u64 > MAX_REQUEST_BYTES {
+        return Err("the request is too large".into());
+    }
+    let request: Request =
+        toml::from_str(&input).map_err(|e| format!("bad request: {}", e.message()))?;
+    email::check_address(&request.to).map_err(|e| e.to_string())?;
+    let (subject, body) = email::compose(&config.email, &request);
+    mail::send(config, &request.to, &subject, &body)
+}
+
+pub fn email_test(config: &Config, args: &EmailTestArgs) -> Result<(), String> {
+    email::check_address(&args.address).map_err(|e| e.to_string())?;
+    let body = format!(
+        "This is a test mail from twostep on {}. If you can read it, emailed verification codes \
+         can reach this address.\n",
+        config::hostname()
+    );
+    mail::send(config, &args.address, "twostep test mail", &body)?;
+    audit(config, "email-test", &args.address);
+    println!("Sent a test mail to {}.", args.address);
+    Ok(())
+}
+
+pub fn set_email(config: &Config, args: &SetEmailArgs) -> Result<(), String> {
+    email::check_address(&args.address).map_err(|e| e.to_string())?;
+    let store = Store::open(&config.state_dir).map_err(|e| e.to_string())?;
+    if store.load(&args.user).map_err(|e| e.to_string())?.is_none() {
+        return Err(format!("{} is not enrolled", args.user));
+    }
+    if !args.yes && !confirm_address(config, &args.user, &args.address)? {
+        return Err(format!(
+            "no code from the mail to {} verified; the address was not saved",
+            args.address
+        ));
+    }
+    let lock = store.lock(&args.user).map_err(|e| e.to_string())?;
+    let mut record = store
+        .load_locked(&lock)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} is not enrolled", args.user))?;
+    record.email = Some(args.address.clone());
+    store.save(&lock, &record).map_err(|e| e.to_string())?;
+    drop(lock);
+    audit(config, "set-email", &args.user);
+    println!(
+        "Saved {} as the recovery address of {}.",
+        email::mask(&args.address),
+        args.user
+    );
+    if !config.email.enabled() {
+        println!("Note: email is not configured yet ([email] smtp_host), so no codes are sent.");
+    }
+    Ok(())
+}
+
+/// Mails a one-time code to `address` and asks for it back; true when it was typed right.
+pub fn confirm_address(config: &Config, user: &str, address: &str) -> Result<bool, String> {
+    let mut code = Zeroizing::new(String::new());
+    for _ in 0..config.email.code_digits {
+        code.push(char::from(
+            b'0' + random::index(10).map_err(|e| e.to_string())? as u8,
+        ));
+    }
+    let request = Request {
+        to: address.to_string(),
+        user: user.to_string(),
+        host: config::hostname(),
+        rhost: String::new(),
+        service: "twostep".into(),
+        time: SystemClock.now(),
+        code: code.to_string(),
+    };
+    let (subject, body) = email::compose(&config.email, &request);
+    mail::send(config, address, &subject, &body)?;
+    println!("Sent a code to {}.", email::mask(address));
+    for attempt in 1..=CONFIRM_TRIES {
+        let Some(answer) = ask("Code from the mail: ")? else {
+            return Ok(false);
+        };
+        let typed: String = answer.chars().filter(|c| !c.is_whitespace()).collect();
+        if subtle_eq(typed.as_bytes(), code.as_bytes()) {
+            return Ok(true);
+        }
+        if attempt < CONFIRM_TRIES {
+            println!("That code does not match.");
+        }
+    }
+    Ok(false)
+}
+
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

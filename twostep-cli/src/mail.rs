@@ -1,0 +1,87 @@
+//! Sending mail over SMTP (lettre, with the system's OpenSSL and CA store). Only the admin
+//! command links this; the PAM module runs `twostep send-code` instead.
+
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Message, SmtpTransport, Transport};
+use twostep_common::config::{Config, SmtpSecurity};
+use twostep_common::securefs::{Access, read_root_file};
+use zeroize::Zeroizing;
+
+/// The SMTP password file is small; anything larger is a mistake.
+const MAX_PASSWORD_FILE: u64 = 4096;
+
+pub fn send(config: &Config, to: &str, subject: &str, body: &str) -> Result<(), String> {
+    let email = &config.email;
+    let from = email
+        .from
+        .parse()
+        .map_err(|e| format!("email.from {:?}: {e}", email.from))?;
+    let to = to.parse().map_err(|e| format!("address {to:?}: {e}"))?;
+    let message = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body.to_string())
+        .map_err(|e| format!("cannot build the mail: {e}"))?;
+    transport(config)?
+        .send(&message)
+        .map(|_| ())
+        .map_err(|e| describe(config, &e))
+}
+
+/// Connects, greets and (for STARTTLS/TLS) negotiates TLS, without sending anything.
+pub fn check(config: &Config) -> Result<(), String> {
+    match transport(config)?.test_connection() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("{} did not accept the connection", server(config))),
+        Err(e) => Err(describe(config, &e)),
+    }
+}
+
+fn transport(config: &Config) -> Result<SmtpTransport, String> {
+    let email = &config.email;
+    if !email.enabled() {
+        return Err("email is not configured (set [email] smtp_host in the config)".into());
+    }
+    let builder = match email.security {
+        SmtpSecurity::Starttls => SmtpTransport::starttls_relay(&email.smtp_host),
+        SmtpSecurity::Tls => SmtpTransport::relay(&email.smtp_host),
+        SmtpSecurity::None => Ok(SmtpTransport::builder_dangerous(&email.smtp_host)),
+    }
+    .map_err(|e| format!("{}: {e}", server(config)))?;
+    let mut builder = builder
+        .port(email.smtp_port)
+        .timeout(Some(Duration::from_secs(email.timeout_secs)));
+    if !email.username.is_empty() {
+        builder = builder.credentials(Credentials::new(email.username.clone(), password(config)?));
+    }
+    Ok(builder.build())
+}
+
+fn password(config: &Config) -> Result<String, String> {
+    let path = &config.email.password_file;
+    let bytes = read_root_file(path, MAX_PASSWORD_FILE, Access::Private)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{}: the SMTP password file does not exist", path.display()))?;
+    let text = Zeroizing::new(
+        String::from_utf8(bytes.to_vec()).map_err(|_| format!("{}: not UTF-8", path.display()))?,
+    );
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn server(config: &Config) -> String {
+    format!("{}:{}", config.email.smtp_host, config.email.smtp_port)
+}
+
+fn describe(config: &Config, e: &lettre::transport::smtp::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        e.to_string()
+    };
+    format!("SMTP {}: {what}", server(config))
+}
