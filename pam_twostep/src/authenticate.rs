@@ -29,6 +29,8 @@ const PROMPT: &str = "Verification code: ";
 const FALLBACK_PROMPT: &str = "Verification code (or \"email\" to get a code by email): ";
 const SEND_FAILED: &str = "Could not send the code, try another method.";
 const SEND_LIMITED: &str = "Too many codes were sent; try again later.";
+/// After a failed send, for users whose only other way in is an emergency code.
+const EMERGENCY_PROMPT: &str = "Emergency code: ";
 const COMBINED_PROMPT: &str = "Password and verification code: ";
 const LOCKED_MESSAGE: &str = "Too many failed attempts, try again later.";
 const REQUIRED_MESSAGE: &str =
@@ -173,7 +175,7 @@ fn ask_code(login: &mut Login<'_>, store: &Store, ask: &Ask) -> PamResultCode {
     let (prompt, email_to) = match ask {
         Ask::Totp => (PROMPT, None),
         Ask::TotpOrEmail { masked } => (FALLBACK_PROMPT, Some(masked)),
-        Ask::Email { masked } => return emailed_code(login, store, masked),
+        Ask::Email { masked } => return emailed_code(login, store, masked, EMERGENCY_PROMPT),
     };
     let answer = match login.ask(PAM_PROMPT_ECHO_OFF, prompt) {
         Ok(answer) => answer,
@@ -183,7 +185,7 @@ fn ask_code(login: &mut Login<'_>, store: &Store, ask: &Ask) -> PamResultCode {
     if let Some(masked) = email_to
         && typed.trim_ascii().eq_ignore_ascii_case(b"email")
     {
-        return emailed_code(login, store, masked);
+        return emailed_code(login, store, masked, PROMPT);
     }
     // The clock is read after the answer: the code was read off the phone just before it was
     // typed, not when the prompt appeared.
@@ -198,9 +200,16 @@ fn ask_code(login: &mut Login<'_>, store: &Store, ask: &Ask) -> PamResultCode {
     finish(login, outcome)
 }
 
-/// Mails a code (within the send limits) and asks for it.
-fn emailed_code(login: &mut Login<'_>, store: &Store, masked: &str) -> PamResultCode {
+/// Mails a code (within the send limits) and asks for it. When the mail cannot be sent, asks
+/// `otherwise` instead, so an emergency code (or the app) still works.
+fn emailed_code(
+    login: &mut Login<'_>,
+    store: &Store,
+    masked: &str,
+    otherwise: &str,
+) -> PamResultCode {
     let issued = login::issue_email_code(store, &login.config, &login.attempt(), SystemClock.now());
+    let mut prompt = format!("Code sent to {masked}: ");
     match issued {
         Err(e) => return login.system_error(&e),
         Ok(EmailIssue::NotEnrolled) => {
@@ -226,12 +235,11 @@ fn emailed_code(login: &mut Login<'_>, store: &Store, masked: &str) -> PamResult
                 Err(e) => {
                     login.log(Level::Warning, "email failure", &format!("reason=\"{e}\""));
                     login.tell(PAM_ERROR_MSG, SEND_FAILED);
-                    return PamResultCode::PAM_AUTH_ERR;
+                    prompt = otherwise.to_string();
                 }
             }
         }
     }
-    let prompt = format!("Code sent to {masked}: ");
     let answer = match login.ask(PAM_PROMPT_ECHO_OFF, &prompt) {
         Ok(answer) => answer,
         Err(code) => return conversation_failed(login, code),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
+use lettre::message::SinglePart;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Message, SmtpTransport, Transport};
 use twostep_common::config::{Config, SmtpSecurity};
@@ -20,12 +20,13 @@ pub fn send(config: &Config, to: &str, subject: &str, body: &str) -> Result<(), 
         .parse()
         .map_err(|e| format!("email.from {:?}: {e}", email.from))?;
     let to = to.parse().map_err(|e| format!("address {to:?}: {e}"))?;
+    // singlepart() adds MIME-Version, which the quoted-printable body needs to be read right.
     let message = Message::builder()
         .from(from)
         .to(to)
         .subject(subject)
-        .header(ContentType::TEXT_PLAIN)
-        .body(body.to_string())
+        .message_id(None)
+        .singlepart(SinglePart::plain(body.to_string()))
         .map_err(|e| format!("cannot build the mail: {e}"))?;
     transport(config)?
         .send(&message)
@@ -78,10 +79,30 @@ fn server(config: &Config) -> String {
 }
 
 fn describe(config: &Config, e: &lettre::transport::smtp::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out".to_string()
+    let what = if is_timeout(e) {
+        format!("timed out after {} s", config.email.timeout_secs)
     } else {
         e.to_string()
     };
     format!("SMTP {}: {what}", server(config))
+}
+
+/// lettre reports a socket read timeout as a network error (EAGAIN); look at the cause.
+fn is_timeout(e: &lettre::transport::smtp::Error) -> bool {
+    if e.is_timeout() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
