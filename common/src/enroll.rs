@@ -24,36 +24,19 @@ pub fn new_totp(
     params: Params,
     now: u64,
 ) -> Result<NewEnrollment, Error> {
-    crate::username::encode(user)?;
     totp::validate_params(params.digits, params.period).map_err(Error::Invalid)?;
     if key.len() < totp::MIN_SECRET_BYTES || key.len() > totp::MAX_SECRET_BYTES {
         return Err(Error::Invalid("the key length is out of range".into()));
     }
-    let (emergency, emergency_codes) = CodeSet::generate(config.emergency.count)?;
-    let record = Record {
-        version: RECORD_VERSION,
-        user: user.to_string(),
-        method: Method::Totp,
-        created: now,
-        email: None,
-        totp: Some(TotpRecord {
-            secret: SecretString::new(totp::encode_secret(key)),
-            algorithm: params.algorithm,
-            digits: params.digits,
-            period: params.period,
-            skew: None,
-            last_step: 0,
-        }),
-        emergency,
-        lockout: LockoutState::default(),
-        last_login: None,
-        grace: Vec::new(),
-        email_code: None,
+    let totp = TotpRecord {
+        secret: SecretString::new(totp::encode_secret(key)),
+        algorithm: params.algorithm,
+        digits: params.digits,
+        period: params.period,
+        skew: None,
+        last_step: 0,
     };
-    Ok(NewEnrollment {
-        record,
-        emergency_codes,
-    })
+    new_record(config, user, Method::Totp, Some(totp), None, now)
 }
 
 /// Builds (does not store) an email-method enrollment: codes are mailed to `address` at login.
@@ -63,16 +46,35 @@ pub fn new_email(
     address: &str,
     now: u64,
 ) -> Result<NewEnrollment, Error> {
-    crate::username::encode(user)?;
     crate::email::check_address(address)?;
+    new_record(
+        config,
+        user,
+        Method::Email,
+        None,
+        Some(address.to_string()),
+        now,
+    )
+}
+
+/// A fresh record with new emergency codes and no login history.
+fn new_record(
+    config: &Config,
+    user: &str,
+    method: Method,
+    totp: Option<TotpRecord>,
+    email: Option<String>,
+    now: u64,
+) -> Result<NewEnrollment, Error> {
+    crate::username::encode(user)?;
     let (emergency, emergency_codes) = CodeSet::generate(config.emergency.count)?;
     let record = Record {
         version: RECORD_VERSION,
         user: user.to_string(),
-        method: Method::Email,
+        method,
         created: now,
-        email: Some(address.to_string()),
-        totp: None,
+        email,
+        totp,
         emergency,
         lockout: LockoutState::default(),
         last_login: None,

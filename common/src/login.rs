@@ -381,16 +381,14 @@ pub fn enroll_at_login(
     else {
         return Ok(EnrollAtLogin::WrongCode);
     };
-    let lock = store.lock(attempt.user)?;
-    if store.load_locked(&lock)?.is_some() {
-        return Ok(EnrollAtLogin::AlreadyEnrolled);
-    }
     let mut new = enroll::new_totp(config, attempt.user, &pending.key, pending.params, now)?;
     if let Some(totp) = new.record.totp.as_mut() {
         totp.last_step = step;
     }
     record_success(&mut new.record, config, attempt, Accepted::Totp, now);
-    store.save(&lock, &new.record)?;
+    if !crate::manage::store_enrollment(store, &new.record, false)? {
+        return Ok(EnrollAtLogin::AlreadyEnrolled);
+    }
     Ok(EnrollAtLogin::Enrolled(Box::new(new)))
 }
 

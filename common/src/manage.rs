@@ -140,6 +140,17 @@ pub fn mask_email(address: &str) -> String {
     crate::email::mask(address)
 }
 
+/// Stores a new enrollment under the user's lock. Unless `replace`, an existing enrollment is
+/// kept and `false` returned (checked under the lock, so two admins cannot both enroll).
+pub fn store_enrollment(store: &Store, record: &Record, replace: bool) -> Result<bool, Error> {
+    let lock = store.lock(&record.user)?;
+    if !replace && store.load_locked(&lock)?.is_some() {
+        return Ok(false);
+    }
+    store.save(&lock, record)?;
+    Ok(true)
+}
+
 /// Clears failures and every lockout (per host and per user); false when the user has no
 /// record.
 pub fn unlock(store: &Store, user: &str) -> Result<bool, Error> {

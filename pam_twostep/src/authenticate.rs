@@ -148,15 +148,19 @@ pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResul
     }
 }
 
-/// The usual flow: the password was checked by the modules above; ask for the code.
-fn two_prompts(login: &mut Login<'_>, store: &Store) -> PamResultCode {
-    let decision = login::begin(
+fn decide(login: &Login<'_>, store: &Store) -> Result<Begin, twostep_common::Error> {
+    login::begin(
         store,
         &login.config,
         &SystemDirectory,
         &login.attempt(),
         SystemClock.now(),
-    );
+    )
+}
+
+/// The usual flow: the password was checked by the modules above; ask for the code.
+fn two_prompts(login: &mut Login<'_>, store: &Store) -> PamResultCode {
+    let decision = decide(login, store);
     match decision {
         Err(e) => login.system_error(&e),
         Ok(Begin::Skip(skip)) => skipped(login, skip),
@@ -270,13 +274,7 @@ fn one_prompt(login: &mut Login<'_>, store: &Store) -> PamResultCode {
             Err(code) => return conversation_failed(login, code),
         },
     };
-    let decision = login::begin(
-        store,
-        &login.config,
-        &SystemDirectory,
-        &login.attempt(),
-        SystemClock.now(),
-    );
+    let decision = decide(login, store);
     match decision {
         Err(e) => login.system_error(&e),
         // No code expected: the whole answer is the password.

@@ -6,6 +6,7 @@ use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
 use twostep_common::email;
 use twostep_common::enroll::{self, NewEnrollment};
+use twostep_common::manage;
 use twostep_common::store::Store;
 use twostep_common::totp::{self, Algorithm, Params};
 
@@ -233,21 +234,15 @@ fn save(
     args: &EnrollArgs,
     new: &NewEnrollment,
 ) -> Result<(), String> {
-    let lock = store.lock(&args.user).map_err(|e| e.to_string())?;
     // Checked again under the lock: another admin may have enrolled the user meanwhile.
-    if !args.force
-        && store
-            .load_locked(&lock)
-            .map_err(|e| e.to_string())?
-            .is_some()
-    {
+    let stored =
+        manage::store_enrollment(store, &new.record, args.force).map_err(|e| e.to_string())?;
+    if !stored {
         return Err(format!(
             "{} was enrolled meanwhile; nothing was changed",
             args.user
         ));
     }
-    store.save(&lock, &new.record).map_err(|e| e.to_string())?;
-    drop(lock);
     audit(config, "enroll", &args.user);
     Ok(())
 }

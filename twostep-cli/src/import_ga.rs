@@ -24,6 +24,7 @@ use nix::unistd::{ForkResult, Gid, Pid, Uid, User, fork};
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
 use twostep_common::import_ga::{self, Imported, MAX_FILE_BYTES};
+use twostep_common::manage;
 use twostep_common::store::Store;
 use twostep_common::username;
 use zeroize::Zeroizing;
@@ -73,22 +74,14 @@ pub fn run(config: &Config, args: &ImportArgs) -> Result<(), String> {
     drop(bytes);
 
     let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
-    let lock = store.lock(user).map_err(|e| e.to_string())?;
-    if !args.force
-        && store
-            .load_locked(&lock)
-            .map_err(|e| e.to_string())?
-            .is_some()
-    {
+    let new = import_ga::to_enrollment(config, user, &imported, SystemClock.now())
+        .map_err(|e| e.to_string())?;
+    if !manage::store_enrollment(&store, &new.record, args.force).map_err(|e| e.to_string())? {
         return Err(format!(
             "{user} is already enrolled in twostep; use --force to replace that enrollment \
              with the imported one"
         ));
     }
-    let new = import_ga::to_enrollment(config, user, &imported, SystemClock.now())
-        .map_err(|e| e.to_string())?;
-    store.save(&lock, &new.record).map_err(|e| e.to_string())?;
-    drop(lock);
     audit(config, "import", user);
 
     report(config, user, &path, &imported);

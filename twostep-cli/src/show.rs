@@ -44,7 +44,7 @@ pub fn present(
 ) -> Result<(), String> {
     let issuer = config.issuer_or_hostname();
     let account = config.account_label(user);
-    let uri = otpauth::totp_uri(&issuer, &account, key, params);
+    let uri = uri(config, user, key, params);
     // Colours pin dark-on-light whatever the terminal theme; plain text for pipes and NO_COLOR.
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -82,10 +82,18 @@ pub fn present_uri(
     params: Params,
     files: &QrFiles,
 ) -> Result<(), String> {
-    let issuer = config.issuer_or_hostname();
-    let uri = otpauth::totp_uri(&issuer, &config.account_label(user), key, params);
+    let uri = uri(config, user, key, params);
     println!("URI: {}", uri.as_str());
     write_files(&uri, files)
+}
+
+fn uri(config: &Config, user: &str, key: &[u8], params: Params) -> zeroize::Zeroizing<String> {
+    otpauth::totp_uri(
+        &config.issuer_or_hostname(),
+        &config.account_label(user),
+        key,
+        params,
+    )
 }
 
 fn write_files(uri: &str, files: &QrFiles) -> Result<(), String> {
