@@ -30,6 +30,9 @@ pub enum Access {
     Private,
 }
 
+/// How often a file replaced while being opened is opened again before giving up.
+const REOPEN_TRIES: usize = 5;
+
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)
     .union(OFlag::O_NOFOLLOW)
@@ -101,6 +104,9 @@ impl Dir {
 
     /// Opens the private subdirectory `name`, creating it (root, 0700) when missing.
     pub fn ensure_subdir(&self, name: &OsStr) -> Result<Dir, Error> {
+        if let Some(dir) = self.open_subdir(name, Some(Access::Private))? {
+            return Ok(dir);
+        }
         match mkdirat(&self.fd, name, Mode::S_IRWXU) {
             // A new directory entry is only durable once its parent is synced.
             Ok(()) => self.fsync()?,
@@ -117,14 +123,26 @@ impl Dir {
         let path = self.child_path(name);
         // O_NONBLOCK: a FIFO planted here must not hang the login; it is refused below anyway.
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(Errno::ELOOP) => return Err(Error::unsafe_path(&path, "is a symlink")),
-            Err(e) => return Err(Error::io(&path, "open", e)),
-        };
-        check_file(&path, &fstat_at(&fd, &path)?, access)?;
-        Ok(Some(File::from(fd)))
+        for _ in 0..REOPEN_TRIES {
+            let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) => return Ok(None),
+                Err(Errno::ELOOP) => return Err(Error::unsafe_path(&path, "is a symlink")),
+                Err(e) => return Err(Error::io(&path, "open", e)),
+            };
+            let stat = fstat_at(&fd, &path)?;
+            // No links left: a writer renamed a new version over the name after we opened it
+            // (readers without the lock see this). The name now holds the newer file.
+            if stat.st_nlink == 0 {
+                continue;
+            }
+            check_file(&path, &stat, access)?;
+            return Ok(Some(File::from(fd)));
+        }
+        Err(Error::unsafe_path(
+            &path,
+            "replaced too often while being opened",
+        ))
     }
 
     /// Reads a checked file whole, refusing files over `max` bytes. The buffer is wiped on drop
@@ -436,7 +454,8 @@ fn write_synced(mut file: File, path: &Path, contents: &[u8]) -> Result<(), Erro
     let to_errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     file.write_all(contents)
         .map_err(|e| Error::io(path, "write", to_errno(e)))?;
-    file.sync_all()
+    // fdatasync: the data and the size are what a reader needs; timestamps can wait.
+    file.sync_data()
         .map_err(|e| Error::io(path, "sync", to_errno(e)))
 }
 

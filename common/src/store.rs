@@ -24,9 +24,9 @@ const RECORD_EXT: &str = ".toml";
 
 #[derive(Debug)]
 pub struct Store {
+    root: Dir,
     users: Dir,
     locks: Dir,
-    archive: Dir,
 }
 
 /// Proof that the caller holds a user's lock; released on drop.
@@ -79,7 +79,7 @@ impl Store {
         Ok(Store {
             users: root.ensure_subdir(OsStr::new(USERS_DIR))?,
             locks: root.ensure_subdir(OsStr::new(LOCKS_DIR))?,
-            archive: root.ensure_subdir(OsStr::new(ARCHIVE_DIR))?,
+            root,
         })
     }
 
@@ -147,6 +147,23 @@ impl Store {
         self.users.remove_file(&lock.file_name)
     }
 
+    /// `archive/`, opened (or created) only by the admin commands that use it; logins never do.
+    fn archive_dir(&self) -> Result<Dir, Error> {
+        self.root.ensure_subdir(OsStr::new(ARCHIVE_DIR))
+    }
+
+    /// Archived record names, without creating `archive/` (readers may run on a read-only
+    /// state directory).
+    fn archive_entries(&self) -> Result<Vec<OsString>, Error> {
+        match self
+            .root
+            .open_subdir(OsStr::new(ARCHIVE_DIR), Some(Access::Private))?
+        {
+            Some(dir) => dir.entries(),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Moves `user`'s record to `archive/<user>.<time>.toml` (for `twostep restore`); the name
     /// of the archived file, or `None` when there was no record.
     pub fn archive(&self, lock: &UserLock, now: u64) -> Result<Option<PathBuf>, Error> {
@@ -159,9 +176,9 @@ impl Store {
             .map(|n| archive_name(&encoded, now, n))
             .find(|name| !taken.iter().any(|(_, t)| t == name))
             .ok_or_else(|| Error::Invalid("no free archive name".into()))?;
-        self.users
-            .move_file(&lock.file_name, &self.archive, &name)?;
-        Ok(Some(self.archive.path().join(name)))
+        let archive = self.archive_dir()?;
+        self.users.move_file(&lock.file_name, &archive, &name)?;
+        Ok(Some(archive.path().join(name)))
     }
 
     /// Moves the newest archived record of `user` back into place. Refuses while the user has
@@ -177,11 +194,11 @@ impl Store {
             return Ok(None);
         };
         // Check the archived record before putting it back: it must be safe and parse.
-        let bytes = self
-            .archive
+        let archive = self.archive_dir()?;
+        let bytes = archive
             .read_file(&newest, Access::Private, MAX_RECORD_BYTES)?
-            .ok_or_else(|| Error::io(self.archive.path().join(&newest), "open", Errno::ENOENT))?;
-        let path = self.archive.path().join(&newest);
+            .ok_or_else(|| Error::io(archive.path().join(&newest), "open", Errno::ENOENT))?;
+        let path = archive.path().join(&newest);
         let text = std::str::from_utf8(&bytes).map_err(|_| Error::Corrupt {
             path: path.clone(),
             message: "not valid UTF-8".into(),
@@ -190,16 +207,14 @@ impl Store {
             path: path.clone(),
             message,
         })?;
-        self.archive
-            .move_file(&newest, &self.users, &lock.file_name)?;
+        archive.move_file(&newest, &self.users, &lock.file_name)?;
         Ok(Some(path))
     }
 
     /// Users with at least one archived record, sorted.
     pub fn archived_users(&self) -> Result<Vec<String>, Error> {
         let mut users: Vec<String> = self
-            .archive
-            .entries()?
+            .archive_entries()?
             .iter()
             .filter_map(|name| parse_archive_name(name.to_str()?))
             .map(|(user, _, _)| user)
@@ -212,8 +227,7 @@ impl Store {
     /// `user`'s archived record names, oldest first.
     fn archive_names(&self, user: &str) -> Result<Vec<(ArchiveStamp, OsString)>, Error> {
         let mut found: Vec<(ArchiveStamp, OsString)> = self
-            .archive
-            .entries()?
+            .archive_entries()?
             .into_iter()
             .filter_map(|name| {
                 let (owner, time, n) = parse_archive_name(name.to_str()?)?;
