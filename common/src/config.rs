@@ -449,6 +449,23 @@ mod tests {
         assert_eq!(c.email.timeout_secs, 10);
     }
 
+    /// The packaged config documents every key commented out with its default: uncommented,
+    /// it must parse to exactly the built-in defaults.
+    #[test]
+    fn packaged_config_lists_the_defaults() {
+        let packaged = include_str!("../../packaging/twostep.toml");
+        let uncommented: String = packaged
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(uncommented.contains("\nmax_failures_user = 20"), "{uncommented}");
+        assert_eq!(parse(&uncommented).unwrap(), Config::default());
+    }
+
     #[test]
     fn labels_fill_in_user_and_host() {
         let c = parse("label = \"{user} on nas\"").unwrap();

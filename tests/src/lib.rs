@@ -24,7 +24,11 @@ pub mod login;
 pub mod oath;
 pub mod paths;
 pub mod run;
+pub mod smtp;
+pub mod sshd;
 pub mod syslog;
+pub mod users;
+pub mod vsftpd;
 
 pub use env::{TestEnv, TestEnvBuilder};
 pub use login::{Attempt, Login};

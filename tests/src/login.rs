@@ -12,7 +12,7 @@ pub struct Attempt<'a> {
     env: &'a TestEnv,
     user: String,
     rhost: Option<String>,
-    answers: Vec<Vec<u8>>,
+    answers: Vec<AnswerArg>,
     time: Option<i64>,
     dev_log: bool,
 }
@@ -31,7 +31,8 @@ impl<'a> Attempt<'a> {
 
     /// Adds the answer to the next prompt.
     pub fn answer(mut self, text: &str) -> Self {
-        self.answers.push(text.as_bytes().to_vec());
+        self.answers
+            .push(AnswerArg::Bytes(text.as_bytes().to_vec()));
         self
     }
 
@@ -44,7 +45,16 @@ impl<'a> Attempt<'a> {
 
     /// Adds a raw (possibly non-UTF-8) answer; it cannot contain NUL bytes.
     pub fn answer_bytes(mut self, bytes: &[u8]) -> Self {
-        self.answers.push(bytes.to_vec());
+        self.answers.push(AnswerArg::Bytes(bytes.to_vec()));
+        self
+    }
+
+    /// Adds an answer computed when its prompt arrives: pam-drive runs `program "<prompt>"`
+    /// and answers with its output minus the trailing newline (`--answer-exec`), e.g.
+    /// [`SmtpServer::code_reader`](crate::smtp::SmtpServer::code_reader). Such answers are not
+    /// known in advance, so the test must pass them to [`TestEnv::add_secret`] itself.
+    pub fn answer_exec(mut self, program: &std::path::Path) -> Self {
+        self.answers.push(AnswerArg::Exec(program.to_path_buf()));
         self
     }
 
@@ -81,9 +91,14 @@ impl<'a> Attempt<'a> {
             args.extend(["--dev-log".into(), self.env.log_socket().into()]);
         }
         for answer in &self.answers {
-            match std::str::from_utf8(answer) {
-                Ok(text) => args.extend(["--answer".into(), text.into()]),
-                Err(_) => args.extend(["--answer-hex".into(), hex(answer).into()]),
+            match answer {
+                AnswerArg::Bytes(bytes) => match std::str::from_utf8(bytes) {
+                    Ok(text) => args.extend(["--answer".into(), text.into()]),
+                    Err(_) => args.extend(["--answer-hex".into(), hex(bytes).into()]),
+                },
+                AnswerArg::Exec(program) => {
+                    args.extend(["--answer-exec".into(), program.into()]);
+                }
             }
         }
         args
@@ -93,13 +108,22 @@ impl<'a> Attempt<'a> {
     /// [`TestEnv::assert_logs_clean`]. The result carries the log lines the attempt produced.
     pub fn run(self) -> Login {
         for answer in &self.answers {
-            self.env.add_secret(&String::from_utf8_lossy(answer));
+            if let AnswerArg::Bytes(bytes) = answer {
+                self.env.add_secret(&String::from_utf8_lossy(bytes));
+            }
         }
         let before = self.env.logs().len();
         let mut login = pam_drive(&self.args());
         login.logs = self.env.logs().split_off(before);
         login
     }
+}
+
+/// One answer of an [`Attempt`]: fixed bytes or a program (`--answer-exec`).
+#[derive(Debug, Clone)]
+enum AnswerArg {
+    Bytes(Vec<u8>),
+    Exec(std::path::PathBuf),
 }
 
 /// Runs pam-drive with `args` and parses its output. Panics on usage errors.

@@ -40,14 +40,32 @@ pub fn scratch_root() -> PathBuf {
         .join("twostep-tests")
 }
 
-/// The PAM module under test, `libpam_twostep.so`.
+/// Set to an installed module (e.g. `/usr/lib/x86_64-linux-gnu/security/pam_twostep.so`) to
+/// run the tests against it instead of the build tree's (see `packaging/ci-package-test.sh`).
+pub const MODULE_ENV: &str = "TWOSTEP_TEST_MODULE";
+/// Set to an installed CLI (e.g. `/usr/sbin/twostep`) to run the tests against it.
+pub const CLI_ENV: &str = "TWOSTEP_TEST_CLI";
+
+/// The PAM module under test: `$TWOSTEP_TEST_MODULE`, else `<profile>/libpam_twostep.so`.
 pub fn module() -> PathBuf {
-    artifact("libpam_twostep.so")
+    installed(MODULE_ENV).unwrap_or_else(|| artifact("libpam_twostep.so"))
 }
 
-/// The admin CLI, `twostep`.
+/// The admin CLI: `$TWOSTEP_TEST_CLI`, else `<profile>/twostep`.
 pub fn cli() -> PathBuf {
-    artifact("twostep")
+    installed(CLI_ENV).unwrap_or_else(|| artifact("twostep"))
+}
+
+/// The file named by the environment variable `var`, which must be an absolute path to an
+/// existing file (a typo must not quietly test the build tree instead); `None` when unset.
+fn installed(var: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os(var)?);
+    assert!(
+        path.is_absolute() && path.is_file(),
+        "{var}={} must be the absolute path of an existing file",
+        path.display()
+    );
+    Some(path)
 }
 
 /// This package's PAM client, `pam-drive` (cargo builds it before running integration tests).

@@ -2,10 +2,21 @@
 //!
 //! ```text
 //! pam-drive --service NAME --user USER [--rhost HOST] [--answer TEXT]... [--answer-hex HEX]...
-//!           [--time EPOCH] [--dev-log SOCKET]
+//!           [--answer-file PATH]... [--answer-exec PROG]... [--time EPOCH] [--dev-log SOCKET]
 //! ```
 //!
-//! Answers (`--answer` and `--answer-hex`, in command-line order) are handed out one per prompt.
+//! `--answer-exec PROG` is an answer computed when its prompt arrives: pam-drive runs `PROG
+//! "<prompt text>"` (stdin from /dev/null, stderr inherited, killed after 20 seconds) and answers
+//! with its stdout minus the trailing newline (`\n` or `\r\n`), e.g. to type a code the module
+//! has just emailed. It takes its place in command-line order among the other answers; if PROG
+//! cannot run, fails, times out or prints a NUL byte, the conversation fails (PAM_CONV_ERR) and
+//! the reason goes to stderr.
+//!
+//! Answers (`--answer`, `--answer-hex` and `--answer-file`, in command-line order) are handed
+//! out one per prompt. `--answer-file` hands over the file's bytes verbatim, for answers too long
+//! for a command line (Linux limits one argument to 128 KiB) or holding NUL bytes: the
+//! conversation returns answers as C strings, so a module reads such an answer only up to its
+//! first NUL.
 //! Every conversation message is printed on stdout as `STYLE: text` (newlines in the text are
 //! written as `\n`), then `RESULT: PAM_NAME`. Exit status: 0 for PAM_SUCCESS, 1 for any other
 //! result, 2 for usage or setup errors.
@@ -30,10 +41,11 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 /// Answers still to be handed out, in order.
-static ANSWERS: Mutex<VecDeque<Vec<u8>>> = Mutex::new(VecDeque::new());
+static ANSWERS: Mutex<VecDeque<Answer>> = Mutex::new(VecDeque::new());
 
 const USAGE: &str = "usage: pam-drive --service NAME --user USER [--rhost HOST] [--answer TEXT]... \
-                     [--answer-hex HEX]... [--time EPOCH] [--dev-log SOCKET]";
+                     [--answer-hex HEX]... [--answer-file PATH]... [--answer-exec PROG]... \
+                     [--time EPOCH] [--dev-log SOCKET]";
 
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
@@ -69,7 +81,7 @@ struct Args {
     service: CString,
     user: CString,
     rhost: Option<CString>,
-    answers: Vec<Vec<u8>>,
+    answers: Vec<Answer>,
     time: Option<i64>,
     dev_log: Option<PathBuf>,
 }
@@ -84,8 +96,14 @@ impl Args {
                 "--service" => service = Some(c_string(value()?.into_bytes())?),
                 "--user" => user = Some(c_string(value()?.into_bytes())?),
                 "--rhost" => args.rhost = Some(c_string(value()?.into_bytes())?),
-                "--answer" => args.answers.push(answer(value()?.into_bytes())?),
-                "--answer-hex" => args.answers.push(answer(decode_hex(&value()?)?)?),
+                "--answer" => args.answers.push(answer(value()?.into_bytes())?.into()),
+                "--answer-hex" => args.answers.push(answer(decode_hex(&value()?)?)?.into()),
+                "--answer-exec" => args.answers.push(Answer::Exec(PathBuf::from(value()?))),
+                "--answer-file" => {
+                    let path = value()?;
+                    let bytes = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+                    args.answers.push(bytes.into());
+                }
                 "--time" => {
                     let text = value()?;
                     let epoch = text.parse().map_err(|_| format!("bad --time {text:?}"))?;
@@ -112,6 +130,83 @@ fn answer(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
         return Err("answers cannot contain NUL bytes".into());
     }
     Ok(bytes)
+}
+
+/// One answer to hand out: fixed bytes, or a program run when its prompt arrives.
+#[derive(Debug, Clone, PartialEq)]
+enum Answer {
+    Bytes(Vec<u8>),
+    Exec(PathBuf),
+}
+
+impl From<Vec<u8>> for Answer {
+    fn from(bytes: Vec<u8>) -> Answer {
+        Answer::Bytes(bytes)
+    }
+}
+
+impl PartialEq<Vec<u8>> for Answer {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        matches!(self, Answer::Bytes(bytes) if bytes == other)
+    }
+}
+
+/// How long an `--answer-exec` program may run.
+const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Runs `prog "<prompt>"` for `--answer-exec` and returns its stdout minus the trailing
+/// newline. Never panics (it runs inside libpam's callback).
+fn exec_answer(
+    prog: &Path,
+    prompt: &[u8],
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, String> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::process::{Command, Stdio};
+    let name = prog.display();
+    let mut child = Command::new(prog)
+        .arg(std::ffi::OsStr::from_bytes(prompt))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run {name}: {e}"))?;
+    let reader = child.stdout.take().map(|mut stdout| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut stdout, &mut bytes).map(|_| bytes)
+        })
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Ok(None) => {
+                // Child::kill signals this child's own pid.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{name} ran longer than {timeout:?} and was killed"));
+            }
+            Err(e) => return Err(format!("waiting for {name}: {e}")),
+        }
+    };
+    let mut out = match reader.map(|reader| reader.join()) {
+        Some(Ok(Ok(bytes))) => bytes,
+        _ => return Err(format!("cannot read the output of {name}")),
+    };
+    if !status.success() {
+        return Err(format!("{name} failed ({status})"));
+    }
+    if out.last() == Some(&b'\n') {
+        out.pop();
+        if out.last() == Some(&b'\r') {
+            out.pop();
+        }
+    }
+    answer(out).map_err(|e| format!("{name}: {e}"))
 }
 
 fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
@@ -373,6 +468,13 @@ mod pam {
             .pop_front()
         else {
             return Err(PAM_CONV_ERR);
+        };
+        let answer = match answer {
+            Answer::Bytes(bytes) => bytes,
+            Answer::Exec(prog) => exec_answer(&prog, text, EXEC_TIMEOUT).map_err(|message| {
+                eprintln!("pam-drive: --answer-exec: {message}");
+                PAM_CONV_ERR
+            })?,
         };
         // SAFETY: malloc of answer.len() + 1 bytes for the string and its NUL.
         let copy = unsafe { libc::malloc(answer.len() + 1) }.cast::<u8>();
@@ -656,6 +758,48 @@ mod tests {
             args.answers,
             vec![b"one".to_vec(), vec![0xc3, 0xff], Vec::new()]
         );
+    }
+
+    #[test]
+    fn answer_exec_keeps_its_place_and_runs_with_the_prompt() {
+        let args = parse(&[
+            "--service",
+            "s",
+            "--user",
+            "u",
+            "--answer",
+            "email",
+            "--answer-exec",
+            "/bin/echo",
+            "--answer",
+            "x",
+        ])
+        .expect("valid arguments");
+        assert_eq!(
+            args.answers,
+            vec![
+                Answer::Bytes(b"email".to_vec()),
+                Answer::Exec(PathBuf::from("/bin/echo")),
+                Answer::Bytes(b"x".to_vec()),
+            ]
+        );
+        let second = std::time::Duration::from_secs(1);
+        let echoed = exec_answer(
+            Path::new("/bin/echo"),
+            "Code sent to a•••@x: ".as_bytes(),
+            second,
+        );
+        assert_eq!(echoed, Ok("Code sent to a•••@x: ".as_bytes().to_vec()));
+        assert!(exec_answer(Path::new("/bin/false"), b"p", second).is_err());
+        assert!(exec_answer(Path::new("/nonexistent/prog"), b"p", second).is_err());
+        let started = std::time::Instant::now();
+        let slow = exec_answer(
+            Path::new("/bin/sleep"),
+            b"10",
+            std::time::Duration::from_millis(200),
+        );
+        assert!(slow.is_err_and(|e| e.contains("killed")));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

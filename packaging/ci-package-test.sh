@@ -1,0 +1,345 @@
+#!/bin/bash
+# Package test, run by .ci/run after `cargo test --workspace` (as root, on Debian 12 x86_64):
+#
+#  1. builds the .deb and the .rpm (packaging/build-packages.sh) and lints the scripts;
+#  2. checks the .deb's files, modes, conffiles, Depends and maintainer scripts, and the .rpm's
+#     file list, config flags, Requires and scriptlets (running its %preun for real);
+#  3. installs the .deb with apt-get: the state directory appears, PAM files do not change;
+#  4. enables it with `pam-auth-update --enable twostep` and runs, against the INSTALLED module
+#     and CLI, tests/tests/pam_core.rs and tests/tests/packages.rs (logins through the real
+#     common-auth with two throwaway local users and real passwords);
+#  5. checks that removal is refused while a service file names the module by hand;
+#  6. removes the package: /etc/pam.d/common-* and /var/lib/pam are byte-identical to before,
+#     the enrollment is still there and survives a reinstall; then purges: everything is gone.
+#
+# It refuses to run on a machine where twostep is installed (as a package or by install.sh), and
+# restores what it changes even when a step fails: the package is purged, the users deleted,
+# the PAM files put back.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C
+
+MODULE=/usr/lib/x86_64-linux-gnu/security/pam_twostep.so
+CLI=/usr/sbin/twostep
+PROFILE=/usr/share/pam-configs/twostep
+MANUAL_SERVICE=/etc/pam.d/twostep-pkgtest-manual
+USER_A=twostep-pkgtest-a   # enrolled by tests/tests/packages.rs
+USER_B=twostep-pkgtest-b   # never enrolled
+USER_MARK="twostep package test (packaging/ci-package-test.sh)"
+OUT=target/packages
+
+step() { printf '\n=== ci-package-test [%3ds] %s\n' "$SECONDS" "$*"; }
+fail() { printf 'ci-package-test: FAIL: %s\n' "$*" >&2; exit 1; }
+pkg_status() { dpkg-query -W -f='${db:Status-Abbrev}' twostep 2>/dev/null || true; }
+pam_files() { ls /etc/pam.d/common-* /var/lib/pam/*; }
+
+[ "$(id -u)" -eq 0 ] || fail "run as root"
+
+# --- preconditions: never touch a real installation ----------------------------------------
+for path in "$MODULE" "$CLI" "$PROFILE" /etc/twostep /var/lib/twostep /usr/local/sbin/twostep \
+            "$MANUAL_SERVICE"; do
+    [ ! -e "$path" ] || fail "$path exists: twostep seems installed here; remove it first \
+(apt-get purge twostep, or undo packaging/install.sh) - this test installs and purges the package"
+done
+[ -z "$(pkg_status)" ] || fail "package twostep is known to dpkg ($(pkg_status)); apt-get purge twostep first"
+for user in "$USER_A" "$USER_B"; do
+    if getent passwd "$user" >/dev/null; then
+        # Left by an interrupted run (the mark says so): delete it; anything else: refuse.
+        [ "$(getent passwd "$user" | cut -d: -f5)" = "$USER_MARK" ] ||
+            fail "user $user exists and is not a leftover of this test"
+        userdel "$user"
+    fi
+done
+
+# --- snapshot and cleanup -------------------------------------------------------------------
+backup=$(mktemp -d /tmp/twostep-pkgtest.XXXXXX)
+mkdir "$backup/pam.d" "$backup/varlibpam"
+cp -a /etc/pam.d/common-* "$backup/pam.d/"
+cp -a /var/lib/pam/. "$backup/varlibpam/"
+pam_files | sort >"$backup/files"
+# pam-auth-update also keeps the enabled profiles in debconf.
+profiles_before=$(echo "get libpam-runtime/profiles" | debconf-communicate libpam-runtime | cut -c3-)
+profiles_seen_before=$(echo "fget libpam-runtime/profiles seen" | debconf-communicate libpam-runtime | cut -c3-)
+
+# Compares the PAM files with the snapshot; prints differences, returns non-zero if any. With
+# --seen-twostep, /var/lib/pam/seen (pam-auth-update's list of profiles it has offered) must be
+# the old one plus the line "twostep": that is how a "Default: no" profile is remembered.
+pam_unchanged() {
+    local ok=0 f
+    if ! diff -u "$backup/files" <(pam_files | sort) >&2; then ok=1; fi
+    for f in "$backup"/pam.d/* "$backup"/varlibpam/*; do
+        case $f in
+            */pam.d/*) cmp "$f" "/etc/pam.d/${f##*/}" >&2 || ok=1 ;;
+            */seen) if [ "${1:-}" = --seen-twostep ]; then
+                        diff -u "$f" <(grep -vx twostep /var/lib/pam/seen) >&2 || ok=1
+                        grep -qx twostep /var/lib/pam/seen || ok=1
+                    else
+                        cmp "$f" /var/lib/pam/seen >&2 || ok=1
+                    fi ;;
+            *) cmp "$f" "/var/lib/pam/${f##*/}" >&2 || ok=1 ;;
+        esac
+    done
+    return $ok
+}
+
+restore_pam() {
+    cp -a "$backup"/pam.d/. /etc/pam.d/
+    cp -a "$backup"/varlibpam/. /var/lib/pam/
+}
+
+cleanup() {
+    local status=$?
+    set +e
+    trap - EXIT
+    echo "--- ci-package-test: cleaning up (exit status $status)"
+    rm -f "$MANUAL_SERVICE"
+    if [ -n "$(pkg_status)" ]; then
+        # Put the PAM files back first, so that the package's prerm (which refuses while a PAM
+        # file loads the module) lets it go even after a failed step.
+        restore_pam
+        if ! apt-get -o DPkg::Lock::Timeout=300 purge -y -qq twostep >/dev/null 2>&1; then
+            echo "cleanup: apt-get purge twostep failed; purging with a no-op prerm"
+            printf '#!/bin/sh\nexit 0\n' >/var/lib/dpkg/info/twostep.prerm
+            dpkg --purge twostep
+        fi
+    fi
+    for user in "$USER_A" "$USER_B"; do
+        getent passwd "$user" >/dev/null && userdel "$user"
+    done
+    if ! pam_unchanged 2>/dev/null; then
+        echo "cleanup: restoring /etc/pam.d/common-* and /var/lib/pam from the snapshot"
+        restore_pam
+        [ "$status" -ne 0 ] || status=1
+    fi
+    if [ "$(echo "get libpam-runtime/profiles" | debconf-communicate libpam-runtime | cut -c3-)" \
+         != "$profiles_before" ]; then
+        echo "cleanup: restoring debconf libpam-runtime/profiles: $profiles_before"
+        echo "set libpam-runtime/profiles $profiles_before" | debconf-communicate libpam-runtime >/dev/null
+        [ "$status" -ne 0 ] || status=1
+    fi
+    # Not a finding: pam-auth-update sets this flag itself; put it back for the next run.
+    echo "fset libpam-runtime/profiles seen $profiles_seen_before" |
+        debconf-communicate libpam-runtime >/dev/null
+    rm -rf "$backup" /var/lib/twostep /etc/twostep
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM   # run the cleanup on Ctrl-C and kill too
+
+# --- build ------------------------------------------------------------------------------------
+step "tools"
+missing=()
+for p in rpm shellcheck dpkg-dev oathtool libpam0g-dev; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+step "shellcheck"
+shellcheck packaging/build-packages.sh packaging/ci-package-test.sh packaging/install.sh
+shellcheck -s sh packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm \
+    packaging/rpm/post.sh packaging/rpm/preun.sh
+
+step "build packages"
+build_start=$SECONDS
+bash packaging/build-packages.sh --install-deps
+echo "packages built in $((SECONDS - build_start)) s"
+deb=$(ls "$OUT"/twostep_*_amd64.deb)
+rpm=$(ls "$OUT"/twostep-*.x86_64.rpm)
+
+# The files both packages must hold, from the source tree: $1 is "deb" or "rpm".
+expected_files() {
+    local f
+    echo "/etc/twostep/twostep.toml"
+    echo "/usr/sbin/twostep"
+    echo "/usr/share/bash-completion/completions/twostep"
+    echo "/usr/share/fish/vendor_completions.d/twostep.fish"
+    echo "/usr/share/doc/twostep/README.md"
+    for f in docs/*.md; do echo "/usr/share/doc/twostep/${f#docs/}"; done
+    for f in "$OUT"/gen/man/*.1.gz; do echo "/usr/share/man/man1/${f##*/}"; done
+    echo "/usr/share/man/man5/twostep.toml.5.gz"
+    echo "/usr/share/man/man8/pam_twostep.8.gz"
+    if [ "$1" = deb ]; then
+        echo "$MODULE"
+        echo "$PROFILE"
+        echo "/usr/share/zsh/vendor-completions/_twostep"
+        echo "/usr/share/doc/twostep/copyright"
+        echo "/usr/share/doc/twostep/changelog.Debian.gz"
+    else
+        echo "/usr/lib64/security/pam_twostep.so"
+        echo "/usr/share/zsh/site-functions/_twostep"
+        echo "/usr/share/licenses/twostep/copyright"
+    fi
+}
+
+step "check the .deb ($(stat -c %s "$deb") bytes)"
+for page in twostep.1.gz twostep-enroll.1.gz; do
+    [ -e "$OUT/gen/man/$page" ] || fail "generated man page $page missing"
+done
+dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $1, $2, $6 }' | sort -k3 \
+    >"$backup/deb-contents"
+diff -u <(expected_files deb | sort) <(awk '{print $3}' "$backup/deb-contents") ||
+    fail "the .deb's file list differs from the expected one (- expected, + found)"
+grep -vE '^-rw-r--r-- 0/0 |^-rwxr-xr-x 0/0 /usr/sbin/twostep$' \
+    "$backup/deb-contents" && fail "files with unexpected owner or mode (above)"
+grep -qx -- "-rw-r--r-- 0/0 $MODULE" "$backup/deb-contents" || fail "module mode"
+dpkg-deb -x "$deb" "$backup/deb-root"
+dpkg-deb -e "$deb" "$backup/deb-control"
+[ "$(cat "$backup/deb-control/conffiles")" = /etc/twostep/twostep.toml ] ||
+    fail "conffiles must be exactly /etc/twostep/twostep.toml"
+for script in postinst prerm postrm; do
+    cmp "packaging/debian/$script" "$backup/deb-control/$script" ||
+        fail "the packaged $script differs from packaging/debian/$script"
+    [ -x "$backup/deb-control/$script" ] || fail "$script is not executable"
+done
+[ ! -e "$backup/deb-control/preinst" ] || fail "unexpected preinst"
+depends=$(dpkg-deb -f "$deb" Depends)
+for dep in libc6 libpam0g libpam-runtime; do
+    [[ ", $depends," == *", $dep "* ]] || fail "Depends lacks $dep: $depends"
+done
+[ "$(dpkg-deb -f "$deb" Package)" = twostep ] || fail "package name"
+cmp packaging/pam-configs/twostep "$backup/deb-root$PROFILE" || fail "pam-auth-update profile"
+cmp packaging/twostep.toml "$backup/deb-root/etc/twostep/twostep.toml" || fail "default config"
+for page in "$backup"/deb-root/usr/share/man/man*/*.gz; do
+    zcat "$page" >"$backup/page" || fail "$page is not gzipped"
+    grep -q '^\.TH' "$backup/page" || fail "$page is not a man page"
+done
+# The stripped module still exports the PAM entry points.
+# (No `| grep -q` in this script: with pipefail, grep quitting early can fail the writer.)
+nm -D --defined-only "$backup/deb-root$MODULE" >"$backup/module-symbols"
+for symbol in pam_sm_authenticate pam_sm_setcred; do
+    grep -qw "$symbol" "$backup/module-symbols" ||
+        fail "the packaged module does not export $symbol"
+done
+
+step "check the .rpm ($(stat -c %s "$rpm") bytes)"
+diff -u <(expected_files rpm | sort) <(rpm -qlp "$rpm" | sort) ||
+    fail "the .rpm's file list differs from the expected one (- expected, + found)"
+[ "$(rpm -qp --configfiles "$rpm")" = /etc/twostep/twostep.toml ] || fail "rpm config files"
+rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" >"$backup/rpm-flags"
+grep -qx 'cn /etc/twostep/twostep.toml' "$backup/rpm-flags" ||
+    fail "twostep.toml must be %config(noreplace)"
+rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" \
+    >"$backup/rpm-modes"
+grep -vE '^-rw-r--r-- root:root |^-rwxr-xr-x root:root /usr/(sbin/twostep|lib64/security/pam_twostep\.so)$' \
+    "$backup/rpm-modes" &&
+    fail "rpm files with unexpected owner or mode (above)"
+requires=$(rpm -qp --requires "$rpm")
+for dep in pam 'libpam.so.0()(64bit)' /bin/sh; do
+    grep -qxF "$dep" <<<"$requires" || fail "rpm Requires lacks $dep"
+done
+rpm -qp --qf '%{POSTIN}' "$rpm" >"$backup/rpm-post"
+rpm -qp --qf '%{PREUN}' "$rpm" >"$backup/rpm-preun"
+diff -u packaging/rpm/post.sh "$backup/rpm-post" || fail "rpm %post is not packaging/rpm/post.sh"
+diff -u packaging/rpm/preun.sh "$backup/rpm-preun" || fail "rpm %preun is not packaging/rpm/preun.sh"
+for tag in PREIN POSTUN PRETRANS POSTTRANS; do
+    [ "$(rpm -qp --qf "%{$tag}" "$rpm")" = "(none)" ] || fail "unexpected rpm %$tag scriptlet"
+done
+# %preun refuses an erase while a PAM file loads the module, allows upgrades and clean erases.
+printf '# a comment naming pam_twostep.so is not a use\nauth required pam_unix.so\n' >"$MANUAL_SERVICE"
+sh "$backup/rpm-preun" 0 || fail "rpm %preun refused an erase with only a comment naming the module"
+printf 'auth required pam_unix.so\nauth  required  pam_twostep.so\n' >"$MANUAL_SERVICE"
+if sh "$backup/rpm-preun" 0 2>"$backup/preun.err"; then fail "rpm %preun allowed an erase while $MANUAL_SERVICE loads the module"; fi
+grep -q "$MANUAL_SERVICE:2:" "$backup/preun.err" || fail "rpm %preun did not name the line"
+sh "$backup/rpm-preun" 1 || fail "rpm %preun refused an upgrade"
+rm "$MANUAL_SERVICE"
+
+# --- install ----------------------------------------------------------------------------------
+step "install the .deb"
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq "./$deb" >/dev/null || fail "apt-get install ./$deb failed"
+[ "$(pkg_status)" = "ii " ] || fail "twostep is not installed: $(pkg_status)"
+pam_unchanged --seen-twostep || fail "installing the package changed PAM files: it must enable nothing"
+[ "$(stat -c '%U:%G %a %F' /var/lib/twostep)" = "root:root 700 directory" ] ||
+    fail "/var/lib/twostep: $(stat -c '%U:%G %a %F' /var/lib/twostep)"
+for path in /etc/twostep/twostep.toml "$MODULE" "$CLI" "$PROFILE"; do
+    [ -f "$path" ] || fail "$path is missing after install"
+done
+version=$("$CLI" --version) || fail "$CLI --version failed"
+[[ $version == "twostep "* ]] || fail "$CLI --version printed $version"
+
+step "enable with pam-auth-update"
+pam-auth-update --enable twostep
+grep -qP '^auth\trequisite\tpam_twostep\.so\s*$' /etc/pam.d/common-auth ||
+    fail "common-auth does not load the module: $(cat /etc/pam.d/common-auth)"
+for f in account password session session-noninteractive; do
+    cmp "$backup/pam.d/common-$f" "/etc/pam.d/common-$f" || fail "common-$f changed"
+done
+cp /etc/pam.d/common-auth "$backup/common-auth.enabled"
+# Our own checker must find the profile's line safe (its other checks, e.g. NTP, may fail here).
+doctor=$("$CLI" doctor 2>&1) || true
+grep -qE '^ok[[:space:]]+pam[[:space:]].*common-auth' <<<"$doctor" ||
+    fail "twostep doctor does not accept common-auth: $doctor"
+
+step "login tests against the installed files"
+password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+for user in "$USER_A" "$USER_B"; do
+    useradd --no-create-home --shell /usr/sbin/nologin --comment "$USER_MARK" "$user"
+    printf '%s:%s\n' "$user" "$password" | chpasswd
+done
+export TWOSTEP_TEST_MODULE=$MODULE TWOSTEP_TEST_CLI=$CLI
+export TWOSTEP_PKGTEST_ENROLLED=$USER_A TWOSTEP_PKGTEST_UNENROLLED=$USER_B
+export TWOSTEP_PKGTEST_PASSWORD=$password
+# Runs one test target and checks that as many tests passed as expected (a filter or an ignore
+# that skips them must not pass for a success).
+run_tests() { # TARGET EXPECTED_PASSED [libtest args]
+    local target=$1 count=$2 log
+    shift 2
+    log=$backup/test-$target.log
+    cargo test --locked -q -p twostep-tests --test "$target" -- "$@" 2>&1 | tee "$log" >&2 ||
+        fail "tests/tests/$target.rs failed against the installed files"
+    grep -q "^test result: ok\. $count passed; 0 failed" "$log" ||
+        fail "tests/tests/$target.rs: expected $count tests to pass"
+}
+core_tests=$(( $(grep -c '^#\[test\]' tests/tests/pam_core.rs) - $(grep -c '^#\[ignore' tests/tests/pam_core.rs || true) ))
+pkg_tests=$(grep -c '^#\[test\]' tests/tests/packages.rs)
+tests_start=$SECONDS
+run_tests pam_core "$core_tests"
+run_tests packages "$pkg_tests" --ignored --test-threads=1
+echo "login tests took $((SECONDS - tests_start)) s"
+record=/var/lib/twostep/users/$USER_A.toml
+[ -f "$record" ] || fail "packages.rs left no enrollment for $USER_A"
+sha256sum "$record" >"$backup/record.sha256"
+
+# --- removal --------------------------------------------------------------------------------
+step "removal is refused while a service loads the module by hand"
+printf 'auth required pam_unix.so\nauth required pam_twostep.so\n' >"$MANUAL_SERVICE"
+if apt-get -o DPkg::Lock::Timeout=300 remove -y -qq twostep >"$backup/refused.log" 2>&1; then
+    fail "apt-get remove succeeded although $MANUAL_SERVICE loads the module"
+fi
+grep -q "refusing to remove" "$backup/refused.log" || fail "no explanation: $(cat "$backup/refused.log")"
+[ "$(pkg_status)" = "ii " ] || fail "after a refused removal the package is $(pkg_status)"
+[ -f "$MODULE" ] || fail "a refused removal deleted the module"
+cmp "$backup/common-auth.enabled" /etc/pam.d/common-auth || fail "a refused removal changed common-auth"
+rm "$MANUAL_SERVICE"
+
+step "remove: PAM files as before, enrollments kept"
+apt-get -o DPkg::Lock::Timeout=300 remove -y -qq twostep >/dev/null || fail "apt-get remove twostep failed"
+[ "$(pkg_status)" = "rc " ] || fail "after remove the package is '$(pkg_status)', expected rc"
+pam_unchanged || fail "after remove, PAM files differ from before the install"
+for path in "$MODULE" "$CLI" "$PROFILE"; do
+    [ ! -e "$path" ] || fail "$path is still there after remove"
+done
+sha256sum --quiet -c "$backup/record.sha256" || fail "remove changed or deleted the enrollment"
+[ -f /etc/twostep/twostep.toml ] || fail "remove deleted the conffile"
+
+step "reinstall: the enrollment is back, nothing enabled"
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq "./$deb" >/dev/null || fail "apt-get install (again) failed"
+sha256sum --quiet -c "$backup/record.sha256" || fail "reinstall changed the enrollment"
+pam_unchanged --seen-twostep || fail "reinstalling changed PAM files"
+state_json=$("$CLI" status "$USER_A" --json) || fail "twostep status failed after reinstall"
+grep -q '"state": *"enabled"' <<<"$state_json" ||
+    fail "twostep status does not see $USER_A enrolled after reinstall: $state_json"
+
+step "purge: state and config gone"
+apt-get -o DPkg::Lock::Timeout=300 purge -y -qq twostep >/dev/null || fail "apt-get purge twostep failed"
+[ -z "$(pkg_status)" ] || fail "after purge dpkg still knows twostep: $(pkg_status)"
+[ ! -e /var/lib/twostep ] || fail "purge left /var/lib/twostep"
+[ ! -e /etc/twostep ] || fail "purge left /etc/twostep"
+pam_unchanged || fail "after purge, PAM files differ from before the install"
+profiles=$(echo "get libpam-runtime/profiles" | debconf-communicate libpam-runtime | cut -c3-)
+[ "$profiles" = "$profiles_before" ] ||
+    fail "after purge, debconf's pam-auth-update profiles are '$profiles', were '$profiles_before'"
+
+step "ok"
