@@ -462,7 +462,10 @@ mod tests {
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        assert!(uncommented.contains("\nmax_failures_user = 20"), "{uncommented}");
+        assert!(
+            uncommented.contains("\nmax_failures_user = 20"),
+            "{uncommented}"
+        );
         assert_eq!(parse(&uncommented).unwrap(), Config::default());
     }
 

@@ -688,7 +688,11 @@ fn smtp_server_down_fails_the_login_quickly_with_a_message() {
     );
     fallback.assert_result("PAM_AUTH_ERR");
     // The app (or an emergency code) is still asked for.
-    assert_eq!(fallback.prompts(), [TOTP_PROMPT, PLAIN_PROMPT], "{fallback}");
+    assert_eq!(
+        fallback.prompts(),
+        [TOTP_PROMPT, PLAIN_PROMPT],
+        "{fallback}"
+    );
     assert_error_msg(&fallback, SEND_FAILED);
     assert!(
         elapsed < Duration::from_secs(SMTP_TIMEOUT_SECS) + SLACK,
