@@ -191,8 +191,12 @@ fn ask_code(login: &mut Login<'_>, store: &Store, ask: &Ask) -> PamResultCode {
     {
         return emailed_code(login, store, masked, PROMPT);
     }
-    // The clock is read after the answer: the code was read off the phone just before it was
-    // typed, not when the prompt appeared.
+    check(login, store, typed)
+}
+
+/// Checks a typed code and ends the login. The clock is read now, after the answer: the code
+/// was read off the phone just before it was typed, not when the prompt appeared.
+fn check(login: &mut Login<'_>, store: &Store, typed: &[u8]) -> PamResultCode {
     let outcome = login::verify(
         store,
         &login.config,
@@ -200,7 +204,6 @@ fn ask_code(login: &mut Login<'_>, store: &Store, ask: &Ask) -> PamResultCode {
         typed,
         SystemClock.now(),
     );
-    drop(answer);
     finish(login, outcome)
 }
 
@@ -248,16 +251,7 @@ fn emailed_code(
         Ok(answer) => answer,
         Err(code) => return conversation_failed(login, code),
     };
-    let typed: &[u8] = answer.as_ref().map_or(&[], |a| a.as_bytes());
-    let outcome = login::verify(
-        store,
-        &login.config,
-        &login.attempt(),
-        typed,
-        SystemClock.now(),
-    );
-    drop(answer);
-    finish(login, outcome)
+    check(login, store, answer.as_ref().map_or(&[], |a| a.as_bytes()))
 }
 
 /// One-prompt mode: password and code arrive as one answer; the code is checked here and the
