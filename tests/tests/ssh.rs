@@ -9,6 +9,7 @@
 
 use serde_json::Value;
 use twostep_tests::TestEnv;
+use twostep_tests::smtp::SmtpServer;
 use twostep_tests::sshd::{LiveCodes, SshResult, Sshd};
 use twostep_tests::users::{TestGroup, TestUser};
 
@@ -776,4 +777,81 @@ fn enforced_group_denies_unenrolled_members() {
         .run()
         .assert_logged_in()
         .assert_prompts(&[PASSWORD, CODE]);
+}
+
+/// Emailed codes over SSH: the module runs the mail helper from inside sshd's PAM process (not
+/// from a test driver), mails a code at once to an email-method user, and mails one to an app
+/// user who types `email`; both log in with the code from the mail read off a real SMTP server.
+#[test]
+fn emailed_code_over_ssh() {
+    let by_mail = TestUser::create("mail");
+    let with_app = TestUser::create("mailapp");
+    let env = TestEnv::builder("ssh_email").stack(&PASSWORD_STACK).build();
+    let smtp = SmtpServer::start(&env.dir().join("smtp"));
+    let helper = twostep_tests::paths::cli();
+    env.write_config(&env.standard_config(&format!(
+        "[email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nsecurity = \"none\"\n\
+         from = \"nas@example.com\"\ntimeout_secs = 5\nhelper = \"{}\"\n",
+        smtp.port(),
+        helper.display()
+    )));
+    check_common_auth();
+    let out = env.cli(&[
+        "enroll",
+        by_mail.name(),
+        "--method",
+        "email",
+        "--email",
+        "mail@example.com",
+        "--yes",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.enroll_with(with_app.name(), SECRET, &["--email", "app@example.com"]);
+    let sshd = Sshd::start(&env);
+    let reader = format!("exec:{}", smtp.code_reader().display());
+
+    let mailed = sshd
+        .login(&by_mail)
+        .password(by_mail.password())
+        .rule("Code sent to", &reader)
+        .run();
+    mailed
+        .assert_logged_in()
+        .assert_prompts(&[PASSWORD, "Code sent to m•••@example.com: "]);
+    mailed.assert_logged(&["auth success", "method=email"]);
+
+    let fallback = sshd
+        .login(&with_app)
+        .password(with_app.password())
+        .rule("(or \"email\"", "text:email")
+        .rule("Code sent to", &reader)
+        .run();
+    fallback.assert_logged_in().assert_prompts(&[
+        PASSWORD,
+        "Verification code (or \"email\" to get a code by email): ",
+        "Code sent to a•••@example.com: ",
+    ]);
+    fallback.assert_logged(&["email sent", with_app.name()]);
+    fallback.assert_logged(&["auth success", "method=email", with_app.name()]);
+
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    for mail in &mails {
+        let code = mail
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix("    "))
+            .expect("the code line");
+        env.add_secret(code);
+        assert!(
+            mail.body.contains("127.0.0.1"),
+            "the remote host: {}",
+            mail.body
+        );
+    }
+    env.assert_logs_clean(&[SECRET]);
 }

@@ -10,7 +10,9 @@
 //!   the prompt's last line decides. ACTION is `text:VALUE` (answer VALUE), `empty` (an empty
 //!   answer), `queue` (the first line of `queue`, which is removed from the file), or `app-code`
 //!   (what an authenticator app shows for the last `otpauth://` URI in the prompt text, or else
-//!   in the file `stderr`, computed with `oathtool` for the current time).
+//!   in the file `stderr`, computed with `oathtool` for the current time), or `exec:PROGRAM`
+//!   (what PROGRAM prints when run with the prompt's last line as its argument, e.g. the
+//!   SMTP harness's `mail-code` script, which reads the newest mailed code).
 //! - `prompts` (appended): one line per prompt, `KIND<TAB>TEXT`, where KIND is the action used
 //!   (`unanswered` when no rule matched, `error: ...` when the action failed) and TEXT the whole
 //!   prompt text with `\` written `\\`, newline `\n`, tab `\t` and carriage return `\r`.
@@ -66,15 +68,33 @@ fn answer(dir: &Path, text: &str) -> Result<Option<(String, String)>, String> {
             "empty" => String::new(),
             "queue" => pop_queue(&dir.join("queue"))?,
             "app-code" => app_code(dir, text)?,
-            _ => match action.strip_prefix("text:") {
-                Some(value) => value.to_string(),
-                None => return Err(format!("bad action {action:?}")),
+            _ => match (action.strip_prefix("text:"), action.strip_prefix("exec:")) {
+                (Some(value), _) => value.to_string(),
+                (None, Some(program)) => run_program(program, prompt)?,
+                (None, None) => return Err(format!("bad action {action:?}")),
             },
         };
         let kind = action.split(':').next().unwrap_or(action).to_string();
         return Ok(Some((kind, answer)));
     }
     Ok(None)
+}
+
+/// The first line `program PROMPT` prints.
+fn run_program(program: &str, prompt: &str) -> Result<String, String> {
+    let output = Command::new(program)
+        .arg(prompt)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{program} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(stdout.lines().next().unwrap_or("").to_string())
 }
 
 /// Removes and returns the first line of the queue file.
