@@ -1,9 +1,11 @@
 //! Log lines for syslog (facility authpriv). They say who, from where, through what and what
 //! happened; they never carry a key or anything the user typed.
 
+use std::fmt::Display;
+use std::io::Write;
 use std::path::Path;
 
-use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+use syslog::{Facility, LogFormat, Logger, LoggerBackend, Severity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -18,10 +20,28 @@ pub trait Sink {
     fn log(&mut self, level: Level, message: &str);
 }
 
+/// RFC 3164 without the timestamp and host name, which the syslog daemon adds on arrival
+/// (rsyslog and journald do, as for glibc's messages): `<PRI>TAG[PID]: MESSAGE`. The crate's
+/// Formatter3164 parses a time format description on every message and links the `time`
+/// crate's formatter into every process that loads the module.
+#[derive(Debug, Clone)]
+struct Rfc3164 {
+    process: String,
+    pid: u32,
+}
+
+impl<T: Display> LogFormat<T> for Rfc3164 {
+    fn format<W: Write>(&self, w: &mut W, severity: Severity, message: T) -> syslog::Result<()> {
+        let priority = Facility::LOG_AUTHPRIV as u8 | severity as u8;
+        write!(w, "<{priority}>{}[{}]: {message}", self.process, self.pid)
+            .map_err(syslog::Error::Write)
+    }
+}
+
 /// A syslog connection. A missing or dead syslog daemon must never stop a login, so failures
 /// to log are dropped.
 pub struct Syslog {
-    logger: Option<Logger<LoggerBackend, Formatter3164>>,
+    logger: Option<Logger<LoggerBackend, Rfc3164>>,
 }
 
 impl std::fmt::Debug for Syslog {
@@ -34,9 +54,7 @@ impl std::fmt::Debug for Syslog {
 
 impl Syslog {
     pub fn open(socket: &Path, process: &str) -> Syslog {
-        let formatter = Formatter3164 {
-            facility: Facility::LOG_AUTHPRIV,
-            hostname: None,
+        let formatter = Rfc3164 {
             process: process.to_string(),
             pid: std::process::id(),
         };
@@ -88,6 +106,20 @@ pub fn field(key: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_carry_authpriv_priority_tag_and_pid() {
+        let formatter = Rfc3164 {
+            process: "pam_twostep".into(),
+            pid: 42,
+        };
+        let mut out = Vec::new();
+        formatter
+            .format(&mut out, Severity::LOG_NOTICE, "auth success user=alice")
+            .unwrap();
+        // authpriv (10) * 8 + notice (5) = 85
+        assert_eq!(out, b"<85>pam_twostep[42]: auth success user=alice");
+    }
 
     #[test]
     fn fields_cannot_forge_other_fields() {
