@@ -143,9 +143,7 @@ impl Record {
     /// Parses a record and checks what it claims; `user` is who it must belong to.
     pub fn parse(text: &str, user: &str) -> Result<Record, String> {
         let record: Record = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map(|s| line_of(text, s.start));
             let message = redact_values(e.message());
             match line {
                 Some(line) => format!("line {line}: {message}"),
@@ -198,6 +196,16 @@ impl Record {
         text.push_str(&body);
         Ok(text)
     }
+}
+
+/// 1-based line of a byte offset (bytes, so an offset inside a character cannot panic).
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Parser messages quote the offending value ("invalid type: string \"…\""); in a record that
@@ -269,6 +277,13 @@ mod tests {
         let err = Record::parse(&bad, "alice").unwrap_err();
         assert!(!err.contains("JBSWY3DP"), "{err}");
         assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn lines_are_counted_in_bytes() {
+        assert_eq!(line_of("a\nbé\nc", 0), 1);
+        assert_eq!(line_of("a\nbé\nc", 4), 2, "inside é");
+        assert_eq!(line_of("a\nbé\nc", 99), 3);
     }
 
     #[test]
