@@ -123,7 +123,7 @@ impl Dir {
         let path = self.child_path(name);
         // O_NONBLOCK: a FIFO planted here must not hang the login; it is refused below anyway.
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-        for _ in 0..REOPEN_TRIES {
+        for attempt in 1..=REOPEN_TRIES {
             let fd = match openat(&self.fd, name, flags, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) => return Ok(None),
@@ -132,17 +132,17 @@ impl Dir {
             };
             let stat = fstat_at(&fd, &path)?;
             // No links left: a writer renamed a new version over the name after we opened it
-            // (readers without the lock see this). The name now holds the newer file.
-            if stat.st_nlink == 0 {
+            // (readers without the lock see this). The name holds the newer file: open it
+            // again. If writers keep winning, the file we hold is still a whole earlier version
+            // of a record only root writes, reached through checked directories; use it.
+            let replaced = stat.st_nlink == 0;
+            if replaced && attempt < REOPEN_TRIES {
                 continue;
             }
-            check_file(&path, &stat, access)?;
+            check_file(&path, &stat, access, replaced)?;
             return Ok(Some(File::from(fd)));
         }
-        Err(Error::unsafe_path(
-            &path,
-            "replaced too often while being opened",
-        ))
+        Err(Error::unsafe_path(&path, "could not be opened"))
     }
 
     /// Reads a checked file whole, refusing files over `max` bytes. The buffer is wiped on drop
@@ -232,7 +232,7 @@ impl Dir {
             Err(Errno::ELOOP) => return Err(Error::unsafe_path(&path, "is a symlink")),
             Err(e) => return Err(Error::io(&path, "open lock", e)),
         };
-        check_file(&path, &fstat_at(&fd, &path)?, Access::Private)?;
+        check_file(&path, &fstat_at(&fd, &path)?, Access::Private, false)?;
         Flock::lock(File::from(fd), FlockArg::LockExclusive)
             .map_err(|(_, e)| Error::io(&path, "lock", e))
     }
@@ -386,7 +386,8 @@ fn check_dir(path: &Path, stat: &FileStat, access: Option<Access>) -> Result<(),
     Ok(())
 }
 
-fn check_file(path: &Path, stat: &FileStat, access: Access) -> Result<(), Error> {
+/// `replaced`: the file was unlinked after we opened it (0 links is then expected).
+fn check_file(path: &Path, stat: &FileStat, access: Access, replaced: bool) -> Result<(), Error> {
     if file_type(stat) != SFlag::S_IFREG {
         return Err(Error::unsafe_path(path, "not a regular file"));
     }
@@ -396,7 +397,7 @@ fn check_file(path: &Path, stat: &FileStat, access: Access) -> Result<(), Error>
             format!("owned by uid {}, must be owned by root", stat.st_uid),
         ));
     }
-    if stat.st_nlink != 1 {
+    if stat.st_nlink != 1 && !(replaced && stat.st_nlink == 0) {
         return Err(Error::unsafe_path(
             path,
             format!("has {} hard links, must have exactly one", stat.st_nlink),
