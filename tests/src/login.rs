@@ -247,10 +247,7 @@ impl Login {
     /// Panics unless some log line of this attempt contains every one of `needles`; returns
     /// the first such line.
     pub fn assert_logged(&self, needles: &[&str]) -> &str {
-        self.logs
-            .iter()
-            .find(|line| needles.iter().all(|n| line.contains(n)))
-            .unwrap_or_else(|| panic!("no log line contains all of {needles:?}\n{self}"))
+        crate::syslog::assert_logged(&self.logs, needles, self)
     }
 }
 

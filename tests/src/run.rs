@@ -59,3 +59,17 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
 fn join(reader: JoinHandle<Vec<u8>>) -> Vec<u8> {
     reader.join().unwrap_or_default()
 }
+
+/// Stops a server the tests started: SIGTERM, up to 5 s to exit, then SIGKILL; always reaped.
+pub fn stop(child: &mut Child) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill has no memory-safety preconditions; pid is our own child, not yet reaped
+    // (the caller holds its Child), so the pid cannot have been reused.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

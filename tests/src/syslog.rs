@@ -129,3 +129,15 @@ fn read_loop(socket: &UnixDatagram, shared: &Shared) {
     shared.lock().stop = true;
     shared.changed.notify_all();
 }
+
+/// The first of `logs` that contains every one of `needles`; panics otherwise, showing
+/// `context` (the attempt's output and log lines).
+pub fn assert_logged<'a>(
+    logs: &'a [String],
+    needles: &[&str],
+    context: &dyn std::fmt::Display,
+) -> &'a str {
+    logs.iter()
+        .find(|line| needles.iter().all(|n| line.contains(n)))
+        .unwrap_or_else(|| panic!("no log line contains all of {needles:?}\n{context}"))
+}

@@ -153,16 +153,7 @@ impl<'a> Vsftpd<'a> {
 
 impl Drop for Vsftpd<'_> {
     fn drop(&mut self) {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: kill has no memory-safety preconditions; pid is our own child, not yet
-        // reaped (we hold its Child), so the pid cannot have been reused.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::run::stop(&mut self.child);
         if std::thread::panicking() {
             eprintln!("--- vsftpd log:\n{}", self.log());
         }
@@ -206,10 +197,7 @@ impl FtpResult {
 
     /// Panics unless some syslog line of this run contains all of `needles`; returns it.
     pub fn assert_logged(&self, needles: &[&str]) -> &str {
-        self.logs
-            .iter()
-            .find(|line| needles.iter().all(|n| line.contains(n)))
-            .unwrap_or_else(|| panic!("no log line contains all of {needles:?}\n{self}"))
+        crate::syslog::assert_logged(&self.logs, needles, self)
     }
 }
 

@@ -1001,7 +1001,7 @@ impl Browser {
             eprintln!("web_cockpit: no screenshot {name}");
             return;
         };
-        let png = base64_decode(value.as_str().unwrap_or_default());
+        let png = twostep_tests::smtp::decode_base64(value.as_str().unwrap_or_default());
         let path = self.shots.join(name);
         assert!(
             png.starts_with(b"\x89PNG"),
@@ -1020,33 +1020,9 @@ impl Drop for Browser {
     }
 }
 
-/// Standard base64 (padding and other characters ignored).
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for sextet in text.bytes().filter_map(value) {
-        acc = (acc << 6) | u32::from(sextet);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
 #[test]
 fn base64_decodes() {
-    assert_eq!(base64_decode("aGVsbG8="), b"hello");
-    assert_eq!(base64_decode("aGk="), b"hi");
-    assert_eq!(base64_decode("YWJj"), b"abc");
+    assert_eq!(twostep_tests::smtp::decode_base64("aGVsbG8="), b"hello");
+    assert_eq!(twostep_tests::smtp::decode_base64("aGk="), b"hi");
+    assert_eq!(twostep_tests::smtp::decode_base64("YWJj"), b"abc");
 }
