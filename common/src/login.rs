@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::lockout::Locked;
 use crate::policy::{self, Directory, Skip};
 use crate::record::{GraceHost, LastLogin, Method, Record};
-use crate::store::Store;
+use crate::store::{Seen, Store};
 use crate::totp::{self, Params};
 
 /// Answers longer than this are not codes; they are refused without further parsing.
@@ -104,25 +104,38 @@ pub enum Outcome {
     NotEnrolled,
 }
 
-/// Decides whether to prompt. Reads without the lock: nothing is written.
+/// Decides whether to prompt. Reads without the lock: nothing is written. The [`Seen`]
+/// record goes to [`verify`] or [`issue_email_code`], which reuse it if it is unchanged.
 pub fn begin(
     store: &Store,
     config: &Config,
     dir: &dyn Directory,
     attempt: &Attempt<'_>,
     now: u64,
-) -> Result<Begin, Error> {
+) -> Result<(Begin, Seen), Error> {
     if let Some(skip) = policy::network_skip(&config.policy, attempt.rhost) {
-        return Ok(Begin::Skip(skip));
+        return Ok((Begin::Skip(skip), Seen::default()));
     }
-    let Some(record) = store.load(attempt.user)? else {
+    let seen = store.load_seen(attempt.user)?;
+    let begin = decide(config, dir, attempt, seen.record(), now)?;
+    Ok((begin, seen))
+}
+
+fn decide(
+    config: &Config,
+    dir: &dyn Directory,
+    attempt: &Attempt<'_>,
+    record: Option<&Record>,
+    now: u64,
+) -> Result<Begin, Error> {
+    let Some(record) = record else {
         let enforced = policy::is_enforced(&config.policy, attempt.user, dir)?;
         return Ok(Begin::NotEnrolled { enforced });
     };
     if let Some(until) = record.lockout.locked_until(&host_key(attempt.rhost), now) {
         return Ok(Begin::Locked { until });
     }
-    if policy::in_grace(&config.policy, &record, &host_key(attempt.rhost), now) {
+    if policy::in_grace(&config.policy, record, &host_key(attempt.rhost), now) {
         return Ok(Begin::Skip(Skip::Grace));
     }
     let address = record.email.as_deref().filter(|_| config.email.enabled());
@@ -150,9 +163,10 @@ pub fn issue_email_code(
     config: &Config,
     attempt: &Attempt<'_>,
     now: u64,
+    seen: Seen,
 ) -> Result<EmailIssue, Error> {
     let lock = store.lock(attempt.user)?;
-    let Some(mut record) = store.load_locked(&lock)? else {
+    let Some(mut record) = store.load_locked_seen(&lock, seen)? else {
         return Ok(EmailIssue::NotEnrolled);
     };
     if let Some(until) = record.lockout.locked_until(&host_key(attempt.rhost), now) {
@@ -178,21 +192,24 @@ pub fn issue_email_code(
         Issue::Pending => EmailIssue::Pending,
         Issue::Limited => EmailIssue::Limited,
     };
-    store.save(&lock, &record)?;
+    // Lost in a power cut, the code is simply not pending: the user asks for another.
+    store.save_unsynced(&lock, &record)?;
     Ok(result)
 }
 
-/// Checks a typed answer and records the result, all under the user's lock.
+/// Checks a typed answer and records the result, all under the user's lock. `seen` is the
+/// record [`begin`] read (or `Seen::default()`); it is used only if it is still current.
 pub fn verify(
     store: &Store,
     config: &Config,
     attempt: &Attempt<'_>,
     answer: &[u8],
     now: u64,
+    seen: Seen,
 ) -> Result<Outcome, Error> {
     let host = host_key(attempt.rhost);
     let lock = store.lock(attempt.user)?;
-    let Some(mut record) = store.load_locked(&lock)? else {
+    let Some(mut record) = store.load_locked_seen(&lock, seen)? else {
         return Ok(Outcome::NotEnrolled);
     };
     if let Some(until) = record.lockout.locked_until(&host, now) {
@@ -218,8 +235,24 @@ pub fn verify(
             locked: record.lockout.record_failure(&host, now, &config.lockout),
         },
     };
-    store.save(&lock, &record)?;
+    if uses_up_a_code(&outcome) {
+        store.save(&lock, &record)?;
+    } else {
+        store.save_unsynced(&lock, &record)?;
+    }
     Ok(outcome)
+}
+
+/// An emergency code or an emailed code stays valid until it is used (or for the mail's
+/// lifetime, minutes): its use must survive a power cut, or the code would work again. What a
+/// TOTP login or a failure writes may be lost: the last used time step matters only while the
+/// code is valid (the skew window, a minute or two, less than a reboot takes), and losing
+/// failure counts at most restarts a lockout window. Docs: docs/reliability.md.
+fn uses_up_a_code(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Accepted(Accepted::Emergency { .. } | Accepted::Email)
+    )
 }
 
 fn record_success(

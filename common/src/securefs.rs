@@ -14,8 +14,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::AtFlags;
 use nix::fcntl::{Flock, FlockArg, OFlag, openat, renameat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, mkdirat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, fsync, unlinkat};
 use zeroize::Zeroizing;
 
@@ -28,6 +29,13 @@ pub enum Access {
     Readable,
     /// No group or other bits at all (records, locks, state directories).
     Private,
+}
+
+/// Whether a replaced file is synced to the disk before the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    Durable,
+    None,
 }
 
 /// How often a file replaced while being opened is opened again before giving up.
@@ -120,6 +128,15 @@ impl Dir {
     /// Opens a regular file in this directory for reading after checking it: root owned, one
     /// link, permission bits within `access`. `Ok(None)` when it does not exist.
     pub fn open_file(&self, name: &OsStr, access: Access) -> Result<Option<File>, Error> {
+        Ok(self.open_file_stat(name, access)?.map(|(file, _)| file))
+    }
+
+    /// [`Dir::open_file`], also returning the status the checks were made on.
+    pub fn open_file_stat(
+        &self,
+        name: &OsStr,
+        access: Access,
+    ) -> Result<Option<(File, FileStat)>, Error> {
         let path = self.child_path(name);
         // O_NONBLOCK: a FIFO planted here must not hang the login; it is refused below anyway.
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
@@ -140,9 +157,22 @@ impl Dir {
                 continue;
             }
             check_file(&path, &stat, access, replaced)?;
-            return Ok(Some(File::from(fd)));
+            return Ok(Some((File::from(fd), stat)));
         }
         Err(Error::unsafe_path(&path, "could not be opened"))
+    }
+
+    /// The status of the entry `name` (not following a symlink), checked like
+    /// [`Dir::open_file`]; `Ok(None)` when there is none.
+    pub fn stat_file(&self, name: &OsStr, access: Access) -> Result<Option<FileStat>, Error> {
+        let path = self.child_path(name);
+        let stat = match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(Error::io(&path, "stat", e)),
+        };
+        check_file(&path, &stat, access, false)?;
+        Ok(Some(stat))
     }
 
     /// Reads a checked file whole, refusing files over `max` bytes. The buffer is wiped on drop
@@ -157,18 +187,40 @@ impl Dir {
             return Ok(None);
         };
         let path = self.child_path(name);
-        read_limited(file, &path, max).map(Some)
+        read_limited(&file, &path, max).map(Some)
+    }
+
+    /// Reads an already opened and checked file whole (see [`Dir::read_file`]).
+    pub fn read_opened(
+        &self,
+        file: &File,
+        name: &OsStr,
+        max: u64,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        read_limited(file, &self.child_path(name), max)
     }
 
     /// Replaces `name` with `contents` atomically and durably: exclusive temp file (0600),
-    /// write, fsync, rename over the old file, fsync the directory. A crash leaves either the
-    /// old or the new file, never a mix. Callers serialize writers of one name (see
+    /// write, fdatasync, rename over the old file, fsync the directory. A crash leaves either
+    /// the old or the new file, never a mix. Callers serialize writers of one name (see
     /// [`Dir::lock`]); a temp file left by a crashed writer is removed and recreated.
     pub fn replace_file(&self, name: &OsStr, contents: &[u8]) -> Result<(), Error> {
+        self.replace(name, contents, Sync::Durable)
+    }
+
+    /// [`Dir::replace_file`] without the two syncs: atomic for every reader and against the
+    /// writer being killed, but a power cut may bring back the previous version (or, on a file
+    /// system without ext4's and btrfs's replace-by-rename ordering, an empty file, which
+    /// readers refuse). For state whose loss is harmless; see docs/reliability.md.
+    pub fn replace_file_unsynced(&self, name: &OsStr, contents: &[u8]) -> Result<(), Error> {
+        self.replace(name, contents, Sync::None)
+    }
+
+    fn replace(&self, name: &OsStr, contents: &[u8], sync: Sync) -> Result<(), Error> {
         let tmp_name = temp_name(name);
         let tmp_path = self.child_path(&tmp_name);
         let file = self.create_exclusive(&tmp_name)?;
-        let result = write_synced(file, &tmp_path, contents).and_then(|()| {
+        let result = write_all(file, &tmp_path, contents, sync).and_then(|()| {
             renameat(&self.fd, tmp_name.as_os_str(), &self.fd, name)
                 .map_err(|e| Error::io(self.child_path(name), "replace", e))
         });
@@ -176,7 +228,10 @@ impl Dir {
             let _ = unlinkat(&self.fd, tmp_name.as_os_str(), UnlinkatFlags::NoRemoveDir);
             return result;
         }
-        self.fsync()
+        match sync {
+            Sync::Durable => self.fsync(),
+            Sync::None => Ok(()),
+        }
     }
 
     fn create_exclusive(&self, tmp_name: &OsStr) -> Result<File, Error> {
@@ -417,7 +472,7 @@ fn check_file(path: &Path, stat: &FileStat, access: Access, replaced: bool) -> R
     Ok(())
 }
 
-fn read_limited(file: File, path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, Error> {
+fn read_limited(file: &File, path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, Error> {
     let mut buf = Zeroizing::new(Vec::new());
     // Reading one byte past the limit tells "exactly max" from "too large" without trusting
     // st_size, which a file being rewritten could change under us.
@@ -451,13 +506,17 @@ fn read_limited(file: File, path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>,
     Ok(buf)
 }
 
-fn write_synced(mut file: File, path: &Path, contents: &[u8]) -> Result<(), Error> {
+fn write_all(mut file: File, path: &Path, contents: &[u8], sync: Sync) -> Result<(), Error> {
     let to_errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     file.write_all(contents)
         .map_err(|e| Error::io(path, "write", to_errno(e)))?;
-    // fdatasync: the data and the size are what a reader needs; timestamps can wait.
-    file.sync_data()
-        .map_err(|e| Error::io(path, "sync", to_errno(e)))
+    match sync {
+        // fdatasync: the data and the size are what a reader needs; timestamps can wait.
+        Sync::Durable => file
+            .sync_data()
+            .map_err(|e| Error::io(path, "sync", to_errno(e))),
+        Sync::None => Ok(()),
+    }
 }
 
 fn temp_name(name: &OsStr) -> std::ffi::OsString {

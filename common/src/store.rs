@@ -29,6 +29,51 @@ pub struct Store {
     locks: Dir,
 }
 
+/// A record read without the lock, with its file still open. While the file is open its
+/// inode cannot be reused, and records are only ever replaced by rename, never rewritten in
+/// place: finding the same inode (and size and times, in case an admin edits the file in
+/// place) under the record's name later means the record is unchanged. This saves a login
+/// the second open, read and parse under the lock.
+#[derive(Debug, Default)]
+pub struct Seen(Option<SeenRecord>);
+
+#[derive(Debug)]
+struct SeenRecord {
+    /// Held only to keep the inode number from being reused.
+    _file: File,
+    version: Version,
+    record: Record,
+}
+
+impl Seen {
+    /// The record as read, if there was one.
+    pub fn record(&self) -> Option<&Record> {
+        self.0.as_ref().map(|seen| &seen.record)
+    }
+}
+
+/// What identifies one version of a record file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Version {
+    fn of(stat: &nix::sys::stat::FileStat) -> Version {
+        Version {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            size: stat.st_size,
+            mtime: (stat.st_mtime, stat.st_mtime_nsec),
+            ctime: (stat.st_ctime, stat.st_ctime_nsec),
+        }
+    }
+}
+
 /// Proof that the caller holds a user's lock; released on drop.
 #[derive(Debug)]
 pub struct UserLock {
@@ -105,31 +150,76 @@ impl Store {
     /// Reads `user`'s record without locking; records are replaced atomically, so this sees
     /// a whole old or a whole new one. Use [`Store::load_locked`] to modify.
     pub fn load(&self, user: &str) -> Result<Option<Record>, Error> {
-        self.read(user, &record_name(user)?)
+        Ok(self.load_seen(user)?.0.map(|seen| seen.record))
+    }
+
+    /// [`Store::load`], keeping the file open so that [`Store::load_locked_seen`] can tell,
+    /// with one `fstatat`, whether the record is still the one read here.
+    pub fn load_seen(&self, user: &str) -> Result<Seen, Error> {
+        let name = record_name(user)?;
+        let Some((file, stat)) = self.users.open_file_stat(&name, Access::Private)? else {
+            return Ok(Seen(None));
+        };
+        let bytes = self.users.read_opened(&file, &name, MAX_RECORD_BYTES)?;
+        let record = self.parse(user, &name, &bytes)?;
+        Ok(Seen(Some(SeenRecord {
+            _file: file,
+            version: Version::of(&stat),
+            record,
+        })))
     }
 
     pub fn load_locked(&self, lock: &UserLock) -> Result<Option<Record>, Error> {
-        self.read(&lock.user, &lock.file_name)
-    }
-
-    fn read(&self, user: &str, name: &OsStr) -> Result<Option<Record>, Error> {
-        let Some(bytes) = self
-            .users
-            .read_file(name, Access::Private, MAX_RECORD_BYTES)?
+        let Some(bytes) =
+            self.users
+                .read_file(&lock.file_name, Access::Private, MAX_RECORD_BYTES)?
         else {
             return Ok(None);
         };
-        let path = self.users.path().join(name);
-        let text = std::str::from_utf8(&bytes).map_err(|_| Error::Corrupt {
-            path: path.clone(),
-            message: "not valid UTF-8".into(),
-        })?;
-        Record::parse(text, user)
-            .map(Some)
-            .map_err(|message| Error::Corrupt { path, message })
+        self.parse(&lock.user, &lock.file_name, &bytes).map(Some)
     }
 
+    /// [`Store::load_locked`], reusing the record in `seen` when the file under the record's
+    /// name is still the one it was read from.
+    pub fn load_locked_seen(&self, lock: &UserLock, seen: Seen) -> Result<Option<Record>, Error> {
+        let Some(seen) = seen.0 else {
+            return self.load_locked(lock);
+        };
+        match self.users.stat_file(&lock.file_name, Access::Private)? {
+            None => Ok(None),
+            Some(stat) if Version::of(&stat) == seen.version && seen.record.user == lock.user => {
+                Ok(Some(seen.record))
+            }
+            Some(_) => self.load_locked(lock),
+        }
+    }
+
+    fn parse(&self, user: &str, name: &OsStr, bytes: &[u8]) -> Result<Record, Error> {
+        let path = || self.users.path().join(name);
+        let text = std::str::from_utf8(bytes).map_err(|_| Error::Corrupt {
+            path: path(),
+            message: "not valid UTF-8".into(),
+        })?;
+        Record::parse(text, user).map_err(|message| Error::Corrupt {
+            path: path(),
+            message,
+        })
+    }
+
+    /// Writes `record` durably (see [`Dir::replace_file`]).
     pub fn save(&self, lock: &UserLock, record: &Record) -> Result<(), Error> {
+        self.write(lock, record, true)
+    }
+
+    /// Writes `record` atomically but without syncing: for a login's bookkeeping (last used
+    /// time step, failure counts, last login, grace hosts, mail send times), whose loss in a
+    /// power cut is harmless. Whatever changes the enrollment or uses up a one-time code is
+    /// written with [`Store::save`].
+    pub fn save_unsynced(&self, lock: &UserLock, record: &Record) -> Result<(), Error> {
+        self.write(lock, record, false)
+    }
+
+    fn write(&self, lock: &UserLock, record: &Record, durable: bool) -> Result<(), Error> {
         if record.user != lock.user {
             return Err(Error::Invalid(
                 "record and lock name different users".into(),
@@ -139,7 +229,12 @@ impl Store {
             path: self.users.path().join(&lock.file_name),
             message,
         })?;
-        self.users.replace_file(&lock.file_name, text.as_bytes())
+        if durable {
+            self.users.replace_file(&lock.file_name, text.as_bytes())
+        } else {
+            self.users
+                .replace_file_unsynced(&lock.file_name, text.as_bytes())
+        }
     }
 
     /// Deletes `user`'s record; true when there was one.

@@ -4,6 +4,7 @@
 //! racing logins. Needs root (records must be root owned), like the module.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +17,7 @@ use twostep_common::login::{
 };
 use twostep_common::network::Network;
 use twostep_common::policy::{Skip, SystemDirectory};
-use twostep_common::store::Store;
+use twostep_common::store::{Seen, Store};
 use twostep_common::totp::{self, Algorithm, Params};
 
 const SECRET: &str = "2SH3V3GDW7ZNMGYE";
@@ -91,7 +92,15 @@ fn attempt(user: &str) -> Attempt<'_> {
 
 fn verify(env: &Env, user: &str, typed: &str, now: u64) -> Outcome {
     let store = Store::open(&env.config.state_dir).unwrap();
-    login::verify(&store, &env.config, &attempt(user), typed.as_bytes(), now).unwrap()
+    login::verify(
+        &store,
+        &env.config,
+        &attempt(user),
+        typed.as_bytes(),
+        now,
+        Seen::default(),
+    )
+    .unwrap()
 }
 
 fn rejected(why: Rejected) -> Outcome {
@@ -105,7 +114,9 @@ fn begin(env: &Env, user: &str, rhost: &str, now: u64) -> Begin {
         service: "test",
         rhost,
     };
-    login::begin(&store, &env.config, &SystemDirectory, &attempt, now).unwrap()
+    login::begin(&store, &env.config, &SystemDirectory, &attempt, now)
+        .unwrap()
+        .0
 }
 
 fn verify_from(env: &Env, user: &str, rhost: &str, typed: &str, now: u64) -> Outcome {
@@ -115,7 +126,15 @@ fn verify_from(env: &Env, user: &str, rhost: &str, typed: &str, now: u64) -> Out
         service: "test",
         rhost,
     };
-    login::verify(&store, &env.config, &attempt, typed.as_bytes(), now).unwrap()
+    login::verify(
+        &store,
+        &env.config,
+        &attempt,
+        typed.as_bytes(),
+        now,
+        Seen::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -254,9 +273,25 @@ fn empty_answer_is_not_a_failure_and_junk_is() {
     );
     let store = Store::open(&env.config.state_dir).unwrap();
     let huge = vec![b'7'; 1 << 20];
-    let out = login::verify(&store, &env.config, &attempt("alice"), &huge, T0).unwrap();
+    let out = login::verify(
+        &store,
+        &env.config,
+        &attempt("alice"),
+        &huge,
+        T0,
+        Seen::default(),
+    )
+    .unwrap();
     assert_eq!(out, rejected(Rejected::Malformed));
-    let out = login::verify(&store, &env.config, &attempt("alice"), b"\xff\xfe12", T0).unwrap();
+    let out = login::verify(
+        &store,
+        &env.config,
+        &attempt("alice"),
+        b"\xff\xfe12",
+        T0,
+        Seen::default(),
+    )
+    .unwrap();
     assert!(
         matches!(
             out,
@@ -304,6 +339,7 @@ fn unsafe_or_corrupt_records_fail_closed_untouched() {
             &attempt("alice"),
             code(T0).as_bytes(),
             T0,
+            Seen::default(),
         )
         .expect_err(what)
         .to_string();
@@ -596,4 +632,95 @@ fn enrollment_at_login_stores_only_a_confirmed_key() {
         T0,
     );
     assert!(matches!(again.unwrap(), EnrollAtLogin::AlreadyEnrolled));
+}
+
+/// What `begin` read before the prompt, handed to `verify`.
+fn begin_seen(env: &Env, store: &Store, user: &str, now: u64) -> Seen {
+    let (begin, seen) =
+        login::begin(store, &env.config, &SystemDirectory, &attempt(user), now).unwrap();
+    assert_eq!(begin, Begin::AskCode(Ask::Totp));
+    assert!(seen.record().is_some());
+    seen
+}
+
+#[test]
+fn the_record_seen_before_the_prompt_is_used_when_unchanged() {
+    let env = env();
+    enroll(&env, "alice");
+    let store = Store::open(&env.config.state_dir).unwrap();
+    let seen = begin_seen(&env, &store, "alice", T0);
+    let outcome = login::verify(
+        &store,
+        &env.config,
+        &attempt("alice"),
+        code(T0).as_bytes(),
+        T0,
+        seen,
+    );
+    assert_eq!(outcome.unwrap(), Outcome::Accepted(Accepted::Totp));
+    assert_eq!(
+        verify(&env, "alice", &code(T0), T0 + 1),
+        rejected(Rejected::Replay)
+    );
+}
+
+/// Two logins prompt at once with the same state; the first to answer uses the code. The
+/// second must not judge the same code on the state it saw before the prompt.
+#[test]
+fn a_record_replaced_after_the_prompt_is_read_again() {
+    let env = env();
+    enroll(&env, "alice");
+    let store = Store::open(&env.config.state_dir).unwrap();
+    for round in 0..20 {
+        let now = T0 + 30 * round;
+        let stale = begin_seen(&env, &store, "alice", now);
+        assert_eq!(
+            verify(&env, "alice", &code(now), now),
+            Outcome::Accepted(Accepted::Totp)
+        );
+        let outcome = login::verify(
+            &store,
+            &env.config,
+            &attempt("alice"),
+            code(now).as_bytes(),
+            now,
+            stale,
+        );
+        assert_eq!(
+            outcome.unwrap(),
+            rejected(Rejected::Replay),
+            "round {round}"
+        );
+    }
+}
+
+/// Root editing the record in place (same inode) between prompt and answer is noticed too.
+#[test]
+fn a_record_edited_in_place_after_the_prompt_is_read_again() {
+    let env = env();
+    enroll(&env, "alice");
+    let store = Store::open(&env.config.state_dir).unwrap();
+    let stale = begin_seen(&env, &store, "alice", T0);
+    let path = store.record_path("alice").unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    let step = T0 / 30;
+    let edited = text.replace("last_step = 0", &format!("last_step = {step}"));
+    assert_ne!(edited, text, "the record holds last_step = 0");
+    // Written through the same inode, as `cat > file` would.
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap()
+        .write_all(edited.as_bytes())
+        .unwrap();
+    let outcome = login::verify(
+        &store,
+        &env.config,
+        &attempt("alice"),
+        code(T0).as_bytes(),
+        T0,
+        stale,
+    );
+    assert_eq!(outcome.unwrap(), rejected(Rejected::Replay));
 }

@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use twostep_common::config::Config;
 use twostep_common::enroll;
 use twostep_common::login::{self, Accepted, Attempt, Outcome};
-use twostep_common::store::Store;
+use twostep_common::store::{Seen, Store};
 use twostep_common::totp::{self, Algorithm, Params};
 
 const USER: &str = "fuzz";
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
         service: "fuzz",
         rhost: "",
     };
-    let outcome = login::verify(&world.store, &world.config, &attempt, data, now)
+    let outcome = login::verify(&world.store, &world.config, &attempt, data, now, Seen::default())
         .expect("verify fails only on I/O errors");
     if let Outcome::Accepted(how) = outcome {
         assert_eq!(

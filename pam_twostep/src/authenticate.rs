@@ -19,7 +19,7 @@ use twostep_common::email;
 use twostep_common::lockout::Locked;
 use twostep_common::login::{self, Accepted, Ask, Attempt, Begin, EmailIssue, Outcome, Rejected};
 use twostep_common::policy::{Skip, SystemDirectory};
-use twostep_common::store::Store;
+use twostep_common::store::{Seen, Store};
 
 use crate::args::Args;
 use crate::{authtok, enroll};
@@ -148,7 +148,7 @@ pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResul
     }
 }
 
-fn decide(login: &Login<'_>, store: &Store) -> Result<Begin, twostep_common::Error> {
+fn decide(login: &Login<'_>, store: &Store) -> Result<(Begin, Seen), twostep_common::Error> {
     login::begin(
         store,
         &login.config,
@@ -160,26 +160,30 @@ fn decide(login: &Login<'_>, store: &Store) -> Result<Begin, twostep_common::Err
 
 /// The usual flow: the password was checked by the modules above; ask for the code.
 fn two_prompts(login: &mut Login<'_>, store: &Store) -> PamResultCode {
-    let decision = decide(login, store);
+    let (decision, seen) = match decide(login, store) {
+        Ok(decided) => decided,
+        Err(e) => return login.system_error(&e),
+    };
     match decision {
-        Err(e) => login.system_error(&e),
-        Ok(Begin::Skip(skip)) => skipped(login, skip),
-        Ok(Begin::NotEnrolled { enforced: false }) => not_enrolled(login),
-        Ok(Begin::NotEnrolled { enforced: true }) => match login.config.policy.on_unenrolled {
+        Begin::Skip(skip) => skipped(login, skip),
+        Begin::NotEnrolled { enforced: false } => not_enrolled(login),
+        Begin::NotEnrolled { enforced: true } => match login.config.policy.on_unenrolled {
             OnUnenrolled::Deny => enforced_without_enrollment(login),
             OnUnenrolled::Enroll => enroll::at_login(login, store),
         },
-        Ok(Begin::Locked { until }) => locked(login, until),
-        Ok(Begin::AskCode(ask)) => ask_code(login, store, &ask),
+        Begin::Locked { until } => locked(login, until),
+        Begin::AskCode(ask) => ask_code(login, store, &ask, seen),
     }
 }
 
 /// Asks for the code `ask` says, and checks it.
-fn ask_code(login: &mut Login<'_>, store: &Store, ask: &Ask) -> PamResultCode {
+fn ask_code(login: &mut Login<'_>, store: &Store, ask: &Ask, seen: Seen) -> PamResultCode {
     let (prompt, email_to) = match ask {
         Ask::Totp => (PROMPT, None),
         Ask::TotpOrEmail { masked } => (FALLBACK_PROMPT, Some(masked)),
-        Ask::Email { masked } => return emailed_code(login, store, masked, EMERGENCY_PROMPT),
+        Ask::Email { masked } => {
+            return emailed_code(login, store, masked, EMERGENCY_PROMPT, seen);
+        }
     };
     let answer = match login.ask(PAM_PROMPT_ECHO_OFF, prompt) {
         Ok(answer) => answer,
@@ -189,20 +193,21 @@ fn ask_code(login: &mut Login<'_>, store: &Store, ask: &Ask) -> PamResultCode {
     if let Some(masked) = email_to
         && typed.trim_ascii().eq_ignore_ascii_case(b"email")
     {
-        return emailed_code(login, store, masked, PROMPT);
+        return emailed_code(login, store, masked, PROMPT, seen);
     }
-    check(login, store, typed)
+    check(login, store, typed, seen)
 }
 
 /// Checks a typed code and ends the login. The clock is read now, after the answer: the code
 /// was read off the phone just before it was typed, not when the prompt appeared.
-fn check(login: &mut Login<'_>, store: &Store, typed: &[u8]) -> PamResultCode {
+fn check(login: &mut Login<'_>, store: &Store, typed: &[u8], seen: Seen) -> PamResultCode {
     let outcome = login::verify(
         store,
         &login.config,
         &login.attempt(),
         typed,
         SystemClock.now(),
+        seen,
     );
     finish(login, outcome)
 }
@@ -214,8 +219,15 @@ fn emailed_code(
     store: &Store,
     masked: &str,
     otherwise: &str,
+    seen: Seen,
 ) -> PamResultCode {
-    let issued = login::issue_email_code(store, &login.config, &login.attempt(), SystemClock.now());
+    let issued = login::issue_email_code(
+        store,
+        &login.config,
+        &login.attempt(),
+        SystemClock.now(),
+        seen,
+    );
     let mut prompt = format!("Code sent to {masked}: ");
     match issued {
         Err(e) => return login.system_error(&e),
@@ -251,7 +263,9 @@ fn emailed_code(
         Ok(answer) => answer,
         Err(code) => return conversation_failed(login, code),
     };
-    check(login, store, answer.as_ref().map_or(&[], |a| a.as_bytes()))
+    // The record was just written: nothing seen before is current.
+    let typed = answer.as_ref().map_or(&[][..], |a| a.as_bytes());
+    check(login, store, typed, Seen::default())
 }
 
 /// One-prompt mode: password and code arrive as one answer; the code is checked here and the
@@ -268,15 +282,17 @@ fn one_prompt(login: &mut Login<'_>, store: &Store) -> PamResultCode {
             Err(code) => return conversation_failed(login, code),
         },
     };
-    let decision = decide(login, store);
+    let (decision, seen) = match decide(login, store) {
+        Ok(decided) => decided,
+        Err(e) => return login.system_error(&e),
+    };
     match decision {
-        Err(e) => login.system_error(&e),
         // No code expected: the whole answer is the password.
-        Ok(Begin::Skip(skip)) => match authtok::set(login.pamh, &token) {
+        Begin::Skip(skip) => match authtok::set(login.pamh, &token) {
             Ok(()) => skipped(login, skip),
             Err(code) => code,
         },
-        Ok(Begin::NotEnrolled { enforced: false }) => {
+        Begin::NotEnrolled { enforced: false } => {
             let code = not_enrolled(login);
             if code == PamResultCode::PAM_IGNORE
                 && let Err(e) = authtok::set(login.pamh, &token)
@@ -285,7 +301,7 @@ fn one_prompt(login: &mut Login<'_>, store: &Store) -> PamResultCode {
             }
             code
         }
-        Ok(Begin::NotEnrolled { enforced: true }) => {
+        Begin::NotEnrolled { enforced: true } => {
             if login.config.policy.on_unenrolled == OnUnenrolled::Enroll {
                 login.log(
                     Level::Notice,
@@ -297,8 +313,8 @@ fn one_prompt(login: &mut Login<'_>, store: &Store) -> PamResultCode {
             }
             enforced_without_enrollment(login)
         }
-        Ok(Begin::Locked { until }) => locked(login, until),
-        Ok(Begin::AskCode(Ask::Email { .. })) => {
+        Begin::Locked { until } => locked(login, until),
+        Begin::AskCode(Ask::Email { .. }) => {
             // A mailed code cannot be typed in the same answer as the password.
             login.log(
                 Level::Notice,
@@ -307,12 +323,11 @@ fn one_prompt(login: &mut Login<'_>, store: &Store) -> PamResultCode {
             );
             PamResultCode::PAM_AUTH_ERR
         }
-        Ok(Begin::AskCode(_)) => {
-            let digits = match store.load(&login.user) {
-                Ok(Some(record)) => record.totp.map_or(login.config.totp.digits, |t| t.digits),
-                Ok(None) => login.config.totp.digits,
-                Err(e) => return login.system_error(&e),
-            };
+        Begin::AskCode(_) => {
+            let digits = seen
+                .record()
+                .and_then(|record| record.totp.as_ref())
+                .map_or(login.config.totp.digits, |totp| totp.digits);
             let parts = combined::split(&token, digits);
             let outcome = login::verify(
                 store,
@@ -320,6 +335,7 @@ fn one_prompt(login: &mut Login<'_>, store: &Store) -> PamResultCode {
                 &login.attempt(),
                 &parts.code,
                 SystemClock.now(),
+                seen,
             );
             let code = finish(login, outcome);
             if code == PamResultCode::PAM_SUCCESS

@@ -826,3 +826,62 @@ fn read_only_state_fails_closed_and_damages_nothing() {
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
     env.assert_logs_clean(&[SECRET, &code]);
 }
+
+// --- what is synced to the disk ------------------------------------------------------------
+
+/// The fsync(2) and fdatasync(2) calls of one pam-drive login, counted by strace.
+fn syncs_of_login(env: &TestEnv, args: &[OsString]) -> (String, usize, usize) {
+    let trace = env.dir().join("syncs.strace");
+    let _ = std::fs::remove_file(&trace);
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&trace)
+        .arg(paths::pam_drive())
+        .args(args);
+    let (code, output) = run_or_kill(&mut command, None).expect("strace pam-drive was killed");
+    assert!(
+        code == 0 || code == 1,
+        "strace pam-drive exited {code} (apt-get install strace): {output}"
+    );
+    let calls = std::fs::read_to_string(&trace).expect("read the strace output");
+    let count = |name: &str| {
+        calls
+            .lines()
+            .filter(|l| l.contains(&format!(" {name}(")))
+            .count()
+    };
+    (result_of(&output), count("fsync"), count("fdatasync"))
+}
+
+/// What a login writes is synced only when it uses up a one-time code (docs/reliability.md,
+/// "What is synced"): a TOTP success or a failure is written atomically, without fsync; an
+/// emergency code's use is durable before the login succeeds.
+#[test]
+fn only_one_time_code_use_is_synced_to_disk() {
+    let env = TestEnv::builder("syncs").config(SHORT_LOCKOUT).build();
+    let emergency = env.enroll(USER, SECRET);
+    let code = code_at(SECRET, T0);
+    env.add_secret(&code);
+    let args = env.attempt(USER).answer(&code).time(T0).args();
+    assert_eq!(
+        syncs_of_login(&env, &args),
+        ("PAM_SUCCESS".to_string(), 0, 0),
+        "TOTP success"
+    );
+    let args = env.attempt(USER).answer("000000").time(T0 + STEP).args();
+    assert_eq!(
+        syncs_of_login(&env, &args),
+        ("PAM_AUTH_ERR".to_string(), 0, 0),
+        "wrong code"
+    );
+    let args = env
+        .attempt(USER)
+        .answer(&emergency[0])
+        .time(T0 + 2 * STEP)
+        .args();
+    let (result, fsyncs, fdatasyncs) = syncs_of_login(&env, &args);
+    assert_eq!(result, "PAM_SUCCESS", "emergency code");
+    assert_eq!((fsyncs, fdatasyncs), (1, 1), "record data, then its directory");
+    env.assert_logs_clean(&[SECRET, &code, &emergency[0]]);
+}

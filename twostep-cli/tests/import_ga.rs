@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use twostep_common::config::Config;
 use twostep_common::login::{self, Accepted, Attempt, Outcome, Rejected};
-use twostep_common::store::Store;
+use twostep_common::store::{Seen, Store};
 
 const CLI: &str = env!("CARGO_BIN_EXE_twostep");
 /// A fixed login time for the in-process checks (the record's last step starts at 0).
@@ -296,12 +296,28 @@ fn imports_a_real_google_authenticator_file() {
     };
     let code = oathtool_code(&secret, LOGIN_TIME);
     assert_eq!(
-        login::verify(&store, &config, &attempt, code.as_bytes(), LOGIN_TIME).unwrap(),
+        login::verify(
+            &store,
+            &config,
+            &attempt,
+            code.as_bytes(),
+            LOGIN_TIME,
+            Seen::default()
+        )
+        .unwrap(),
         Outcome::Accepted(Accepted::Totp),
         "the app's code (from oathtool) is accepted"
     );
     assert!(matches!(
-        login::verify(&store, &config, &attempt, code.as_bytes(), LOGIN_TIME).unwrap(),
+        login::verify(
+            &store,
+            &config,
+            &attempt,
+            code.as_bytes(),
+            LOGIN_TIME,
+            Seen::default()
+        )
+        .unwrap(),
         Outcome::Rejected {
             why: Rejected::Replay,
             ..
@@ -310,14 +326,14 @@ fn imports_a_real_google_authenticator_file() {
     let old = scratch[2].as_bytes();
     assert!(
         matches!(
-            login::verify(&store, &config, &attempt, old, LOGIN_TIME).unwrap(),
+            login::verify(&store, &config, &attempt, old, LOGIN_TIME, Seen::default()).unwrap(),
             Outcome::Accepted(Accepted::Emergency { .. })
         ),
         "an imported scratch code works"
     );
     assert!(
         matches!(
-            login::verify(&store, &config, &attempt, old, LOGIN_TIME).unwrap(),
+            login::verify(&store, &config, &attempt, old, LOGIN_TIME, Seen::default()).unwrap(),
             Outcome::Rejected {
                 why: Rejected::WrongEmergencyCode,
                 ..
@@ -332,7 +348,8 @@ fn imports_a_real_google_authenticator_file() {
                 &config,
                 &attempt,
                 new_codes[0].as_bytes(),
-                LOGIN_TIME
+                LOGIN_TIME,
+                Seen::default()
             )
             .unwrap(),
             Outcome::Accepted(Accepted::Emergency { .. })
