@@ -20,6 +20,7 @@ pub mod qr;
 pub mod random;
 pub mod record;
 pub mod securefs;
+pub mod slotfile;
 pub mod store;
 pub mod timefmt;
 pub mod totp;

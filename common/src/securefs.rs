@@ -137,9 +137,27 @@ impl Dir {
         name: &OsStr,
         access: Access,
     ) -> Result<Option<(File, FileStat)>, Error> {
+        self.open_checked(name, access, OFlag::O_RDONLY)
+    }
+
+    /// [`Dir::open_file_stat`] for reading and writing in place (never creates).
+    pub fn open_file_rw(
+        &self,
+        name: &OsStr,
+        access: Access,
+    ) -> Result<Option<(File, FileStat)>, Error> {
+        self.open_checked(name, access, OFlag::O_RDWR)
+    }
+
+    fn open_checked(
+        &self,
+        name: &OsStr,
+        access: Access,
+        mode: OFlag,
+    ) -> Result<Option<(File, FileStat)>, Error> {
         let path = self.child_path(name);
         // O_NONBLOCK: a FIFO planted here must not hang the login; it is refused below anyway.
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let flags = mode | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         for attempt in 1..=REOPEN_TRIES {
             let fd = match openat(&self.fd, name, flags, Mode::empty()) {
                 Ok(fd) => fd,

@@ -882,6 +882,10 @@ fn only_one_time_code_use_is_synced_to_disk() {
         .args();
     let (result, fsyncs, fdatasyncs) = syncs_of_login(&env, &args);
     assert_eq!(result, "PAM_SUCCESS", "emergency code");
-    assert_eq!((fsyncs, fdatasyncs), (1, 1), "record data, then its directory");
+    assert_eq!(
+        (fsyncs, fdatasyncs),
+        (1, 1),
+        "record data, then its directory"
+    );
     env.assert_logs_clean(&[SECRET, &code, &emergency[0]]);
 }
