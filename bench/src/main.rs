@@ -13,8 +13,13 @@
 //! mount namespace (own /dev with /dev/log → the bench's drain, own tmpfs), writes PAM services
 //! `/etc/pam.d/twostep-bench-<pid>-*` and a scratch directory, and removes both at the end.
 
+// The fake clock and the libpam client are the tests' (pam-drive's), compiled in here too.
+#[path = "../../tests/src/fake_clock.rs"]
 mod fake_clock;
 mod pam;
+#[allow(dead_code)]
+#[path = "../../tests/src/pam_client.rs"]
+mod pam_client;
 mod setup;
 
 use std::collections::HashMap;
@@ -219,7 +224,7 @@ fn measure(
     let first = steps.take(n + WARMUP);
     for i in 0..n + WARMUP {
         let step = first + i as u64;
-        fake_clock::set(time_of(step));
+        fake_clock::start_at(time_of(step));
         let code = match kind {
             Kind::Wrong => codes.wrong(step),
             Kind::Correct | Kind::Replay => codes.get(step),
@@ -258,7 +263,7 @@ fn measure_one(service: &str, n: usize, steps: &mut Steps, codes: &mut Codes) ->
     let first = steps.take(n + WARMUP);
     for i in 0..n + WARMUP {
         let step = first + i as u64;
-        fake_clock::set(time_of(step));
+        fake_clock::start_at(time_of(step));
         let timed = pam::login(&service, &user, codes.get(step).as_bytes());
         if timed.rc != pam::PAM_SUCCESS {
             out.unexpected += 1;
@@ -289,7 +294,7 @@ fn worker(args: &[String]) -> ExitCode {
             break;
         };
         let Ok(step) = step.parse::<u64>() else { break };
-        fake_clock::set(time_of(step));
+        fake_clock::start_at(time_of(step));
         let timed = pam::login(&service, &user, code.as_bytes());
         if writeln!(stdout, "{}", timed.rc)
             .and_then(|()| stdout.flush())

@@ -7,12 +7,12 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod support;
 
 use twostep_common::securefs::{Access, Dir};
 use twostep_common::slotfile::{MIN_SLOT, SlotFile};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
 const NAME: &str = "alice.state";
 
 struct Scratch(PathBuf);
@@ -24,17 +24,7 @@ impl Drop for Scratch {
 }
 
 fn scratch() -> (Scratch, Dir) {
-    assert!(nix::unistd::geteuid().is_root(), "needs root");
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("slotfile");
-    fs::create_dir_all(&base).unwrap();
-    fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
-    let dir = base.join(format!(
-        "{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    fs::create_dir(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = support::scratch_dir("slotfile");
     let opened = Dir::open(&dir, Access::Private).unwrap().unwrap();
     (Scratch(dir), opened)
 }

@@ -7,7 +7,8 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod support;
 
 use twostep_common::config::Config;
 use twostep_common::enroll;
@@ -23,8 +24,6 @@ use twostep_common::totp::{self, Algorithm, Params};
 const SECRET: &str = "2SH3V3GDW7ZNMGYE";
 const T0: u64 = 1_800_000_015;
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 struct Env {
     dir: PathBuf,
     config: Config,
@@ -37,20 +36,7 @@ impl Drop for Env {
 }
 
 fn env() -> Env {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests need root: the store only trusts root-owned files"
-    );
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("store-login");
-    fs::create_dir_all(&base).unwrap();
-    fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
-    let dir = base.join(format!(
-        "{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    fs::create_dir(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = support::scratch_dir("store-login");
     let mut config = Config {
         state_dir: dir.join("state"),
         ..Config::default()

@@ -34,7 +34,7 @@
 //! to keep tests fast.
 
 use std::collections::VecDeque;
-use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
+use std::ffi::{CString, c_int};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -66,9 +66,9 @@ fn main() -> ExitCode {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .extend(args.answers.iter().cloned());
-    let result = pam::authenticate(&args);
-    println!("RESULT: {}", pam::code_name(result));
-    if result == pam::PAM_SUCCESS {
+    let result = authenticate(&args);
+    println!("RESULT: {}", pam_client::code_name(result));
+    if result == pam_client::PAM_SUCCESS {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -233,394 +233,71 @@ fn emit(style: &str, text: &[u8]) {
     let _ = out.flush();
 }
 
-/// The libpam calls and the conversation function.
-mod pam {
-    use super::*;
+// Shared with twostep-bench, which also reads the timings.
+#[allow(dead_code)]
+#[path = "../pam_client.rs"]
+mod pam_client;
 
-    pub const PAM_SUCCESS: c_int = 0;
-    const PAM_BUF_ERR: c_int = 5;
-    const PAM_CONV_ERR: c_int = 19;
-    const PAM_RHOST: c_int = 4;
-    const PAM_FAIL_DELAY: c_int = 10;
-    const PAM_PROMPT_ECHO_OFF: c_int = 1;
-    const PAM_PROMPT_ECHO_ON: c_int = 2;
-    const PAM_ERROR_MSG: c_int = 3;
-    const PAM_TEXT_INFO: c_int = 4;
-    const PAM_MAX_NUM_MSG: c_int = 32;
+use pam_client::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO, Reply};
 
-    /// Linux-PAM return codes, indexed by value (`_pam_types.h`).
-    const CODE_NAMES: [&str; 32] = [
-        "PAM_SUCCESS",
-        "PAM_OPEN_ERR",
-        "PAM_SYMBOL_ERR",
-        "PAM_SERVICE_ERR",
-        "PAM_SYSTEM_ERR",
-        "PAM_BUF_ERR",
-        "PAM_PERM_DENIED",
-        "PAM_AUTH_ERR",
-        "PAM_CRED_INSUFFICIENT",
-        "PAM_AUTHINFO_UNAVAIL",
-        "PAM_USER_UNKNOWN",
-        "PAM_MAXTRIES",
-        "PAM_NEW_AUTHTOK_REQD",
-        "PAM_ACCT_EXPIRED",
-        "PAM_SESSION_ERR",
-        "PAM_CRED_UNAVAIL",
-        "PAM_CRED_EXPIRED",
-        "PAM_CRED_ERR",
-        "PAM_NO_MODULE_DATA",
-        "PAM_CONV_ERR",
-        "PAM_AUTHTOK_ERR",
-        "PAM_AUTHTOK_RECOVERY_ERR",
-        "PAM_AUTHTOK_LOCK_BUSY",
-        "PAM_AUTHTOK_DISABLE_AGING",
-        "PAM_TRY_AGAIN",
-        "PAM_IGNORE",
-        "PAM_ABORT",
-        "PAM_AUTHTOK_EXPIRED",
-        "PAM_MODULE_UNKNOWN",
-        "PAM_BAD_ITEM",
-        "PAM_CONV_AGAIN",
-        "PAM_INCOMPLETE",
-    ];
+/// Runs the login and reports each libpam failure (and pam_authenticate's result) on stderr;
+/// returns pam_authenticate's result (or that of the call that failed before it).
+fn authenticate(args: &Args) -> c_int {
+    let outcome = pam_client::login(&args.service, &args.user, args.rhost.as_deref(), &converse);
+    eprintln!(
+        "pam-drive: {}: {} ({})",
+        outcome.call,
+        pam_client::code_name(outcome.rc),
+        outcome.text
+    );
+    outcome.rc
+}
 
-    pub fn code_name(code: c_int) -> String {
-        usize::try_from(code)
-            .ok()
-            .and_then(|i| CODE_NAMES.get(i))
-            .map_or_else(|| format!("PAM_{code}"), |name| name.to_string())
-    }
-
-    #[repr(C)]
-    struct PamMessage {
-        msg_style: c_int,
-        msg: *const c_char,
-    }
-
-    #[repr(C)]
-    struct PamResponse {
-        resp: *mut c_char,
-        resp_retcode: c_int,
-    }
-
-    type ConvFn =
-        extern "C" fn(c_int, *mut *const PamMessage, *mut *mut PamResponse, *mut c_void) -> c_int;
-
-    #[repr(C)]
-    struct PamConv {
-        conv: ConvFn,
-        appdata_ptr: *mut c_void,
-    }
-
-    /// Opaque `pam_handle_t`.
-    #[repr(C)]
-    struct PamHandle {
-        _private: [u8; 0],
-    }
-
-    #[link(name = "pam")]
-    unsafe extern "C" {
-        fn pam_start(
-            service: *const c_char,
-            user: *const c_char,
-            conv: *const PamConv,
-            pamh: *mut *mut PamHandle,
-        ) -> c_int;
-        fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
-        fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
-        fn pam_end(pamh: *mut PamHandle, status: c_int) -> c_int;
-        fn pam_strerror(pamh: *mut PamHandle, errnum: c_int) -> *const c_char;
-    }
-
-    /// Runs pam_start, pam_authenticate and pam_end; returns pam_authenticate's result (or
-    /// pam_start's or pam_set_item's, when those fail).
-    pub fn authenticate(args: &Args) -> c_int {
-        let conv = PamConv {
-            conv: converse,
-            appdata_ptr: std::ptr::null_mut(),
-        };
-        let mut pamh: *mut PamHandle = std::ptr::null_mut();
-        // SAFETY: service and user are NUL-terminated strings and conv a valid pam_conv; all
-        // outlive the handle, which is ended below before they are dropped.
-        let rc = unsafe { pam_start(args.service.as_ptr(), args.user.as_ptr(), &conv, &mut pamh) };
-        if rc != PAM_SUCCESS {
-            report("pam_start", pamh, rc);
-            if !pamh.is_null() {
-                // SAFETY: pamh was returned by pam_start and is ended only here.
-                unsafe { pam_end(pamh, rc) };
-            }
-            return rc;
+/// Prints every message and answers prompts from `ANSWERS`.
+fn converse(style: c_int, text: &[u8]) -> Reply {
+    match style {
+        PAM_PROMPT_ECHO_OFF => prompt("PROMPT_ECHO_OFF", text),
+        PAM_PROMPT_ECHO_ON => prompt("PROMPT_ECHO_ON", text),
+        PAM_ERROR_MSG => {
+            emit("ERROR_MSG", text);
+            Reply::Nothing
         }
-        let rc = set_items(pamh, args);
-        let rc = if rc == PAM_SUCCESS {
-            // SAFETY: pamh is the live handle returned by pam_start.
-            let rc = unsafe { pam_authenticate(pamh, 0) };
-            report("pam_authenticate", pamh, rc);
-            rc
-        } else {
-            rc
-        };
-        // SAFETY: pamh is the live handle returned by pam_start; it is not used afterwards.
-        unsafe { pam_end(pamh, rc) };
-        rc
+        PAM_TEXT_INFO => {
+            emit("TEXT_INFO", text);
+            Reply::Nothing
+        }
+        other => {
+            emit(&format!("UNKNOWN_STYLE_{other}"), text);
+            Reply::Fail(PAM_CONV_ERR)
+        }
     }
+}
 
-    fn set_items(pamh: *mut PamHandle, args: &Args) -> c_int {
-        let delay: extern "C" fn(c_int, c_uint, *mut c_void) = no_fail_delay;
-        // SAFETY: PAM_FAIL_DELAY takes the function pointer itself as the item; the function
-        // has the signature libpam calls it with.
-        let rc = unsafe { pam_set_item(pamh, PAM_FAIL_DELAY, delay as *const c_void) };
-        if rc != PAM_SUCCESS {
-            report("pam_set_item(PAM_FAIL_DELAY)", pamh, rc);
-            return rc;
-        }
-        if let Some(rhost) = &args.rhost {
-            // SAFETY: rhost is a NUL-terminated string; libpam copies it.
-            let rc = unsafe { pam_set_item(pamh, PAM_RHOST, rhost.as_ptr().cast()) };
-            if rc != PAM_SUCCESS {
-                report("pam_set_item(PAM_RHOST)", pamh, rc);
-                return rc;
-            }
-        }
-        PAM_SUCCESS
-    }
-
-    /// Prints `what: <pam_strerror text>` on stderr.
-    fn report(what: &str, pamh: *mut PamHandle, rc: c_int) {
-        // SAFETY: pam_strerror accepts any handle, even null, and returns a static string.
-        let text = unsafe { pam_strerror(pamh, rc) };
-        let text = if text.is_null() {
-            String::new()
-        } else {
-            // SAFETY: non-null results of pam_strerror are NUL-terminated static strings.
-            unsafe { CStr::from_ptr(text) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        eprintln!("pam-drive: {what}: {} ({text})", code_name(rc));
-    }
-
-    extern "C" fn no_fail_delay(_status: c_int, _usec: c_uint, _appdata: *mut c_void) {}
-
-    /// The conversation function: prints every message and answers prompts from `ANSWERS`.
-    extern "C" fn converse(
-        num_msg: c_int,
-        msg: *mut *const PamMessage,
-        resp: *mut *mut PamResponse,
-        _appdata: *mut c_void,
-    ) -> c_int {
-        if msg.is_null() || resp.is_null() || !(1..=PAM_MAX_NUM_MSG).contains(&num_msg) {
-            return PAM_CONV_ERR;
-        }
-        let count = num_msg as usize;
-        // SAFETY: calloc of `count` zeroed responses; libpam's caller frees them with free().
-        let replies =
-            unsafe { libc::calloc(count, size_of::<PamResponse>()) }.cast::<PamResponse>();
-        if replies.is_null() {
-            return PAM_BUF_ERR;
-        }
-        for i in 0..count {
-            // SAFETY: Linux-PAM passes an array of `num_msg` pointers to valid messages.
-            let message = unsafe { &**msg.add(i) };
-            let text = if message.msg.is_null() {
-                &[][..]
-            } else {
-                // SAFETY: a message's text is a NUL-terminated string.
-                unsafe { CStr::from_ptr(message.msg) }.to_bytes()
-            };
-            let reply = match message.msg_style {
-                PAM_PROMPT_ECHO_OFF => prompt("PROMPT_ECHO_OFF", text),
-                PAM_PROMPT_ECHO_ON => prompt("PROMPT_ECHO_ON", text),
-                PAM_ERROR_MSG => {
-                    emit("ERROR_MSG", text);
-                    Ok(std::ptr::null_mut())
-                }
-                PAM_TEXT_INFO => {
-                    emit("TEXT_INFO", text);
-                    Ok(std::ptr::null_mut())
-                }
-                other => {
-                    emit(&format!("UNKNOWN_STYLE_{other}"), text);
-                    Err(PAM_CONV_ERR)
-                }
-            };
-            match reply {
-                // SAFETY: i < count, inside the calloc'ed array.
-                Ok(answer) => unsafe { (*replies.add(i)).resp = answer },
-                Err(rc) => {
-                    // SAFETY: replies holds `count` entries, each null or malloc'ed by us.
-                    unsafe { free_replies(replies, count) };
-                    return rc;
-                }
-            }
-        }
-        // SAFETY: resp is non-null (checked above) and points to the caller's result slot.
-        unsafe { *resp = replies };
-        PAM_SUCCESS
-    }
-
-    /// Prints a prompt and returns the next answer as a malloc'ed C string.
-    fn prompt(style: &str, text: &[u8]) -> Result<*mut c_char, c_int> {
-        emit(style, text);
-        let Some(answer) = ANSWERS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
-        else {
-            return Err(PAM_CONV_ERR);
-        };
-        let answer = match answer {
-            Answer::Bytes(bytes) => bytes,
-            Answer::Exec(prog) => exec_answer(&prog, text, EXEC_TIMEOUT).map_err(|message| {
+/// Prints a prompt and returns the next answer.
+fn prompt(style: &str, text: &[u8]) -> Reply {
+    emit(style, text);
+    let next = ANSWERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop_front();
+    match next {
+        None => Reply::Fail(PAM_CONV_ERR),
+        Some(Answer::Bytes(bytes)) => Reply::Answer(bytes),
+        Some(Answer::Exec(prog)) => match exec_answer(&prog, text, EXEC_TIMEOUT) {
+            Ok(bytes) => Reply::Answer(bytes),
+            Err(message) => {
                 eprintln!("pam-drive: --answer-exec: {message}");
-                PAM_CONV_ERR
-            })?,
-        };
-        // SAFETY: malloc of answer.len() + 1 bytes for the string and its NUL.
-        let copy = unsafe { libc::malloc(answer.len() + 1) }.cast::<u8>();
-        if copy.is_null() {
-            return Err(PAM_BUF_ERR);
-        }
-        // SAFETY: copy has room for answer.len() + 1 bytes and does not overlap answer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(answer.as_ptr(), copy, answer.len());
-            *copy.add(answer.len()) = 0;
-        }
-        Ok(copy.cast())
-    }
-
-    /// Frees a partly filled response array after a failed conversation.
-    ///
-    /// # Safety
-    /// `replies` must be a calloc'ed array of `count` responses whose `resp` fields are null or
-    /// malloc'ed, and must not be used afterwards.
-    unsafe fn free_replies(replies: *mut PamResponse, count: usize) {
-        for i in 0..count {
-            // SAFETY: per this function's contract, every entry is null or malloc'ed.
-            unsafe { libc::free((*replies.add(i)).resp.cast()) };
-        }
-        // SAFETY: per this function's contract, the array itself was calloc'ed.
-        unsafe { libc::free(replies.cast()) };
+                Reply::Fail(PAM_CONV_ERR)
+            }
+        },
     }
 }
 
-/// The fake wall clock, interposed over libc's for the whole process.
-///
-/// When `--time` was given, CLOCK_REALTIME and CLOCK_REALTIME_COARSE read `EPOCH + time since
-/// start_at()` (elapsed time taken from CLOCK_MONOTONIC, so the fake clock advances like a real
-/// one and time-based loops in a module still end); every other clock, and the real time
-/// without `--time`, comes from the kernel through a raw syscall (libc's own function would
-/// call back into this one).
-mod fake_clock {
-    use super::*;
-    use std::sync::atomic::{AtomicI64, Ordering};
+/// Linux-PAM's PAM_CONV_ERR.
+const PAM_CONV_ERR: c_int = 19;
 
-    /// The fake epoch in seconds; `NONE` when the clock is not faked.
-    static FAKE_EPOCH: AtomicI64 = AtomicI64::new(NONE);
-    /// CLOCK_MONOTONIC in nanoseconds when the fake clock started.
-    static START_MONO_NS: AtomicI64 = AtomicI64::new(0);
-    const NONE: i64 = i64::MIN;
-    const NS: i64 = 1_000_000_000;
-
-    /// Starts the fake wall clock at `epoch` seconds.
-    pub fn start_at(epoch: i64) {
-        let start = kernel_time(libc::CLOCK_MONOTONIC);
-        START_MONO_NS.store(start.tv_sec * NS + start.tv_nsec, Ordering::SeqCst);
-        FAKE_EPOCH.store(epoch, Ordering::SeqCst);
-    }
-
-    /// The fake wall clock, if `--time` was given. Seconds and nanoseconds are kept apart so
-    /// that epochs far in the future (RFC 6238 tests 20000000000) do not overflow.
-    fn fake_now() -> Option<libc::timespec> {
-        let epoch = FAKE_EPOCH.load(Ordering::SeqCst);
-        if epoch == NONE {
-            return None;
-        }
-        let mono = kernel_time(libc::CLOCK_MONOTONIC);
-        let elapsed = (mono.tv_sec * NS + mono.tv_nsec) - START_MONO_NS.load(Ordering::SeqCst);
-        Some(libc::timespec {
-            tv_sec: epoch.saturating_add(elapsed.div_euclid(NS)),
-            tv_nsec: elapsed.rem_euclid(NS),
-        })
-    }
-
-    /// Reads a clock from the kernel, bypassing libc (and so this module's interposers).
-    fn kernel_time(clock: libc::clockid_t) -> libc::timespec {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: ts is a valid, writable timespec.
-        unsafe { libc::syscall(libc::SYS_clock_gettime, clock, &mut ts) };
-        ts
-    }
-
-    /// The wall clock as libc's clock_gettime(CLOCK_REALTIME) would give it.
-    fn realtime() -> libc::timespec {
-        fake_now().unwrap_or_else(|| kernel_time(libc::CLOCK_REALTIME))
-    }
-
-    /// Interposes libc's `clock_gettime`.
-    ///
-    /// # Safety
-    /// As for clock_gettime(2): `tp` must be null or valid for writing a `timespec`.
-    #[unsafe(no_mangle)]
-    pub unsafe extern "C" fn clock_gettime(
-        clock: libc::clockid_t,
-        tp: *mut libc::timespec,
-    ) -> c_int {
-        let wall = matches!(clock, libc::CLOCK_REALTIME | libc::CLOCK_REALTIME_COARSE);
-        let fake = if wall && !tp.is_null() {
-            fake_now()
-        } else {
-            None
-        };
-        if let Some(now) = fake {
-            // SAFETY: the caller passes a writable timespec (checked non-null).
-            unsafe { tp.write(now) };
-            return 0;
-        }
-        // SAFETY: forwards the caller's arguments unchanged; the kernel validates them and
-        // sets errno on failure, as libc's clock_gettime does.
-        unsafe { libc::syscall(libc::SYS_clock_gettime, clock, tp) as c_int }
-    }
-
-    /// Interposes libc's `gettimeofday`.
-    ///
-    /// # Safety
-    /// As for gettimeofday(2): `tv` and `tz` must each be null or valid for writing.
-    #[unsafe(no_mangle)]
-    pub unsafe extern "C" fn gettimeofday(tv: *mut libc::timeval, tz: *mut c_void) -> c_int {
-        let now = realtime();
-        if !tv.is_null() {
-            let timeval = libc::timeval {
-                tv_sec: now.tv_sec,
-                tv_usec: now.tv_nsec / 1000,
-            };
-            // SAFETY: the caller passes a writable timeval (checked non-null).
-            unsafe { tv.write(timeval) };
-        }
-        if !tz.is_null() {
-            // SAFETY: a non-null tz points to a writable struct timezone (two ints): UTC.
-            unsafe { tz.cast::<[c_int; 2]>().write([0, 0]) };
-        }
-        0
-    }
-
-    /// Interposes libc's `time`.
-    ///
-    /// # Safety
-    /// As for time(2): `out` must be null or valid for writing a `time_t`.
-    #[unsafe(no_mangle)]
-    pub unsafe extern "C" fn time(out: *mut libc::time_t) -> libc::time_t {
-        let now = realtime().tv_sec;
-        if !out.is_null() {
-            // SAFETY: the caller passes a writable time_t (checked non-null).
-            unsafe { out.write(now) };
-        }
-        now
-    }
-}
+#[path = "../fake_clock.rs"]
+mod fake_clock;
 
 /// `--dev-log`: a private `/dev` whose `log` entry is the test's syslog socket.
 mod dev_log {
@@ -720,12 +397,12 @@ mod tests {
 
     #[test]
     fn code_names() {
-        assert_eq!(pam::code_name(0), "PAM_SUCCESS");
-        assert_eq!(pam::code_name(7), "PAM_AUTH_ERR");
-        assert_eq!(pam::code_name(25), "PAM_IGNORE");
-        assert_eq!(pam::code_name(31), "PAM_INCOMPLETE");
-        assert_eq!(pam::code_name(32), "PAM_32");
-        assert_eq!(pam::code_name(-1), "PAM_-1");
+        assert_eq!(pam_client::code_name(0), "PAM_SUCCESS");
+        assert_eq!(pam_client::code_name(7), "PAM_AUTH_ERR");
+        assert_eq!(pam_client::code_name(25), "PAM_IGNORE");
+        assert_eq!(pam_client::code_name(31), "PAM_INCOMPLETE");
+        assert_eq!(pam_client::code_name(32), "PAM_32");
+        assert_eq!(pam_client::code_name(-1), "PAM_-1");
     }
 
     #[test]
