@@ -193,12 +193,19 @@ pub fn issue_email_code(
         Issue::Limited => EmailIssue::Limited,
     };
     // Lost in a power cut, the code is simply not pending: the user asks for another.
-    store.save_unsynced(&lock, &record)?;
+    store.save_state(&lock, &record, false)?;
     Ok(result)
 }
 
 /// Checks a typed answer and records the result, all under the user's lock. `seen` is the
 /// record [`begin`] read (or `Seen::default()`); it is used only if it is still current.
+///
+/// What is synced to the disk: an emergency code or an emailed code stays valid until it is
+/// used (or for the mail's lifetime, minutes), so its use must survive a power cut, or the
+/// code would work again. What a TOTP login or a failure writes may be lost: the last used
+/// time step matters only while the code is valid (the skew window, 90 seconds by default,
+/// less than a reboot takes), and losing failure counts at most restarts a lockout window.
+/// Docs: docs/reliability.md, "What is synced".
 pub fn verify(
     store: &Store,
     config: &Config,
@@ -235,24 +242,13 @@ pub fn verify(
             locked: record.lockout.record_failure(&host, now, &config.lockout),
         },
     };
-    if uses_up_a_code(&outcome) {
-        store.save(&lock, &record)?;
-    } else {
-        store.save_unsynced(&lock, &record)?;
+    match outcome {
+        // The hash of the used code leaves the record.
+        Outcome::Accepted(Accepted::Emergency { .. }) => store.save(&lock, &record)?,
+        Outcome::Accepted(Accepted::Email) => store.save_state(&lock, &record, true)?,
+        _ => store.save_state(&lock, &record, false)?,
     }
     Ok(outcome)
-}
-
-/// An emergency code or an emailed code stays valid until it is used (or for the mail's
-/// lifetime, minutes): its use must survive a power cut, or the code would work again. What a
-/// TOTP login or a failure writes may be lost: the last used time step matters only while the
-/// code is valid (the skew window, a minute or two, less than a reboot takes), and losing
-/// failure counts at most restarts a lockout window. Docs: docs/reliability.md.
-fn uses_up_a_code(outcome: &Outcome) -> bool {
-    matches!(
-        outcome,
-        Outcome::Accepted(Accepted::Emergency { .. } | Accepted::Email)
-    )
 }
 
 fn record_success(

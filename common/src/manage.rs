@@ -152,10 +152,18 @@ pub fn store_enrollment(store: &Store, record: &Record, replace: bool) -> Result
 }
 
 /// Clears failures and every lockout (per host and per user); false when the user has no
-/// record.
+/// record. A damaged login-state file (no intact slot: logins fail closed) is replaced by a
+/// fresh state rather than refused.
 pub fn unlock(store: &Store, user: &str) -> Result<bool, Error> {
     let lock = store.lock(user)?;
-    let Some(mut record) = store.load_locked(&lock)? else {
+    let loaded = match store.load_locked(&lock) {
+        Err(Error::Corrupt { path, .. }) if path.extension().is_some_and(|ext| ext == "state") => {
+            store.discard_state(&lock)?;
+            store.load_locked(&lock)
+        }
+        other => other,
+    };
+    let Some(mut record) = loaded? else {
         return Ok(false);
     };
     record.lockout.clear();

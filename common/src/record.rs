@@ -184,8 +184,16 @@ impl Record {
         self.emergency.validate()
     }
 
-    /// The file contents, with a header that tells an admin what the file is.
+    /// The file contents, with a header that tells an admin what the file is. The login state
+    /// is not part of it (see [`Record::state_text`]).
     pub fn to_file_text(&self) -> Result<Zeroizing<String>, String> {
+        self.enrollment_only().to_full_text()
+    }
+
+    /// The file contents with the login state included, as archived by `twostep reset` (and
+    /// as records were written before the state had a file of its own); [`Record::parse`]
+    /// reads both forms.
+    pub fn to_full_text(&self) -> Result<Zeroizing<String>, String> {
         let body = Zeroizing::new(toml::to_string_pretty(self).map_err(|e| e.to_string())?);
         let mut text = Zeroizing::new(String::with_capacity(body.len() + 300));
         text.push_str(
@@ -195,6 +203,74 @@ impl Record {
         );
         text.push_str(&body);
         Ok(text)
+    }
+}
+
+/// What logins change, kept apart from the record in `users/<user>.state` (a slot file,
+/// rewritten in place at every login; see `store.rs`). Records written before the split hold
+/// these fields themselves; a state file, when there is one, overrides them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LoginState {
+    /// `totp.last_step`.
+    #[serde(default)]
+    last_step: u64,
+    #[serde(default)]
+    lockout: LockoutState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_login: Option<LastLogin>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    grace: Vec<GraceHost>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email_code: Option<EmailState>,
+}
+
+impl Record {
+    /// The login state as the text of a `.state` file.
+    pub fn state_text(&self) -> Result<Zeroizing<String>, String> {
+        let state = LoginState {
+            last_step: self.totp.as_ref().map_or(0, |t| t.last_step),
+            lockout: self.lockout.clone(),
+            last_login: self.last_login.clone(),
+            grace: self.grace.clone(),
+            email_code: self.email_code.clone(),
+        };
+        toml::to_string(&state)
+            .map(Zeroizing::new)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Replaces every login-state field with those in `text` (a `.state` file).
+    pub fn apply_state(&mut self, text: &str) -> Result<(), String> {
+        let state: LoginState = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let message = redact_values(e.message());
+            match line {
+                Some(line) => format!("line {line}: {message}"),
+                None => message,
+            }
+        })?;
+        if let Some(totp) = self.totp.as_mut() {
+            totp.last_step = state.last_step;
+        }
+        self.lockout = state.lockout;
+        self.last_login = state.last_login;
+        self.grace = state.grace;
+        self.email_code = state.email_code;
+        Ok(())
+    }
+
+    /// A copy without the login state, as written to the record file.
+    fn enrollment_only(&self) -> Record {
+        let mut record = self.clone();
+        if let Some(totp) = record.totp.as_mut() {
+            totp.last_step = 0;
+        }
+        record.lockout = LockoutState::default();
+        record.last_login = None;
+        record.grace = Vec::new();
+        record.email_code = None;
+        record
     }
 }
 

@@ -31,13 +31,6 @@ pub enum Access {
     Private,
 }
 
-/// Whether a replaced file is synced to the disk before the call returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sync {
-    Durable,
-    None,
-}
-
 /// How often a file replaced while being opened is opened again before giving up.
 const REOPEN_TRIES: usize = 5;
 
@@ -223,22 +216,10 @@ impl Dir {
     /// the old or the new file, never a mix. Callers serialize writers of one name (see
     /// [`Dir::lock`]); a temp file left by a crashed writer is removed and recreated.
     pub fn replace_file(&self, name: &OsStr, contents: &[u8]) -> Result<(), Error> {
-        self.replace(name, contents, Sync::Durable)
-    }
-
-    /// [`Dir::replace_file`] without the two syncs: atomic for every reader and against the
-    /// writer being killed, but a power cut may bring back the previous version (or, on a file
-    /// system without ext4's and btrfs's replace-by-rename ordering, an empty file, which
-    /// readers refuse). For state whose loss is harmless; see docs/reliability.md.
-    pub fn replace_file_unsynced(&self, name: &OsStr, contents: &[u8]) -> Result<(), Error> {
-        self.replace(name, contents, Sync::None)
-    }
-
-    fn replace(&self, name: &OsStr, contents: &[u8], sync: Sync) -> Result<(), Error> {
         let tmp_name = temp_name(name);
         let tmp_path = self.child_path(&tmp_name);
         let file = self.create_exclusive(&tmp_name)?;
-        let result = write_all(file, &tmp_path, contents, sync).and_then(|()| {
+        let result = write_synced(file, &tmp_path, contents).and_then(|()| {
             renameat(&self.fd, tmp_name.as_os_str(), &self.fd, name)
                 .map_err(|e| Error::io(self.child_path(name), "replace", e))
         });
@@ -246,10 +227,7 @@ impl Dir {
             let _ = unlinkat(&self.fd, tmp_name.as_os_str(), UnlinkatFlags::NoRemoveDir);
             return result;
         }
-        match sync {
-            Sync::Durable => self.fsync(),
-            Sync::None => Ok(()),
-        }
+        self.fsync()
     }
 
     fn create_exclusive(&self, tmp_name: &OsStr) -> Result<File, Error> {
@@ -524,17 +502,13 @@ fn read_limited(file: &File, path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>
     Ok(buf)
 }
 
-fn write_all(mut file: File, path: &Path, contents: &[u8], sync: Sync) -> Result<(), Error> {
+fn write_synced(mut file: File, path: &Path, contents: &[u8]) -> Result<(), Error> {
     let to_errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     file.write_all(contents)
         .map_err(|e| Error::io(path, "write", to_errno(e)))?;
-    match sync {
-        // fdatasync: the data and the size are what a reader needs; timestamps can wait.
-        Sync::Durable => file
-            .sync_data()
-            .map_err(|e| Error::io(path, "sync", to_errno(e))),
-        Sync::None => Ok(()),
-    }
+    // fdatasync: the data and the size are what a reader needs; timestamps can wait.
+    file.sync_data()
+        .map_err(|e| Error::io(path, "sync", to_errno(e)))
 }
 
 fn temp_name(name: &OsStr) -> std::ffi::OsString {

@@ -19,6 +19,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+use nix::errno::Errno;
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -37,6 +38,10 @@ const SUMMED_HEADER: usize = 50;
 pub struct SlotFile {
     file: File,
     path: PathBuf,
+    /// Device and inode, to tell whether the name still refers to this file.
+    id: (u64, u64),
+    /// False when opened read-only because the file system is.
+    writable: bool,
     slot_size: usize,
     newest: Option<(usize, u64)>,
 }
@@ -45,7 +50,18 @@ impl SlotFile {
     /// Opens `name` in `dir` for reading and writing; `Ok(None)` when it does not exist.
     pub fn open(dir: &Dir, name: &OsStr) -> Result<Option<SlotFile>, Error> {
         let path = dir.path().join(name);
-        let Some((file, stat)) = dir.open_file_rw(name, Access::Private)? else {
+        let opened = match dir.open_file_rw(name, Access::Private) {
+            // Readers (`twostep status`, the look before the prompt) work on a read-only
+            // state directory; a write then fails with EROFS, as any write there would.
+            Err(Error::Io {
+                errno: Errno::EROFS,
+                ..
+            }) => dir
+                .open_file_stat(name, Access::Private)?
+                .map(|o| (o, false)),
+            other => other?.map(|o| (o, true)),
+        };
+        let Some(((file, stat), writable)) = opened else {
             return Ok(None);
         };
         let size = usize::try_from(stat.st_size).unwrap_or(usize::MAX);
@@ -59,9 +75,23 @@ impl SlotFile {
         Ok(Some(SlotFile {
             file,
             path,
+            id: (stat.st_dev, stat.st_ino),
+            writable,
             slot_size,
             newest: None,
         }))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Whether `name` in `dir` is still this file (not replaced since it was opened). The open
+    /// file keeps its inode number from being reused, so equal numbers mean the same file.
+    pub fn is_at(&self, dir: &Dir, name: &OsStr) -> Result<bool, Error> {
+        Ok(dir
+            .stat_file(name, Access::Private)?
+            .is_some_and(|stat| (stat.st_dev, stat.st_ino) == self.id))
     }
 
     /// Creates (or replaces) `name` holding `payload`, synced, by temp file and rename.
@@ -117,6 +147,9 @@ impl SlotFile {
         let (newest, seq) = self
             .newest
             .ok_or_else(|| Error::Invalid("slot file written before it was read".into()))?;
+        if !self.writable {
+            return Err(Error::io(&self.path, "write", Errno::EROFS));
+        }
         let seq = seq + 1;
         if HEADER_LEN + payload.len() > self.slot_size {
             dir.replace_file(name, &new_image(payload, seq)?)?;
@@ -213,7 +246,7 @@ fn checksum(header: &[u8], payload: &[u8]) -> u64 {
 }
 
 fn io_error(path: &std::path::Path, action: &'static str, e: std::io::Error) -> Error {
-    let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     Error::io(path, action, errno)
 }
 

@@ -1,7 +1,14 @@
-//! The state directory: `users/<user>.toml` records and `locks/<user>.lock` files, all root
-//! owned and private. Writers of one user are serialized by that user's lock, taken before the
-//! record is read, so a read-modify-write (replay check, lockout count, used emergency code)
-//! can never interleave with another login of the same user.
+//! The state directory: `users/<user>.toml` records, `users/<user>.state` login state and
+//! `locks/<user>.lock` files, all root owned and private. Writers of one user are serialized by
+//! that user's lock, taken before anything is read, so a read-modify-write (replay check,
+//! lockout count, used emergency code) can never interleave with another login of the same
+//! user.
+//!
+//! The record (key, method, emergency code hashes) changes rarely and is replaced whole: temp
+//! file, fdatasync, rename, directory fsync. What every login changes (last used time step,
+//! failures and lockouts, last login, grace hosts, the pending mailed code) is the login state,
+//! a [`SlotFile`] rewritten in place: crash-safe without a rename, which on ext4 costs more
+//! than the rest of a login (docs/reliability.md, "What is synced").
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -13,6 +20,7 @@ use nix::fcntl::Flock;
 use crate::error::Error;
 use crate::record::Record;
 use crate::securefs::{Access, Dir};
+use crate::slotfile::SlotFile;
 use crate::username;
 
 /// Records are small; anything larger is damage or an attack.
@@ -21,6 +29,7 @@ const USERS_DIR: &str = "users";
 const LOCKS_DIR: &str = "locks";
 const ARCHIVE_DIR: &str = "archive";
 const RECORD_EXT: &str = ".toml";
+const STATE_EXT: &str = ".state";
 
 #[derive(Debug)]
 pub struct Store {
@@ -43,6 +52,8 @@ struct SeenRecord {
     _file: File,
     version: Version,
     record: Record,
+    /// The state file the record's login state came from, if there was one.
+    state: Option<SlotFile>,
 }
 
 impl Seen {
@@ -74,11 +85,14 @@ impl Version {
     }
 }
 
-/// Proof that the caller holds a user's lock; released on drop.
+/// Proof that the caller holds a user's lock; released on drop. It also carries the user's
+/// state file once a locked load has read it, for the save that follows.
 #[derive(Debug)]
 pub struct UserLock {
     user: String,
     file_name: OsString,
+    state_name: OsString,
+    state: std::cell::RefCell<Option<SlotFile>>,
     _lock: Flock<File>,
 }
 
@@ -138,11 +152,11 @@ impl Store {
         let mut lock_name = encoded.clone();
         lock_name.push(".lock");
         let lock = self.locks.lock(&lock_name)?;
-        let mut file_name = encoded;
-        file_name.push(RECORD_EXT);
         Ok(UserLock {
             user: user.to_string(),
-            file_name,
+            file_name: with_ext(&encoded, RECORD_EXT),
+            state_name: with_ext(&encoded, STATE_EXT),
+            state: std::cell::RefCell::new(None),
             _lock: lock,
         })
     }
@@ -153,7 +167,7 @@ impl Store {
         Ok(self.load_seen(user)?.0.map(|seen| seen.record))
     }
 
-    /// [`Store::load`], keeping the file open so that [`Store::load_locked_seen`] can tell,
+    /// [`Store::load`], keeping the files open so that [`Store::load_locked_seen`] can tell,
     /// with one `fstatat`, whether the record is still the one read here.
     pub fn load_seen(&self, user: &str) -> Result<Seen, Error> {
         let name = record_name(user)?;
@@ -161,11 +175,14 @@ impl Store {
             return Ok(Seen(None));
         };
         let bytes = self.users.read_opened(&file, &name, MAX_RECORD_BYTES)?;
-        let record = self.parse(user, &name, &bytes)?;
+        let mut record = self.parse(user, &name, &bytes)?;
+        let state_name = with_ext(&username::encode(user)?, STATE_EXT);
+        let state = self.read_state(&state_name, &mut record)?;
         Ok(Seen(Some(SeenRecord {
             _file: file,
             version: Version::of(&stat),
             record,
+            state,
         })))
     }
 
@@ -176,22 +193,44 @@ impl Store {
         else {
             return Ok(None);
         };
-        self.parse(&lock.user, &lock.file_name, &bytes).map(Some)
+        let mut record = self.parse(&lock.user, &lock.file_name, &bytes)?;
+        let state = self.read_state(&lock.state_name, &mut record)?;
+        *lock.state.borrow_mut() = state;
+        Ok(Some(record))
     }
 
     /// [`Store::load_locked`], reusing the record in `seen` when the file under the record's
-    /// name is still the one it was read from.
+    /// name is still the one it was read from. The login state is always read again: under the
+    /// lock, through the state file `seen` holds if it is still the one under that name.
     pub fn load_locked_seen(&self, lock: &UserLock, seen: Seen) -> Result<Option<Record>, Error> {
         let Some(seen) = seen.0 else {
             return self.load_locked(lock);
         };
-        match self.users.stat_file(&lock.file_name, Access::Private)? {
-            None => Ok(None),
-            Some(stat) if Version::of(&stat) == seen.version && seen.record.user == lock.user => {
-                Ok(Some(seen.record))
-            }
-            Some(_) => self.load_locked(lock),
+        let unchanged = match self.users.stat_file(&lock.file_name, Access::Private)? {
+            None => return Ok(None),
+            Some(stat) => Version::of(&stat) == seen.version && seen.record.user == lock.user,
+        };
+        let Some(mut file) = seen.state.filter(|_| unchanged) else {
+            return self.load_locked(lock);
+        };
+        if !file.is_at(&self.users, &lock.state_name)? {
+            return self.load_locked(lock);
         }
+        let mut record = seen.record;
+        let bytes = file.read()?;
+        apply_state(&mut record, &bytes, file.path())?;
+        *lock.state.borrow_mut() = Some(file);
+        Ok(Some(record))
+    }
+
+    /// Reads `name`'s login state into `record`; the open state file, if there is one.
+    fn read_state(&self, name: &OsStr, record: &mut Record) -> Result<Option<SlotFile>, Error> {
+        let Some(mut file) = SlotFile::open(&self.users, name)? else {
+            return Ok(None);
+        };
+        let bytes = file.read()?;
+        apply_state(record, &bytes, file.path())?;
+        Ok(Some(file))
     }
 
     fn parse(&self, user: &str, name: &OsStr, bytes: &[u8]) -> Result<Record, Error> {
@@ -206,40 +245,54 @@ impl Store {
         })
     }
 
-    /// Writes `record` durably (see [`Dir::replace_file`]).
+    /// Writes `record` durably: its login state (synced), then the record file (see
+    /// [`Dir::replace_file`]). For enrollment changes and used one-time codes.
     pub fn save(&self, lock: &UserLock, record: &Record) -> Result<(), Error> {
-        self.write(lock, record, true)
+        self.check_owner(lock, record)?;
+        self.save_state(lock, record, true)?;
+        let text = record.to_file_text().map_err(|message| Error::Corrupt {
+            path: self.users.path().join(&lock.file_name),
+            message,
+        })?;
+        self.users.replace_file(&lock.file_name, text.as_bytes())
     }
 
-    /// Writes `record` atomically but without syncing: for a login's bookkeeping (last used
-    /// time step, failure counts, last login, grace hosts, mail send times), whose loss in a
-    /// power cut is harmless. Whatever changes the enrollment or uses up a one-time code is
-    /// written with [`Store::save`].
-    pub fn save_unsynced(&self, lock: &UserLock, record: &Record) -> Result<(), Error> {
-        self.write(lock, record, false)
+    /// Writes only `record`'s login state, in place; `sync` adds an fdatasync. The record file
+    /// must be unchanged since it was loaded under `lock`.
+    pub fn save_state(&self, lock: &UserLock, record: &Record, sync: bool) -> Result<(), Error> {
+        self.check_owner(lock, record)?;
+        let text = record.state_text().map_err(|message| Error::Corrupt {
+            path: self.users.path().join(&lock.state_name),
+            message,
+        })?;
+        match lock.state.borrow_mut().as_mut() {
+            Some(file) => file.write(&self.users, &lock.state_name, text.as_bytes(), sync),
+            // The first state of this user (or of a new enrollment): a new file, synced.
+            None => SlotFile::create(&self.users, &lock.state_name, text.as_bytes()),
+        }
     }
 
-    fn write(&self, lock: &UserLock, record: &Record, durable: bool) -> Result<(), Error> {
+    fn check_owner(&self, lock: &UserLock, record: &Record) -> Result<(), Error> {
         if record.user != lock.user {
             return Err(Error::Invalid(
                 "record and lock name different users".into(),
             ));
         }
-        let text = record.to_file_text().map_err(|message| Error::Corrupt {
-            path: self.users.path().join(&lock.file_name),
-            message,
-        })?;
-        if durable {
-            self.users.replace_file(&lock.file_name, text.as_bytes())
-        } else {
-            self.users
-                .replace_file_unsynced(&lock.file_name, text.as_bytes())
-        }
+        Ok(())
     }
 
-    /// Deletes `user`'s record; true when there was one.
+    /// Deletes `user`'s login state (the record keeps its own older copy, if any). For
+    /// `twostep unlock` of a damaged state file.
+    pub fn discard_state(&self, lock: &UserLock) -> Result<bool, Error> {
+        *lock.state.borrow_mut() = None;
+        self.users.remove_file(&lock.state_name)
+    }
+
+    /// Deletes `user`'s record and login state; true when there was a record.
     pub fn remove(&self, lock: &UserLock) -> Result<bool, Error> {
-        self.users.remove_file(&lock.file_name)
+        let removed = self.users.remove_file(&lock.file_name)?;
+        self.discard_state(lock)?;
+        Ok(removed)
     }
 
     /// `archive/`, opened (or created) only by the admin commands that use it; logins never do.
@@ -259,12 +312,12 @@ impl Store {
         }
     }
 
-    /// Moves `user`'s record to `archive/<user>.<time>.toml` (for `twostep restore`); the name
-    /// of the archived file, or `None` when there was no record.
+    /// Moves `user`'s record, with its login state, to `archive/<user>.<time>.toml` (for
+    /// `twostep restore`); the name of the archived file, or `None` when there was no record.
     pub fn archive(&self, lock: &UserLock, now: u64) -> Result<Option<PathBuf>, Error> {
-        if self.load_locked(lock)?.is_none() {
+        let Some(record) = self.load_locked(lock)? else {
             return Ok(None);
-        }
+        };
         let encoded = username::encode(&lock.user)?;
         let taken = self.archive_names(&lock.user)?;
         let name = (0u32..)
@@ -272,7 +325,16 @@ impl Store {
             .find(|name| !taken.iter().any(|(_, t)| t == name))
             .ok_or_else(|| Error::Invalid("no free archive name".into()))?;
         let archive = self.archive_dir()?;
-        self.users.move_file(&lock.file_name, &archive, &name)?;
+        // The archived record carries its login state (the last used time step above all), so
+        // that a restored enrollment still refuses replays. Written before the live files go:
+        // a crash in between leaves the user enrolled, with an archive copy to spare.
+        let text = record.to_full_text().map_err(|message| Error::Corrupt {
+            path: archive.path().join(&name),
+            message,
+        })?;
+        archive.replace_file(&name, text.as_bytes())?;
+        self.users.remove_file(&lock.file_name)?;
+        self.discard_state(lock)?;
         Ok(Some(archive.path().join(name)))
     }
 
@@ -372,9 +434,22 @@ fn parse_archive_name(name: &str) -> Option<(String, u64, u32)> {
 }
 
 fn record_name(user: &str) -> Result<OsString, Error> {
-    let mut name = username::encode(user)?;
-    name.push(RECORD_EXT);
-    Ok(name)
+    Ok(with_ext(&username::encode(user)?, RECORD_EXT))
+}
+
+fn with_ext(encoded: &OsStr, ext: &str) -> OsString {
+    let mut name = encoded.to_os_string();
+    name.push(ext);
+    name
+}
+
+fn apply_state(record: &mut Record, bytes: &[u8], path: &Path) -> Result<(), Error> {
+    let corrupt = |message: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| corrupt("not valid UTF-8".into()))?;
+    record.apply_state(text).map_err(corrupt)
 }
 
 #[cfg(test)]

@@ -419,12 +419,13 @@ fn writes_leave_no_temp_files_and_keep_modes() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("alice.toml")]);
-    let mode = fs::metadata(users.join("alice.toml"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o7777, 0o600);
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, ["alice.state", "alice.toml"]);
+    for name in &names {
+        let mode = fs::metadata(users.join(name)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o600, "{name:?}");
+    }
     let mode = fs::metadata(&users).unwrap().permissions().mode();
     assert_eq!(mode & 0o7777, 0o700);
 }
@@ -689,9 +690,9 @@ fn a_record_edited_in_place_after_the_prompt_is_read_again() {
     let stale = begin_seen(&env, &store, "alice", T0);
     let path = store.record_path("alice").unwrap();
     let text = fs::read_to_string(&path).unwrap();
-    let step = T0 / 30;
-    let edited = text.replace("last_step = 0", &format!("last_step = {step}"));
-    assert_ne!(edited, text, "the record holds last_step = 0");
+    // Another key (and a longer file, so that even a coarse file clock cannot hide the edit).
+    let edited = text.replace(SECRET, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
+    assert_ne!(edited, text, "the record holds the key");
     // Written through the same inode, as `cat > file` would.
     fs::OpenOptions::new()
         .write(true)
@@ -708,5 +709,42 @@ fn a_record_edited_in_place_after_the_prompt_is_read_again() {
         T0,
         stale,
     );
-    assert_eq!(outcome.unwrap(), rejected(Rejected::Replay));
+    let outcome = outcome.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Rejected {
+                why: Rejected::WrongCode,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+}
+
+/// The login state is a slot file: a damaged one (no intact slot) fails logins closed and
+/// `unlock` replaces it.
+#[test]
+fn a_damaged_state_file_fails_closed_until_unlock() {
+    let env = env();
+    enroll(&env, "alice");
+    let state = env.config.state_dir.join("users/alice.state");
+    let mut bytes = fs::read(&state).unwrap();
+    for byte in bytes.iter_mut().filter(|b| **b == b'0') {
+        *byte = b'1';
+    }
+    fs::write(&state, &bytes).unwrap();
+    let store = Store::open(&env.config.state_dir).unwrap();
+    let err = login::begin(&store, &env.config, &SystemDirectory, &attempt("alice"), T0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("alice.state") && err.contains("unlock"),
+        "{err}"
+    );
+    assert!(twostep_common::manage::unlock(&store, "alice").unwrap());
+    assert_eq!(
+        verify(&env, "alice", &code(T0), T0),
+        Outcome::Accepted(Accepted::Totp)
+    );
 }

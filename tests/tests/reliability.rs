@@ -540,16 +540,18 @@ fn kill_9_during_enroll_login_reset_loses_and_damages_nothing() {
             );
         }
     }
-    // Nothing but records and their temp files in users/.
+    // Nothing but records, login states and their temp files in users/.
     for entry in std::fs::read_dir(&users_dir)
         .expect("list users/")
         .flatten()
     {
         let name = entry.file_name().to_string_lossy().into_owned();
         assert!(
-            CHAOS_USERS
-                .iter()
-                .any(|(u, _)| name == format!("{u}.toml") || name == format!(".{u}.toml.tmp")),
+            CHAOS_USERS.iter().any(|(u, _)| {
+                ["toml", "state"]
+                    .iter()
+                    .any(|ext| name == format!("{u}.{ext}") || name == format!(".{u}.{ext}.tmp"))
+            }),
             "unexpected file users/{name}"
         );
     }
@@ -756,28 +758,20 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
-/// With the state directory's file system full, a right code and a wrong code both fail
-/// closed (PAM_AUTHINFO_UNAVAIL) with a log line naming the cause; the record stays
-/// byte-for-byte the same and no temp file is left. Once space is freed the same code works.
+/// With the state directory's file system full, TOTP logins still work: the login state is
+/// rewritten in place and needs no new blocks. What does need space, a new record for a used
+/// emergency code, fails closed (PAM_AUTHINFO_UNAVAIL) with a log line naming the cause; the
+/// record stays byte-for-byte the same, no temp file is left and the emergency code is not used
+/// up: once space is freed it works.
 #[test]
 fn full_state_disk_fails_closed_and_damages_nothing() {
-    let env = TestEnv::new("full_disk");
+    let env = TestEnv::builder("full_disk").config(SHORT_LOCKOUT).build();
     let _mount = Mount::tmpfs(&env.state_dir(), "256k");
-    env.enroll(USER, SECRET);
+    let emergency = env.enroll(USER, SECRET);
     let record = env.record_path(USER);
     let before = std::fs::read(&record).expect("read record");
     let filler = fill(&env.state_dir());
-
-    let code = code_at(SECRET, T0);
-    let wrong = format!(
-        "{:06}",
-        (code.parse::<u32>().expect("digits") + 1) % 1_000_000
-    );
-    for answer in [&code, &wrong] {
-        let login = env.login(USER, &[answer], T0);
-        login.assert_result("PAM_AUTHINFO_UNAVAIL");
-        let line = login.assert_logged(&["error", "No space left on device"]);
-        assert!(line.contains(&format!("user={USER}")), "{line}");
+    let unchanged = || {
         assert_eq!(
             std::fs::read(&record).expect("reread"),
             before,
@@ -787,11 +781,30 @@ fn full_state_disk_fails_closed_and_damages_nothing() {
             temp_files(&env.state_dir().join("users")),
             Vec::<String>::new()
         );
-    }
+    };
+
+    let code = code_at(SECRET, T0);
+    let wrong = format!(
+        "{:06}",
+        (code.parse::<u32>().expect("digits") + 1) % 1_000_000
+    );
+    env.login(USER, &[&code], T0).assert_result("PAM_SUCCESS");
+    env.login(USER, &[&code], T0 + 2)
+        .assert_result("PAM_AUTH_ERR")
+        .assert_logged(&["reason=replay"]);
+    env.login(USER, &[&wrong], T0 + STEP)
+        .assert_result("PAM_AUTH_ERR");
+    unchanged();
+    let login = env.login(USER, &[&emergency[0]], T0 + 2 * STEP);
+    login.assert_result("PAM_AUTHINFO_UNAVAIL");
+    let line = login.assert_logged(&["error", "No space left on device"]);
+    assert!(line.contains(&format!("user={USER}")), "{line}");
+    unchanged();
 
     std::fs::remove_file(filler).expect("remove filler");
-    env.login(USER, &[&code], T0).assert_result("PAM_SUCCESS");
-    env.assert_logs_clean(&[SECRET, &code, &wrong]);
+    env.login(USER, &[&emergency[0]], T0 + 3 * STEP)
+        .assert_result("PAM_SUCCESS");
+    env.assert_logs_clean(&[SECRET, &code, &wrong, &emergency[0]]);
 }
 
 /// With the state directory read-only, logins fail closed with a log line naming the cause and
@@ -855,8 +868,8 @@ fn syncs_of_login(env: &TestEnv, args: &[OsString]) -> (String, usize, usize) {
 }
 
 /// What a login writes is synced only when it uses up a one-time code (docs/reliability.md,
-/// "What is synced"): a TOTP success or a failure is written atomically, without fsync; an
-/// emergency code's use is durable before the login succeeds.
+/// "What is synced"): a TOTP success or a failure rewrites the login state in place without a
+/// sync; an emergency code's use is durable before the login succeeds.
 #[test]
 fn only_one_time_code_use_is_synced_to_disk() {
     let env = TestEnv::builder("syncs").config(SHORT_LOCKOUT).build();
@@ -884,8 +897,8 @@ fn only_one_time_code_use_is_synced_to_disk() {
     assert_eq!(result, "PAM_SUCCESS", "emergency code");
     assert_eq!(
         (fsyncs, fdatasyncs),
-        (1, 1),
-        "record data, then its directory"
+        (1, 2),
+        "the login state, the new record's data, then its directory"
     );
     env.assert_logs_clean(&[SECRET, &code, &emergency[0]]);
 }

@@ -52,7 +52,7 @@ pub enum Command {
     Reset(admin::UserArg),
     /// Bring back the enrollment removed by the last `reset`
     Restore(admin::UserArg),
-    /// End a lockout after too many failed codes
+    /// End a lockout after too many failed codes (also replaces a damaged login-state file)
     Unlock(admin::UserArg),
     /// Issue new emergency codes; the old ones stop working
     Codes(admin::UserArg),
