@@ -22,6 +22,7 @@ pub mod record;
 pub mod securefs;
 pub mod store;
 pub mod timefmt;
+pub mod toml_subset;
 pub mod totp;
 pub mod username;
 
