@@ -3,14 +3,18 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
 use crate::emergency::CodeSet;
 use crate::lockout::LockoutState;
+use crate::toml_subset::{self, Fields, Writer};
 use crate::totp::{self, Algorithm, Params};
 
 pub const RECORD_VERSION: u32 = 1;
+
+const FILE_HEADER: &str = "# twostep enrollment record. Written by pam_twostep and the `twostep` command.\n\
+                           # Deleting this file switches two-step login off for this user (last resort;\n\
+                           # prefer `twostep reset`). Keep it root-owned, mode 0600.\n";
 
 /// A base32 key as stored; wiped on drop and never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -32,21 +36,7 @@ impl fmt::Debug for SecretString {
     }
 }
 
-impl Serialize for SecretString {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretString {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = Zeroizing::new(String::deserialize(d)?);
-        Ok(SecretString(text))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// Codes from an authenticator app (with an optional emailed fallback).
     Totp,
@@ -54,18 +44,26 @@ pub enum Method {
     Email,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Method {
+    const CHOICES: [(&'static str, Method); 2] = [("totp", Method::Totp), ("email", Method::Email)];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Totp => "totp",
+            Method::Email => "email",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpRecord {
     pub secret: SecretString,
     pub algorithm: Algorithm,
     pub digits: u8,
     pub period: u32,
     /// Steps accepted on each side; absent means the config's `totp.skew`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skew: Option<u8>,
     /// The last accepted time step; a code for this step or an earlier one is a replay.
-    #[serde(default)]
     pub last_step: u64,
 }
 
@@ -77,81 +75,161 @@ impl TotpRecord {
             period: self.period,
         }
     }
+
+    fn read(mut f: Fields) -> Result<TotpRecord, toml_subset::Error> {
+        // Moved, not copied, out of the parsed tree, and wiped from here on.
+        let secret = f.string("secret")?.ok_or_else(|| f.missing("secret"))?;
+        let secret = SecretString::new(Zeroizing::new(secret));
+        let algorithm = f
+            .choice("algorithm", &Algorithm::CHOICES)?
+            .ok_or_else(|| f.missing("algorithm"))?;
+        let digits = f.u8("digits")?.ok_or_else(|| f.missing("digits"))?;
+        let period = f.u32("period")?.ok_or_else(|| f.missing("period"))?;
+        let skew = f.u8("skew")?;
+        let last_step = f.u64("last_step")?.unwrap_or(0);
+        f.finish()?;
+        Ok(TotpRecord {
+            secret,
+            algorithm,
+            digits,
+            period,
+            skew,
+            last_step,
+        })
+    }
 }
 
 /// The emailed code waiting to be typed, and when codes were sent (for the send limits).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EmailState {
     /// Hex salt and SHA-256 hash of the pending code; empty when none is pending.
-    #[serde(default)]
     pub salt: String,
-    #[serde(default)]
     pub hash: String,
-    #[serde(default)]
     pub expires: u64,
     /// Send times within the last hour, oldest first.
-    #[serde(default)]
     pub sent: Vec<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl EmailState {
+    fn read(mut f: Fields) -> Result<EmailState, toml_subset::Error> {
+        let state = EmailState {
+            salt: f.string("salt")?.unwrap_or_default(),
+            hash: f.string("hash")?.unwrap_or_default(),
+            expires: f.u64("expires")?.unwrap_or(0),
+            sent: f.u64s("sent")?.unwrap_or_default(),
+        };
+        f.finish()?;
+        Ok(state)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastLogin {
     pub time: u64,
-    #[serde(default)]
     pub rhost: String,
-    #[serde(default)]
     pub service: String,
     pub method: String,
 }
 
+impl LastLogin {
+    fn read(mut f: Fields) -> Result<LastLogin, toml_subset::Error> {
+        let time = f.u64("time")?.ok_or_else(|| f.missing("time"))?;
+        let rhost = f.string("rhost")?.unwrap_or_default();
+        let service = f.string("service")?.unwrap_or_default();
+        let method = f.string("method")?.ok_or_else(|| f.missing("method"))?;
+        f.finish()?;
+        Ok(LastLogin {
+            time,
+            rhost,
+            service,
+            method,
+        })
+    }
+}
+
 /// A remote host that gave a right code, for the grace period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraceHost {
     pub host: String,
     /// When it last gave a right code.
     pub time: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl GraceHost {
+    fn read(mut f: Fields) -> Result<GraceHost, toml_subset::Error> {
+        let host = f.string("host")?.ok_or_else(|| f.missing("host"))?;
+        let time = f.u64("time")?.ok_or_else(|| f.missing("time"))?;
+        f.finish()?;
+        Ok(GraceHost { host, time })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub version: u32,
     pub user: String,
     pub method: Method,
     /// Unix time of enrollment.
     pub created: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// Absent for `method = "email"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp: Option<TotpRecord>,
     pub emergency: CodeSet,
-    #[serde(default)]
     pub lockout: LockoutState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_login: Option<LastLogin>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grace: Vec<GraceHost>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_code: Option<EmailState>,
 }
 
 impl Record {
     /// Parses a record and checks what it claims; `user` is who it must belong to.
     pub fn parse(text: &str, user: &str) -> Result<Record, String> {
-        let record: Record = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start));
-            let message = redact_values(e.message());
-            match line {
-                Some(line) => format!("line {line}: {message}"),
-                None => message,
-            }
+        let record = Record::read(text).map_err(|e| match e.pos.line {
+            0 => e.message,
+            line => format!("line {line}: {}", e.message),
         })?;
         record.validate(user)?;
         Ok(record)
+    }
+
+    /// The tables and keys of a record; unknown keys are errors, as everywhere in twostep.
+    fn read(text: &str) -> Result<Record, toml_subset::Error> {
+        let mut f = Fields::parse(text)?;
+        let version = f.u32("version")?.ok_or_else(|| f.missing("version"))?;
+        let user = f.string("user")?.ok_or_else(|| f.missing("user"))?;
+        let method = f
+            .choice("method", &Method::CHOICES)?
+            .ok_or_else(|| f.missing("method"))?;
+        let created = f.u64("created")?.ok_or_else(|| f.missing("created"))?;
+        let email = f.string("email")?;
+        let totp = f.table("totp")?.map(TotpRecord::read).transpose()?;
+        let emergency = f
+            .table("emergency")?
+            .ok_or_else(|| f.missing("emergency"))?;
+        let emergency = CodeSet::read(emergency)?;
+        let lockout = f.table("lockout")?.map(LockoutState::read).transpose()?;
+        let last_login = f.table("last_login")?.map(LastLogin::read).transpose()?;
+        let grace = f
+            .tables("grace")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(GraceHost::read)
+            .collect::<Result<_, _>>()?;
+        let email_code = f.table("email_code")?.map(EmailState::read).transpose()?;
+        f.finish()?;
+        Ok(Record {
+            version,
+            user,
+            method,
+            created,
+            email,
+            totp,
+            emergency,
+            lockout: lockout.unwrap_or_default(),
+            last_login,
+            grace,
+            email_code,
+        })
     }
 
     fn validate(&self, user: &str) -> Result<(), String> {
@@ -184,54 +262,70 @@ impl Record {
         self.emergency.validate()
     }
 
-    /// The file contents, with a header that tells an admin what the file is.
+    /// The file contents, with a header that tells an admin what the file is. The layout is
+    /// the one the first writer (serde and the `toml` crate) used.
     pub fn to_file_text(&self) -> Result<Zeroizing<String>, String> {
-        let body = Zeroizing::new(toml::to_string_pretty(self).map_err(|e| e.to_string())?);
-        let mut text = Zeroizing::new(String::with_capacity(body.len() + 300));
-        text.push_str(
-            "# twostep enrollment record. Written by pam_twostep and the `twostep` command.\n\
-             # Deleting this file switches two-step login off for this user (last resort;\n\
-             # prefer `twostep reset`). Keep it root-owned, mode 0600.\n",
-        );
-        text.push_str(&body);
+        // The tables after [totp] hold no key; written first, they tell how large the text
+        // gets, so that the buffer holding the key never grows (growing would leave a copy).
+        let mut tables = String::with_capacity(1024);
+        let mut w = Writer::new(&mut tables);
+        self.emergency.write(&mut w);
+        self.lockout.write(&mut w);
+        self.write_login_state(&mut w);
+        w.finish()?;
+
+        // Escaping makes a string at most 6 times longer (`\u0001`).
+        let strings = self.user.len()
+            + self.email.as_ref().map_or(0, String::len)
+            + self.totp.as_ref().map_or(0, |t| t.secret.expose().len());
+        let capacity = FILE_HEADER.len() + 512 + 6 * strings + tables.len();
+        let mut text = Zeroizing::new(String::with_capacity(capacity));
+        text.push_str(FILE_HEADER);
+        let mut w = Writer::new(&mut text);
+        w.u64("version", self.version.into());
+        w.string("user", &self.user);
+        w.string("method", self.method.name());
+        w.u64("created", self.created);
+        if let Some(email) = &self.email {
+            w.string("email", email);
+        }
+        if let Some(t) = &self.totp {
+            w.table(&["totp"]);
+            w.string("secret", t.secret.expose());
+            w.string("algorithm", t.algorithm.name());
+            w.u64("digits", t.digits.into());
+            w.u64("period", t.period.into());
+            if let Some(skew) = t.skew {
+                w.u64("skew", skew.into());
+            }
+            w.u64("last_step", t.last_step);
+        }
+        w.finish()?;
+        text.push_str(&tables);
         Ok(text)
     }
-}
 
-/// 1-based line of a byte offset (bytes, so an offset inside a character cannot panic).
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// Parser messages quote the offending value ("invalid type: string \"…\""); in a record that
-/// value may be a key, and these messages are logged. Quoted parts are dropped.
-fn redact_values(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut quote: Option<char> = None;
-    for c in message.chars() {
-        match quote {
-            Some(q) if c == q => {
-                out.push('…');
-                out.push(c);
-                quote = None;
-            }
-            Some(_) => {}
-            None if c == '"' || c == '\'' => {
-                out.push(c);
-                quote = Some(c);
-            }
-            None => out.push(c),
+    fn write_login_state(&self, w: &mut Writer<'_>) {
+        if let Some(last) = &self.last_login {
+            w.table(&["last_login"]);
+            w.u64("time", last.time);
+            w.string("rhost", &last.rhost);
+            w.string("service", &last.service);
+            w.string("method", &last.method);
+        }
+        for grace in &self.grace {
+            w.array_table(&["grace"]);
+            w.string("host", &grace.host);
+            w.u64("time", grace.time);
+        }
+        if let Some(code) = &self.email_code {
+            w.table(&["email_code"]);
+            w.string("salt", &code.salt);
+            w.string("hash", &code.hash);
+            w.u64("expires", code.expires);
+            w.u64s("sent", &code.sent);
         }
     }
-    if quote.is_some() {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -280,10 +374,39 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_counted_in_bytes() {
-        assert_eq!(line_of("a\nbé\nc", 0), 1);
-        assert_eq!(line_of("a\nbé\nc", 4), 2, "inside é");
-        assert_eq!(line_of("a\nbé\nc", 99), 3);
+    fn numbers_toml_cannot_hold_are_not_written() {
+        let mut record = sample();
+        record.created = u64::MAX;
+        assert!(record.to_file_text().unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn errors_say_where_and_what_but_not_the_value() {
+        let text = sample().to_file_text().unwrap().to_string();
+        let cases = [
+            (
+                text.replace("[totp]\n", "[totp]\nsecrett = \"JBSWY3DP\"\n"),
+                "line 10: unknown key `totp.secrett`",
+            ),
+            (
+                text.replace("period = 30\n", ""),
+                "line 9: `totp.period` is missing",
+            ),
+            (text.replace("user = \"alice\"\n", ""), "`user` is missing"),
+            (
+                text.replace("digits = 6", "digits = 6.0"),
+                "line 12: floats are not supported",
+            ),
+            (
+                text.replace("digits = 6", "digits = 600"),
+                "line 12: `totp.digits` must be a whole number from 0 to 255",
+            ),
+        ];
+        for (bad, expected) in cases {
+            let err = Record::parse(&bad, "alice").unwrap_err();
+            assert!(err.starts_with(expected), "{expected}: {err}");
+            assert!(!err.contains("JBSW"), "{err}");
+        }
     }
 
     #[test]

@@ -92,3 +92,32 @@ fn old_records_survive_a_round_trip_through_the_writer() {
         assert_eq!(Record::parse(&again, user).unwrap(), record, "{user}");
     }
 }
+
+/// The toml crate reads today's text to the same values as the first writer's, and the
+/// layout is the same: only strings the first writer put in '...' or """...""" differ.
+#[test]
+fn the_writer_keeps_the_first_writers_values_and_layout() {
+    for (text, user) in [(TOTP, "alice"), (EMAIL, "bob.smith")] {
+        let again = Record::parse(text, user).unwrap().to_file_text().unwrap();
+        let old: toml::Table = toml::from_str(text).unwrap();
+        let new: toml::Table = toml::from_str(&again).unwrap();
+        assert_eq!(new, old, "{user}");
+    }
+    let again = Record::parse(EMAIL, "bob.smith")
+        .unwrap()
+        .to_file_text()
+        .unwrap();
+    assert_eq!(again.as_str(), EMAIL);
+    let again = Record::parse(TOTP, "alice")
+        .unwrap()
+        .to_file_text()
+        .unwrap();
+    let respelled = TOTP
+        .replace("host = 'say \"hi\"'", "host = \"say \\\"hi\\\"\"")
+        .replace(
+            "host = \"\"\"\ntwo\nlines\\r\n\"\"\"",
+            "host = \"two\\nlines\\r\\n\"",
+        );
+    assert_ne!(respelled, TOTP);
+    assert_eq!(again.as_str(), respelled);
+}
