@@ -146,7 +146,7 @@ pub fn parse(text: &str) -> Result<Table, Error> {
 }
 
 /// One part of a (possibly dotted) key.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct KeyPart {
     name: String,
     pos: Pos,
@@ -782,21 +782,27 @@ fn descend<'t>(
         if depth > MAX_DEPTH {
             return Err(too_deep(part));
         }
-        let entry = table
-            .entries
-            .entry(part.name.clone())
-            .or_insert_with(|| Entry {
+        // Looked up before inserting, so that following an existing path allocates nothing.
+        if !table.entries.contains_key(&part.name) {
+            let implicit = Table {
+                entries: BTreeMap::new(),
+                implicit: true,
+                dotted: mode != Mode::Header,
+                inline: mode == Mode::Inline,
+            };
+            let node = Node {
+                pos: part.pos,
+                value: Value::Table(implicit),
+            };
+            let entry = Entry {
                 key_pos: part.pos,
-                node: Node {
-                    pos: part.pos,
-                    value: Value::Table(Table {
-                        entries: BTreeMap::new(),
-                        implicit: true,
-                        dotted: mode != Mode::Header,
-                        inline: mode == Mode::Inline,
-                    }),
-                },
-            });
+                node,
+            };
+            table.entries.insert(part.name.clone(), entry);
+        }
+        let Some(entry) = table.entries.get_mut(&part.name) else {
+            return Err(not_a_table(part));
+        };
         table = match &mut entry.node.value {
             Value::Table(t) => {
                 if t.inline && mode != Mode::Inline {
