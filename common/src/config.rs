@@ -5,11 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use crate::error::Error;
 use crate::network::Network;
 use crate::securefs;
+use crate::toml_subset::{self, Fields};
 use crate::totp::Algorithm;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/twostep/twostep.toml";
@@ -21,8 +20,7 @@ pub const CONFIG_ENV: &str = "TWOSTEP_CONFIG";
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
 /// What happens to a user who has no enrollment record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unenrolled {
     /// Not asked for a code; the module returns PAM_IGNORE (never PAM_SUCCESS).
     Allow,
@@ -31,8 +29,7 @@ pub enum Unenrolled {
 }
 
 /// What happens at login to a user the policy enforces but who has no enrollment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnUnenrolled {
     /// Refused until an admin enrolls them.
     Deny,
@@ -41,8 +38,7 @@ pub enum OnUnenrolled {
 }
 
 /// Who must use two-step login, and when the code is skipped.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub enforce_users: Vec<String>,
     /// Members, primary or supplementary, of these groups are enforced.
@@ -60,6 +56,32 @@ pub struct Policy {
     pub grace_period: u64,
 }
 
+impl Policy {
+    fn read(mut f: Fields) -> Result<Policy, toml_subset::Error> {
+        let mut p = Policy::default();
+        set(&mut p.enforce_users, f.strings("enforce_users")?);
+        set(&mut p.enforce_groups, f.strings("enforce_groups")?);
+        set(&mut p.exempt_users, f.strings("exempt_users")?);
+        set(&mut p.exempt_groups, f.strings("exempt_groups")?);
+        let on_unenrolled = [
+            ("deny", OnUnenrolled::Deny),
+            ("enroll", OnUnenrolled::Enroll),
+        ];
+        set(
+            &mut p.on_unenrolled,
+            f.choice("on_unenrolled", &on_unenrolled)?,
+        );
+        set(
+            &mut p.trusted_networks,
+            f.list("trusted_networks", Network::parse)?,
+        );
+        set(&mut p.trust_local, f.boolean("trust_local")?);
+        set(&mut p.grace_period, f.u64("grace_period")?);
+        f.finish()?;
+        Ok(p)
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Self {
@@ -75,14 +97,28 @@ impl Default for Policy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpDefaults {
     pub algorithm: Algorithm,
     pub digits: u8,
     pub period: u32,
     /// Steps accepted before and after the current one.
     pub skew: u8,
+}
+
+impl TotpDefaults {
+    fn read(mut f: Fields) -> Result<TotpDefaults, toml_subset::Error> {
+        let mut t = TotpDefaults::default();
+        set(
+            &mut t.algorithm,
+            f.choice("algorithm", &Algorithm::CHOICES)?,
+        );
+        set(&mut t.digits, f.u8("digits")?);
+        set(&mut t.period, f.u32("period")?);
+        set(&mut t.skew, f.u8("skew")?);
+        f.finish()?;
+        Ok(t)
+    }
 }
 
 impl Default for TotpDefaults {
@@ -96,8 +132,7 @@ impl Default for TotpDefaults {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lockout {
     /// Failed codes from one remote host within `window_secs` that lock the user out from
     /// that host (local logins count as one host).
@@ -108,6 +143,18 @@ pub struct Lockout {
     pub window_secs: u64,
     /// How long a lockout lasts.
     pub duration_secs: u64,
+}
+
+impl Lockout {
+    fn read(mut f: Fields) -> Result<Lockout, toml_subset::Error> {
+        let mut l = Lockout::default();
+        set(&mut l.max_failures, f.u32("max_failures")?);
+        set(&mut l.max_failures_user, f.u32("max_failures_user")?);
+        set(&mut l.window_secs, f.u64("window_secs")?);
+        set(&mut l.duration_secs, f.u64("duration_secs")?);
+        f.finish()?;
+        Ok(l)
+    }
 }
 
 impl Default for Lockout {
@@ -121,11 +168,19 @@ impl Default for Lockout {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Emergency {
     /// How many emergency codes a new set holds.
     pub count: u8,
+}
+
+impl Emergency {
+    fn read(mut f: Fields) -> Result<Emergency, toml_subset::Error> {
+        let mut e = Emergency::default();
+        set(&mut e.count, f.u8("count")?);
+        f.finish()?;
+        Ok(e)
+    }
 }
 
 impl Default for Emergency {
@@ -135,8 +190,7 @@ impl Default for Emergency {
 }
 
 /// How the connection to the SMTP server is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpSecurity {
     /// Plain connection upgraded with STARTTLS (port 587); refused if the server cannot.
     Starttls,
@@ -147,8 +201,7 @@ pub enum SmtpSecurity {
 }
 
 /// Emailed codes: for users without a phone, and as the lost-phone fallback.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
     /// Empty: emailed codes are off.
     pub smtp_host: String,
@@ -191,6 +244,33 @@ impl Default for Email {
 }
 
 impl Email {
+    fn read(mut f: Fields) -> Result<Email, toml_subset::Error> {
+        let mut e = Email::default();
+        set(&mut e.smtp_host, f.string("smtp_host")?);
+        set(&mut e.smtp_port, f.u16("smtp_port")?);
+        let security = [
+            ("starttls", SmtpSecurity::Starttls),
+            ("tls", SmtpSecurity::Tls),
+            ("none", SmtpSecurity::None),
+        ];
+        set(&mut e.security, f.choice("security", &security)?);
+        set(&mut e.username, f.string("username")?);
+        set(
+            &mut e.password_file,
+            f.string("password_file")?.map(PathBuf::from),
+        );
+        set(&mut e.from, f.string("from")?);
+        set(&mut e.subject, f.string("subject")?);
+        set(&mut e.code_digits, f.u8("code_digits")?);
+        set(&mut e.lifetime_secs, f.u64("lifetime_secs")?);
+        set(&mut e.max_per_minute, f.u32("max_per_minute")?);
+        set(&mut e.max_per_hour, f.u32("max_per_hour")?);
+        set(&mut e.timeout_secs, f.u64("timeout_secs")?);
+        set(&mut e.helper, f.string("helper")?.map(PathBuf::from));
+        f.finish()?;
+        Ok(e)
+    }
+
     pub fn enabled(&self) -> bool {
         !self.smtp_host.is_empty()
     }
@@ -230,11 +310,19 @@ impl Email {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
     /// Syslog socket; events go to facility authpriv.
     pub socket: PathBuf,
+}
+
+impl Log {
+    fn read(mut f: Fields) -> Result<Log, toml_subset::Error> {
+        let mut l = Log::default();
+        set(&mut l.socket, f.string("socket")?.map(PathBuf::from));
+        f.finish()?;
+        Ok(l)
+    }
 }
 
 impl Default for Log {
@@ -245,8 +333,7 @@ impl Default for Log {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub state_dir: PathBuf,
     /// Shown in authenticator apps; defaults to the host name when empty.
@@ -300,17 +387,11 @@ impl Config {
 
     /// Parses config text; `path` only labels errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|span| line_column(text, span.start))
-                .unwrap_or((0, 0));
-            Error::Config {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: e.message().to_string(),
-            }
+        let config = Config::read(text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            line: e.pos.line,
+            column: e.pos.column,
+            message: e.message,
         })?;
         config.validate().map_err(|message| Error::Config {
             path: path.to_path_buf(),
@@ -319,6 +400,40 @@ impl Config {
             message,
         })?;
         Ok(config)
+    }
+
+    /// Every key is optional; absent ones keep their defaults, unknown ones are errors.
+    fn read(text: &str) -> Result<Config, toml_subset::Error> {
+        let mut f = Fields::parse(text)?;
+        let mut c = Config::default();
+        set(&mut c.state_dir, f.string("state_dir")?.map(PathBuf::from));
+        set(&mut c.issuer, f.string("issuer")?);
+        set(&mut c.label, f.string("label")?);
+        let unenrolled = [("allow", Unenrolled::Allow), ("deny", Unenrolled::Deny)];
+        set(&mut c.unenrolled, f.choice("unenrolled", &unenrolled)?);
+        set(
+            &mut c.policy,
+            f.table("policy")?.map(Policy::read).transpose()?,
+        );
+        set(
+            &mut c.totp,
+            f.table("totp")?.map(TotpDefaults::read).transpose()?,
+        );
+        set(
+            &mut c.lockout,
+            f.table("lockout")?.map(Lockout::read).transpose()?,
+        );
+        set(
+            &mut c.emergency,
+            f.table("emergency")?.map(Emergency::read).transpose()?,
+        );
+        set(
+            &mut c.email,
+            f.table("email")?.map(Email::read).transpose()?,
+        );
+        set(&mut c.log, f.table("log")?.map(Log::read).transpose()?);
+        f.finish()?;
+        Ok(c)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -385,19 +500,11 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "twostep".to_string())
 }
 
-/// 1-based line and column of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text.as_bytes()[..offset.min(text.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |p| p + 1);
-    let column = String::from_utf8_lossy(&before[line_start..])
-        .chars()
-        .count()
-        + 1;
-    (line, column)
+/// A value given in the file replaces the default.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
 }
 
 #[cfg(test)]
@@ -484,6 +591,58 @@ mod tests {
             text.starts_with("/etc/twostep/twostep.toml:2:14:"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn errors_point_at_the_key_or_value() {
+        for (text, expected) in [
+            ("[totp]\ndigits = 6.5\n", ":2:10: floats are not supported"),
+            (
+                "label = \"\u{e9}\" x = 1",
+                ":1:13: expected the end of the line",
+            ),
+            ("[policy]\nx = 1\n", ":2:1: unknown key `policy.x`"),
+            ("[polcy]\n", ":1:2: unknown key `polcy`"),
+            (
+                "[policy]\ntrusted_networks = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\n",
+                ":2:35: `policy.trusted_networks`: \"10.0.0.1/8\" has host bits set",
+            ),
+            (
+                "[email]\nsmtp_port = 70000\n",
+                ":2:13: `email.smtp_port` must be a whole number from 0 to 65535",
+            ),
+            (
+                "[log]\nsocket = 1\n",
+                ":2:10: `log.socket` must be a string",
+            ),
+            (
+                "unenrolled = \"Allow\"",
+                ":1:14: `unenrolled` must be one of \"allow\", \"deny\"",
+            ),
+            ("[totp]\n[totp]\n", ":2:2: `totp` is defined twice"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn any_toml_spelling_of_the_settings_is_read() {
+        let c = parse(
+            "'issuer' = 'n\\as' # literal string\n\
+             policy = { trust_local = true, enforce_users = [\n  \"a\", # one\n  \"b\",\n] }\n\
+             totp.digits = 8\n\
+             [lockout]\nwindow_secs = 0x3c\nduration_secs = 1_200\n",
+        )
+        .unwrap();
+        assert_eq!(c.issuer, "n\\as");
+        assert!(c.policy.trust_local);
+        assert_eq!(
+            c.policy.enforce_users,
+            vec!["a".to_string(), "b".to_string()]
+        );
+        assert_eq!(c.totp.digits, 8);
+        assert_eq!((c.lockout.window_secs, c.lockout.duration_secs), (60, 1200));
     }
 
     #[test]

@@ -6,13 +6,13 @@
 //! google-authenticator scratch codes (8 digits) carried over by the importer are kept in a
 //! separate list, because they have the shape of a code.
 
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::random;
+use crate::toml_subset::{self, Fields, Writer};
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 pub const CODE_CHARS: usize = 12;
@@ -22,18 +22,15 @@ const HASH_BYTES: usize = 32;
 pub const DEFAULT_ROUNDS: u32 = 20_000;
 const MAX_ROUNDS: u32 = 10_000_000;
 
-/// The stored form: salt, rounds, and one hash per unused code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+/// The stored form (a record's `[emergency]` table): salt, rounds, and one hash per unused code.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CodeSet {
     /// Hex, shared by the set: one PBKDF2 run checks an input against every code.
     pub salt: String,
     pub rounds: u32,
     /// Hex hashes of unused 12-character codes.
-    #[serde(default)]
     pub hashes: Vec<String>,
     /// Hex hashes of unused 8-digit scratch codes imported from google-authenticator.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub legacy_hashes: Vec<String>,
 }
 
@@ -46,6 +43,30 @@ pub enum Shape {
 }
 
 impl CodeSet {
+    pub(crate) fn read(mut f: Fields) -> Result<CodeSet, toml_subset::Error> {
+        let salt = f.string("salt")?.ok_or_else(|| f.missing("salt"))?;
+        let rounds = f.u32("rounds")?.ok_or_else(|| f.missing("rounds"))?;
+        let hashes = f.strings("hashes")?.unwrap_or_default();
+        let legacy_hashes = f.strings("legacy_hashes")?.unwrap_or_default();
+        f.finish()?;
+        Ok(CodeSet {
+            salt,
+            rounds,
+            hashes,
+            legacy_hashes,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) {
+        w.table(&["emergency"]);
+        w.string("salt", &self.salt);
+        w.u64("rounds", self.rounds.into());
+        w.strings("hashes", &self.hashes);
+        if !self.legacy_hashes.is_empty() {
+            w.strings("legacy_hashes", &self.legacy_hashes);
+        }
+    }
+
     /// A fresh set of `count` codes; returns the set and the codes to show once.
     pub fn generate(count: u8) -> Result<(CodeSet, Vec<Zeroizing<String>>), Error> {
         let salt = random::bytes(SALT_BYTES)?;
@@ -234,7 +255,8 @@ mod tests {
     #[test]
     fn stored_hashes_do_not_contain_the_codes() {
         let (set, codes) = CodeSet::generate(2).unwrap();
-        let stored = toml::to_string(&set).unwrap();
+        let mut stored = String::new();
+        set.write(&mut Writer::new(&mut stored));
         for code in &codes {
             assert!(!stored.contains(plain(code).as_str()));
         }

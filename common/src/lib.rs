@@ -23,6 +23,7 @@ pub mod securefs;
 pub mod slotfile;
 pub mod store;
 pub mod timefmt;
+pub mod toml_subset;
 pub mod totp;
 pub mod username;
 

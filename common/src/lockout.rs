@@ -8,34 +8,31 @@
 //! Only failures count: a success clears the user-wide count and that host's entry, so nobody
 //! can keep a user locked by logging in as them correctly.
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::Lockout as Policy;
+use crate::toml_subset::{self, Fields, Writer};
 
 /// At most this many hosts are tracked per user; beyond it the least relevant entry goes (the
 /// user-wide count still sees every failure).
 const MAX_HOSTS: usize = 32;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+/// Records store times as TOML integers, which are signed 64-bit; a lockout end beyond this
+/// (a huge `duration_secs`) is stored as this, which is forever all the same.
+const FOREVER: u64 = i64::MAX as u64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HostLockout {
     pub host: String,
-    #[serde(default)]
     pub failures: Vec<u64>,
-    #[serde(default)]
     pub locked_until: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+/// The `[lockout]` table of a record.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LockoutState {
     /// Times of recent failed codes from any host, oldest first.
-    #[serde(default)]
     pub failures: Vec<u64>,
     /// Locked everywhere while `now < locked_until`.
-    #[serde(default)]
     pub locked_until: u64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostLockout>,
 }
 
@@ -46,7 +43,51 @@ pub enum Locked {
     User,
 }
 
+impl HostLockout {
+    fn read(mut f: Fields) -> Result<HostLockout, toml_subset::Error> {
+        let host = f.string("host")?.ok_or_else(|| f.missing("host"))?;
+        let failures = f.u64s("failures")?.unwrap_or_default();
+        let locked_until = f.u64("locked_until")?.unwrap_or(0);
+        f.finish()?;
+        Ok(HostLockout {
+            host,
+            failures,
+            locked_until,
+        })
+    }
+}
+
 impl LockoutState {
+    pub(crate) fn read(mut f: Fields) -> Result<LockoutState, toml_subset::Error> {
+        let failures = f.u64s("failures")?.unwrap_or_default();
+        let locked_until = f.u64("locked_until")?.unwrap_or(0);
+        let hosts = f
+            .tables("hosts")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(HostLockout::read)
+            .collect::<Result<_, _>>()?;
+        f.finish()?;
+        Ok(LockoutState {
+            failures,
+            locked_until,
+            hosts,
+        })
+    }
+
+    /// `[lockout]` and a `[[lockout.hosts]]` per host.
+    pub(crate) fn write(&self, w: &mut Writer<'_>) {
+        w.table(&["lockout"]);
+        w.u64s("failures", &self.failures);
+        w.u64("locked_until", self.locked_until);
+        for host in &self.hosts {
+            w.array_table(&["lockout", "hosts"]);
+            w.string("host", &host.host);
+            w.u64s("failures", &host.failures);
+            w.u64("locked_until", host.locked_until);
+        }
+    }
+
     /// When the lockout that applies to a login from `host` ends, if one does.
     pub fn locked_until(&self, host: &str, now: u64) -> Option<u64> {
         let host_until = self
@@ -79,7 +120,7 @@ impl LockoutState {
         let host_locked =
             count_failure(&mut entry.failures, window_start, now, policy.max_failures);
         if host_locked {
-            entry.locked_until = now.saturating_add(policy.duration_secs);
+            entry.locked_until = lock_end(now, policy);
         }
         if count_failure(
             &mut self.failures,
@@ -87,7 +128,7 @@ impl LockoutState {
             now,
             policy.max_failures_user,
         ) {
-            self.locked_until = now.saturating_add(policy.duration_secs);
+            self.locked_until = lock_end(now, policy);
             return Some(Locked::User);
         }
         host_locked.then_some(Locked::Host)
@@ -137,6 +178,10 @@ impl LockoutState {
         let last = self.hosts.len() - 1;
         &mut self.hosts[last]
     }
+}
+
+fn lock_end(now: u64, policy: &Policy) -> u64 {
+    now.saturating_add(policy.duration_secs).min(FOREVER)
 }
 
 /// Adds `now` to `failures` (dropping those outside the window); true when that makes `max`,
@@ -220,6 +265,23 @@ mod tests {
         s.clear();
         assert_eq!(s.locked_until("stranger", 1004), None);
         assert!(s.hosts.is_empty());
+    }
+
+    #[test]
+    fn endless_lockouts_fit_in_a_record() {
+        let mut s = LockoutState::default();
+        let p = Policy {
+            max_failures: 1,
+            duration_secs: i64::MAX as u64,
+            ..policy()
+        };
+        assert_eq!(s.record_failure("h", 1000, &p), Some(Locked::Host));
+        assert_eq!(s.hosts[0].locked_until, FOREVER);
+        assert_eq!(s.locked_until("h", FOREVER - 1), Some(FOREVER));
+        let mut text = String::new();
+        let mut w = Writer::new(&mut text);
+        s.write(&mut w);
+        w.finish().unwrap();
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
@@ -13,8 +12,7 @@ use crate::policy::{self, Directory};
 use crate::record::{LastLogin, Method, Record};
 use crate::store::Store;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// Enrolled; asked for a code at login.
     Enabled,
@@ -37,8 +35,9 @@ impl State {
     }
 }
 
-/// One row of `twostep status`; its JSON form is documented in docs/cli.md and kept stable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One row of `twostep status`; its JSON form (written by the CLI) is documented in docs/cli.md
+/// and kept stable.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserStatus {
     pub user: String,
     pub state: State,

@@ -1,16 +1,24 @@
 //! One user's enrollment, as stored in `state_dir/users/<user>.toml`: plain TOML an admin can
-//! read, holding the key, the emergency code hashes and the login state.
+//! read, holding the key and the emergency code hashes. The login state (last used step,
+//! lockouts, last login, grace hosts, pending mailed code) is part of [`Record`] in memory but
+//! lives in `users/<user>.state` (see `store.rs`): [`Record::state_text`] and
+//! [`Record::apply_state`]. Records written before that split hold the state themselves, as do
+//! archived ones ([`Record::to_full_text`]); [`Record::parse`] reads both forms.
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
 use crate::emergency::CodeSet;
 use crate::lockout::LockoutState;
+use crate::toml_subset::{self, Fields, Writer};
 use crate::totp::{self, Algorithm, Params};
 
 pub const RECORD_VERSION: u32 = 1;
+
+const FILE_HEADER: &str = "# twostep enrollment record. Written by pam_twostep and the `twostep` command.\n\
+                           # Deleting this file switches two-step login off for this user (last resort;\n\
+                           # prefer `twostep reset`). Keep it root-owned, mode 0600.\n";
 
 /// A base32 key as stored; wiped on drop and never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -32,21 +40,7 @@ impl fmt::Debug for SecretString {
     }
 }
 
-impl Serialize for SecretString {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretString {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = Zeroizing::new(String::deserialize(d)?);
-        Ok(SecretString(text))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// Codes from an authenticator app (with an optional emailed fallback).
     Totp,
@@ -54,18 +48,26 @@ pub enum Method {
     Email,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Method {
+    const CHOICES: [(&'static str, Method); 2] = [("totp", Method::Totp), ("email", Method::Email)];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Totp => "totp",
+            Method::Email => "email",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpRecord {
     pub secret: SecretString,
     pub algorithm: Algorithm,
     pub digits: u8,
     pub period: u32,
     /// Steps accepted on each side; absent means the config's `totp.skew`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skew: Option<u8>,
     /// The last accepted time step; a code for this step or an earlier one is a replay.
-    #[serde(default)]
     pub last_step: u64,
 }
 
@@ -77,81 +79,161 @@ impl TotpRecord {
             period: self.period,
         }
     }
+
+    fn read(mut f: Fields) -> Result<TotpRecord, toml_subset::Error> {
+        // Moved, not copied, out of the parsed tree, and wiped from here on.
+        let secret = f.string("secret")?.ok_or_else(|| f.missing("secret"))?;
+        let secret = SecretString::new(Zeroizing::new(secret));
+        let algorithm = f
+            .choice("algorithm", &Algorithm::CHOICES)?
+            .ok_or_else(|| f.missing("algorithm"))?;
+        let digits = f.u8("digits")?.ok_or_else(|| f.missing("digits"))?;
+        let period = f.u32("period")?.ok_or_else(|| f.missing("period"))?;
+        let skew = f.u8("skew")?;
+        let last_step = f.u64("last_step")?.unwrap_or(0);
+        f.finish()?;
+        Ok(TotpRecord {
+            secret,
+            algorithm,
+            digits,
+            period,
+            skew,
+            last_step,
+        })
+    }
 }
 
 /// The emailed code waiting to be typed, and when codes were sent (for the send limits).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EmailState {
     /// Hex salt and SHA-256 hash of the pending code; empty when none is pending.
-    #[serde(default)]
     pub salt: String,
-    #[serde(default)]
     pub hash: String,
-    #[serde(default)]
     pub expires: u64,
     /// Send times within the last hour, oldest first.
-    #[serde(default)]
     pub sent: Vec<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl EmailState {
+    fn read(mut f: Fields) -> Result<EmailState, toml_subset::Error> {
+        let state = EmailState {
+            salt: f.string("salt")?.unwrap_or_default(),
+            hash: f.string("hash")?.unwrap_or_default(),
+            expires: f.u64("expires")?.unwrap_or(0),
+            sent: f.u64s("sent")?.unwrap_or_default(),
+        };
+        f.finish()?;
+        Ok(state)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastLogin {
     pub time: u64,
-    #[serde(default)]
     pub rhost: String,
-    #[serde(default)]
     pub service: String,
     pub method: String,
 }
 
+impl LastLogin {
+    fn read(mut f: Fields) -> Result<LastLogin, toml_subset::Error> {
+        let time = f.u64("time")?.ok_or_else(|| f.missing("time"))?;
+        let rhost = f.string("rhost")?.unwrap_or_default();
+        let service = f.string("service")?.unwrap_or_default();
+        let method = f.string("method")?.ok_or_else(|| f.missing("method"))?;
+        f.finish()?;
+        Ok(LastLogin {
+            time,
+            rhost,
+            service,
+            method,
+        })
+    }
+}
+
 /// A remote host that gave a right code, for the grace period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraceHost {
     pub host: String,
     /// When it last gave a right code.
     pub time: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl GraceHost {
+    fn read(mut f: Fields) -> Result<GraceHost, toml_subset::Error> {
+        let host = f.string("host")?.ok_or_else(|| f.missing("host"))?;
+        let time = f.u64("time")?.ok_or_else(|| f.missing("time"))?;
+        f.finish()?;
+        Ok(GraceHost { host, time })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub version: u32,
     pub user: String,
     pub method: Method,
     /// Unix time of enrollment.
     pub created: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// Absent for `method = "email"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp: Option<TotpRecord>,
     pub emergency: CodeSet,
-    #[serde(default)]
     pub lockout: LockoutState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_login: Option<LastLogin>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grace: Vec<GraceHost>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_code: Option<EmailState>,
 }
 
 impl Record {
     /// Parses a record and checks what it claims; `user` is who it must belong to.
     pub fn parse(text: &str, user: &str) -> Result<Record, String> {
-        let record: Record = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start));
-            let message = redact_values(e.message());
-            match line {
-                Some(line) => format!("line {line}: {message}"),
-                None => message,
-            }
+        let record = Record::read(text).map_err(|e| match e.pos.line {
+            0 => e.message,
+            line => format!("line {line}: {}", e.message),
         })?;
         record.validate(user)?;
         Ok(record)
+    }
+
+    /// The tables and keys of a record; unknown keys are errors, as everywhere in twostep.
+    fn read(text: &str) -> Result<Record, toml_subset::Error> {
+        let mut f = Fields::parse(text)?;
+        let version = f.u32("version")?.ok_or_else(|| f.missing("version"))?;
+        let user = f.string("user")?.ok_or_else(|| f.missing("user"))?;
+        let method = f
+            .choice("method", &Method::CHOICES)?
+            .ok_or_else(|| f.missing("method"))?;
+        let created = f.u64("created")?.ok_or_else(|| f.missing("created"))?;
+        let email = f.string("email")?;
+        let totp = f.table("totp")?.map(TotpRecord::read).transpose()?;
+        let emergency = f
+            .table("emergency")?
+            .ok_or_else(|| f.missing("emergency"))?;
+        let emergency = CodeSet::read(emergency)?;
+        let lockout = f.table("lockout")?.map(LockoutState::read).transpose()?;
+        let last_login = f.table("last_login")?.map(LastLogin::read).transpose()?;
+        let grace = f
+            .tables("grace")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(GraceHost::read)
+            .collect::<Result<_, _>>()?;
+        let email_code = f.table("email_code")?.map(EmailState::read).transpose()?;
+        f.finish()?;
+        Ok(Record {
+            version,
+            user,
+            method,
+            created,
+            email,
+            totp,
+            emergency,
+            lockout: lockout.unwrap_or_default(),
+            last_login,
+            grace,
+            email_code,
+        })
     }
 
     fn validate(&self, user: &str) -> Result<(), String> {
@@ -184,130 +266,131 @@ impl Record {
         self.emergency.validate()
     }
 
-    /// The file contents, with a header that tells an admin what the file is. The login state
-    /// is not part of it (see [`Record::state_text`]).
+    /// The record file: a header that tells an admin what the file is, then the enrollment
+    /// without the login state. The layout is the one the first writer (serde and the `toml`
+    /// crate) used.
     pub fn to_file_text(&self) -> Result<Zeroizing<String>, String> {
-        self.enrollment_only().to_full_text()
+        self.text(false)
     }
 
-    /// The file contents with the login state included, as archived by `twostep reset` (and
-    /// as records were written before the state had a file of its own); [`Record::parse`]
-    /// reads both forms.
+    /// The record file with the login state folded in, as `twostep reset` archives it.
     pub fn to_full_text(&self) -> Result<Zeroizing<String>, String> {
-        let body = Zeroizing::new(toml::to_string_pretty(self).map_err(|e| e.to_string())?);
-        let mut text = Zeroizing::new(String::with_capacity(body.len() + 300));
-        text.push_str(
-            "# twostep enrollment record. Written by pam_twostep and the `twostep` command.\n\
-             # Deleting this file switches two-step login off for this user (last resort;\n\
-             # prefer `twostep reset`). Keep it root-owned, mode 0600.\n",
-        );
-        text.push_str(&body);
+        self.text(true)
+    }
+
+    fn text(&self, with_state: bool) -> Result<Zeroizing<String>, String> {
+        // The tables after [totp] hold no key; written first, they tell how large the text
+        // gets, so that the buffer holding the key never grows (growing would leave a copy).
+        let mut tables = String::with_capacity(1024);
+        let mut w = Writer::new(&mut tables);
+        self.emergency.write(&mut w);
+        if with_state {
+            self.lockout.write(&mut w);
+            self.write_login_state(&mut w);
+        }
+        w.finish()?;
+
+        // Escaping makes a string at most 6 times longer (`\u0001`).
+        let strings = self.user.len()
+            + self.email.as_ref().map_or(0, String::len)
+            + self.totp.as_ref().map_or(0, |t| t.secret.expose().len());
+        let capacity = FILE_HEADER.len() + 512 + 6 * strings + tables.len();
+        let mut text = Zeroizing::new(String::with_capacity(capacity));
+        text.push_str(FILE_HEADER);
+        let mut w = Writer::new(&mut text);
+        w.u64("version", self.version.into());
+        w.string("user", &self.user);
+        w.string("method", self.method.name());
+        w.u64("created", self.created);
+        if let Some(email) = &self.email {
+            w.string("email", email);
+        }
+        if let Some(t) = &self.totp {
+            w.table(&["totp"]);
+            w.string("secret", t.secret.expose());
+            w.string("algorithm", t.algorithm.name());
+            w.u64("digits", t.digits.into());
+            w.u64("period", t.period.into());
+            if let Some(skew) = t.skew {
+                w.u64("skew", skew.into());
+            }
+            if with_state {
+                w.u64("last_step", t.last_step);
+            }
+        }
+        w.finish()?;
+        text.push_str(&tables);
         Ok(text)
     }
-}
 
-/// What logins change, kept apart from the record in `users/<user>.state` (a slot file,
-/// rewritten in place at every login; see `store.rs`). Records written before the split hold
-/// these fields themselves; a state file, when there is one, overrides them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct LoginState {
-    /// `totp.last_step`.
-    #[serde(default)]
-    last_step: u64,
-    #[serde(default)]
-    lockout: LockoutState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_login: Option<LastLogin>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    grace: Vec<GraceHost>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    email_code: Option<EmailState>,
-}
-
-impl Record {
-    /// The login state as the text of a `.state` file.
+    /// The login state, as the payload of a `.state` file: `last_step` (for TOTP users), then
+    /// the same tables a record used to hold.
     pub fn state_text(&self) -> Result<Zeroizing<String>, String> {
-        let state = LoginState {
-            last_step: self.totp.as_ref().map_or(0, |t| t.last_step),
-            lockout: self.lockout.clone(),
-            last_login: self.last_login.clone(),
-            grace: self.grace.clone(),
-            email_code: self.email_code.clone(),
-        };
-        toml::to_string(&state)
-            .map(Zeroizing::new)
-            .map_err(|e| e.to_string())
+        let mut text = Zeroizing::new(String::with_capacity(512));
+        let mut w = Writer::new(&mut text);
+        if let Some(t) = &self.totp {
+            w.u64("last_step", t.last_step);
+        }
+        self.lockout.write(&mut w);
+        self.write_login_state(&mut w);
+        w.finish()?;
+        Ok(text)
     }
 
-    /// Replaces every login-state field with those in `text` (a `.state` file).
+    /// Replaces every login-state field with those in `text` (a `.state` payload); absent
+    /// fields are empty. Unknown keys are errors, as everywhere in twostep.
     pub fn apply_state(&mut self, text: &str) -> Result<(), String> {
-        let state: LoginState = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start));
-            let message = redact_values(e.message());
-            match line {
-                Some(line) => format!("line {line}: {message}"),
-                None => message,
-            }
-        })?;
-        if let Some(totp) = self.totp.as_mut() {
-            totp.last_step = state.last_step;
+        let located = |e: toml_subset::Error| match e.pos.line {
+            0 => e.message,
+            line => format!("line {line}: {}", e.message),
+        };
+        let mut f = Fields::parse(text).map_err(located)?;
+        let read = |f: &mut Fields| -> Result<_, toml_subset::Error> {
+            let last_step = f.u64("last_step")?;
+            let lockout = f.table("lockout")?.map(LockoutState::read).transpose()?;
+            let last_login = f.table("last_login")?.map(LastLogin::read).transpose()?;
+            let grace = f
+                .tables("grace")?
+                .unwrap_or_default()
+                .into_iter()
+                .map(GraceHost::read)
+                .collect::<Result<Vec<_>, _>>()?;
+            let email_code = f.table("email_code")?.map(EmailState::read).transpose()?;
+            Ok((last_step, lockout, last_login, grace, email_code))
+        };
+        let (last_step, lockout, last_login, grace, email_code) = read(&mut f).map_err(located)?;
+        f.finish().map_err(located)?;
+        if let Some(t) = self.totp.as_mut() {
+            t.last_step = last_step.unwrap_or(0);
         }
-        self.lockout = state.lockout;
-        self.last_login = state.last_login;
-        self.grace = state.grace;
-        self.email_code = state.email_code;
+        self.lockout = lockout.unwrap_or_default();
+        self.last_login = last_login;
+        self.grace = grace;
+        self.email_code = email_code;
         Ok(())
     }
 
-    /// A copy without the login state, as written to the record file.
-    fn enrollment_only(&self) -> Record {
-        let mut record = self.clone();
-        if let Some(totp) = record.totp.as_mut() {
-            totp.last_step = 0;
+    fn write_login_state(&self, w: &mut Writer<'_>) {
+        if let Some(last) = &self.last_login {
+            w.table(&["last_login"]);
+            w.u64("time", last.time);
+            w.string("rhost", &last.rhost);
+            w.string("service", &last.service);
+            w.string("method", &last.method);
         }
-        record.lockout = LockoutState::default();
-        record.last_login = None;
-        record.grace = Vec::new();
-        record.email_code = None;
-        record
-    }
-}
-
-/// 1-based line of a byte offset (bytes, so an offset inside a character cannot panic).
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// Parser messages quote the offending value ("invalid type: string \"…\""); in a record that
-/// value may be a key, and these messages are logged. Quoted parts are dropped.
-fn redact_values(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut quote: Option<char> = None;
-    for c in message.chars() {
-        match quote {
-            Some(q) if c == q => {
-                out.push('…');
-                out.push(c);
-                quote = None;
-            }
-            Some(_) => {}
-            None if c == '"' || c == '\'' => {
-                out.push(c);
-                quote = Some(c);
-            }
-            None => out.push(c),
+        for grace in &self.grace {
+            w.array_table(&["grace"]);
+            w.string("host", &grace.host);
+            w.u64("time", grace.time);
+        }
+        if let Some(code) = &self.email_code {
+            w.table(&["email_code"]);
+            w.string("salt", &code.salt);
+            w.string("hash", &code.hash);
+            w.u64("expires", code.expires);
+            w.u64s("sent", &code.sent);
         }
     }
-    if quote.is_some() {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -346,6 +429,65 @@ mod tests {
         assert_eq!(Record::parse(&text, "alice").unwrap(), record);
     }
 
+    /// A record with every login-state field set.
+    fn busy() -> Record {
+        let mut record = sample();
+        if let Some(t) = record.totp.as_mut() {
+            t.last_step = 60_000_123;
+        }
+        record.lockout.failures = vec![1_800_000_100, 1_800_000_200];
+        record.lockout.locked_until = 1_800_000_900;
+        record.lockout.hosts = vec![crate::lockout::HostLockout {
+            host: "192.0.2.\"7\"".into(),
+            failures: vec![1_800_000_150],
+            locked_until: 0,
+        }];
+        record.last_login = Some(LastLogin {
+            time: 1_800_000_050,
+            rhost: "2001:db8::1".into(),
+            service: "sshd".into(),
+            method: "totp".into(),
+        });
+        record.grace = vec![GraceHost {
+            host: "host\nname".into(),
+            time: 1_800_000_050,
+        }];
+        record.email_code = Some(EmailState {
+            salt: "00ff".into(),
+            hash: "abcd".into(),
+            expires: 1_800_000_600,
+            sent: vec![1_800_000_000],
+        });
+        record
+    }
+
+    /// The record file leaves the login state out; the state text carries all of it; applied
+    /// to the record read back, it gives the whole record again. The full (archive) text holds
+    /// both.
+    #[test]
+    fn record_and_state_split_and_join() {
+        let record = busy();
+        let file = record.to_file_text().unwrap();
+        assert!(
+            !file.contains("last_step") && !file.contains("lockout"),
+            "{}",
+            *file
+        );
+        let mut joined = Record::parse(&file, "alice").unwrap();
+        assert_ne!(joined, record);
+        joined.apply_state(&record.state_text().unwrap()).unwrap();
+        assert_eq!(joined, record);
+        let full = record.to_full_text().unwrap();
+        assert_eq!(Record::parse(&full, "alice").unwrap(), record);
+        // An empty state clears every field; unknown keys are refused with their line.
+        joined.apply_state("").unwrap();
+        assert_eq!(joined, Record::parse(&file, "alice").unwrap());
+        let err = joined
+            .apply_state("last_step = 1\nsecret = \"x\"\n")
+            .unwrap_err();
+        assert!(err.starts_with("line 2:") && !err.contains('x'), "{err}");
+    }
+
     #[test]
     fn parse_errors_do_not_repeat_values() {
         let text = sample().to_file_text().unwrap().to_string();
@@ -356,10 +498,39 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_counted_in_bytes() {
-        assert_eq!(line_of("a\nbé\nc", 0), 1);
-        assert_eq!(line_of("a\nbé\nc", 4), 2, "inside é");
-        assert_eq!(line_of("a\nbé\nc", 99), 3);
+    fn numbers_toml_cannot_hold_are_not_written() {
+        let mut record = sample();
+        record.created = u64::MAX;
+        assert!(record.to_file_text().unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn errors_say_where_and_what_but_not_the_value() {
+        let text = sample().to_file_text().unwrap().to_string();
+        let cases = [
+            (
+                text.replace("[totp]\n", "[totp]\nsecrett = \"JBSWY3DP\"\n"),
+                "line 10: unknown key `totp.secrett`",
+            ),
+            (
+                text.replace("period = 30\n", ""),
+                "line 9: `totp.period` is missing",
+            ),
+            (text.replace("user = \"alice\"\n", ""), "`user` is missing"),
+            (
+                text.replace("digits = 6", "digits = 6.0"),
+                "line 12: floats are not supported",
+            ),
+            (
+                text.replace("digits = 6", "digits = 600"),
+                "line 12: `totp.digits` must be a whole number from 0 to 255",
+            ),
+        ];
+        for (bad, expected) in cases {
+            let err = Record::parse(&bad, "alice").unwrap_err();
+            assert!(err.starts_with(expected), "{expected}: {err}");
+            assert!(!err.contains("JBSW"), "{err}");
+        }
     }
 
     #[test]

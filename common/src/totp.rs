@@ -2,7 +2,6 @@
 //! base32 input, and the window search that reports which time step matched (replay checks
 //! need it).
 
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -14,18 +13,22 @@ pub const MAX_SECRET_BYTES: usize = 128;
 /// What `twostep enroll` creates: 160 bits, as RFC 4226 recommends.
 pub const NEW_SECRET_BYTES: usize = 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Algorithm {
     #[default]
-    #[serde(rename = "SHA1")]
     Sha1,
-    #[serde(rename = "SHA256")]
     Sha256,
-    #[serde(rename = "SHA512")]
     Sha512,
 }
 
 impl Algorithm {
+    /// The spellings the config and records accept (exactly these; `parse` is lenient).
+    pub(crate) const CHOICES: [(&'static str, Algorithm); 3] = [
+        ("SHA1", Algorithm::Sha1),
+        ("SHA256", Algorithm::Sha256),
+        ("SHA512", Algorithm::Sha512),
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Sha1 => "SHA1",

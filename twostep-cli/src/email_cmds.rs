@@ -43,8 +43,7 @@ pub fn send_code(config: &Config) -> Result<(), String> {
     if input.len() as u64 > MAX_REQUEST_BYTES {
         return Err("the request is too large".into());
     }
-    let request: Request =
-        toml::from_str(&input).map_err(|e| format!("bad request: {}", e.message()))?;
+    let request = Request::parse(&input).map_err(|e| format!("bad request: {e}"))?;
     email::check_address(&request.to).map_err(|e| e.to_string())?;
     let (subject, body) = email::compose(&config.email, &request);
     mail::send(config, &request.to, &subject, &body)

@@ -1,6 +1,7 @@
 //! `twostep status`: one row per user the store knows.
 
 use clap::Args;
+use serde::Serialize;
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
 use twostep_common::manage::{self, UserStatus};
@@ -32,12 +33,58 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<(), String> {
         }
     }
     if args.json {
+        let rows: Vec<JsonRow<'_>> = rows.iter().map(JsonRow::from).collect();
         let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
         println!("{text}");
     } else {
         print_table(&rows);
     }
     Ok(())
+}
+
+/// A row of `--json`: the fields and their order are an interface (docs/cli.md).
+#[derive(Debug, Serialize)]
+struct JsonRow<'a> {
+    user: &'a str,
+    state: &'a str,
+    methods: &'a [String],
+    email: Option<&'a str>,
+    emergency_codes_left: Option<usize>,
+    enrolled_at: Option<u64>,
+    last_login: Option<JsonLogin<'a>>,
+    recent_failures: usize,
+    locked_until: Option<u64>,
+    locked_hosts: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+struct JsonLogin<'a> {
+    time: u64,
+    rhost: &'a str,
+    service: &'a str,
+    method: &'a str,
+}
+
+impl<'a> From<&'a UserStatus> for JsonRow<'a> {
+    fn from(row: &'a UserStatus) -> Self {
+        JsonRow {
+            user: &row.user,
+            state: row.state.name(),
+            methods: &row.methods,
+            email: row.email.as_deref(),
+            emergency_codes_left: row.emergency_codes_left,
+            enrolled_at: row.enrolled_at,
+            last_login: row.last_login.as_ref().map(|l| JsonLogin {
+                time: l.time,
+                rhost: &l.rhost,
+                service: &l.service,
+                method: &l.method,
+            }),
+            recent_failures: row.recent_failures,
+            locked_until: row.locked_until,
+            locked_hosts: &row.locked_hosts,
+        }
+    }
 }
 
 fn print_table(rows: &[UserStatus]) {
@@ -104,4 +151,60 @@ fn cells(row: &UserStatus) -> [String; 8] {
             .unwrap_or_else(dash),
         row.recent_failures.to_string(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twostep_common::manage::State;
+    use twostep_common::record::LastLogin;
+
+    /// The field names and order of docs/cli.md, as the serde derive on `UserStatus` wrote them.
+    #[test]
+    fn json_rows_keep_their_fields_and_order() {
+        let row = UserStatus {
+            user: "alice".into(),
+            state: State::Locked,
+            methods: vec!["totp".into(), "emergency".into()],
+            email: Some("a•••@example.com".into()),
+            emergency_codes_left: Some(9),
+            enrolled_at: Some(1_800_000_000),
+            last_login: Some(LastLogin {
+                time: 1_800_000_050,
+                rhost: "192.0.2.7".into(),
+                service: "sshd".into(),
+                method: "totp".into(),
+            }),
+            recent_failures: 3,
+            locked_until: Some(1_800_000_900),
+            locked_hosts: vec![String::new()],
+        };
+        let json = serde_json::to_string(&[JsonRow::from(&row)]).unwrap();
+        assert_eq!(
+            json,
+            "[{\"user\":\"alice\",\"state\":\"locked\",\"methods\":[\"totp\",\"emergency\"],\
+             \"email\":\"a•••@example.com\",\"emergency_codes_left\":9,\"enrolled_at\":1800000000,\
+             \"last_login\":{\"time\":1800000050,\"rhost\":\"192.0.2.7\",\"service\":\"sshd\",\
+             \"method\":\"totp\"},\"recent_failures\":3,\"locked_until\":1800000900,\
+             \"locked_hosts\":[\"\"]}]"
+        );
+        let empty = UserStatus {
+            state: State::Disabled,
+            methods: Vec::new(),
+            email: None,
+            emergency_codes_left: None,
+            enrolled_at: None,
+            last_login: None,
+            locked_until: None,
+            locked_hosts: Vec::new(),
+            recent_failures: 0,
+            ..row
+        };
+        let json = serde_json::to_string(&JsonRow::from(&empty)).unwrap();
+        assert!(
+            json.contains("\"state\":\"disabled\",\"methods\":[],\"email\":null,"),
+            "{json}"
+        );
+        assert!(json.contains("\"last_login\":null,"), "{json}");
+    }
 }

@@ -1,0 +1,68 @@
+//! The TOML codec against the `toml` crate on arbitrary text (the same rule as
+//! common/tests/toml_subset_diff.rs): what `toml` accepts we accept with the same values,
+//! unless it holds a float or a date-time or nests deeper than we allow (refused on purpose
+//! as "unsupported"); what we accept, `toml` accepts. Positions stay inside the text.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use twostep_common::toml_subset::{self, ErrorKind, MAX_DEPTH, Table, Value};
+
+fn to_toml_table(table: &Table) -> toml::Table {
+    table
+        .iter()
+        .map(|(k, n)| (k.to_string(), to_toml(&n.value)))
+        .collect()
+}
+
+fn to_toml(value: &Value) -> toml::Value {
+    match value {
+        Value::String(s) => toml::Value::String(s.clone()),
+        Value::Integer(n) => toml::Value::Integer(*n),
+        Value::Boolean(b) => toml::Value::Boolean(*b),
+        Value::Array(a) => toml::Value::Array(a.items.iter().map(|n| to_toml(&n.value)).collect()),
+        Value::Table(t) => toml::Value::Table(to_toml_table(t)),
+    }
+}
+
+fn unsupported(table: &toml::Table, depth: usize) -> bool {
+    table.values().any(|v| unsupported_value(v, depth + 1))
+}
+
+fn unsupported_value(value: &toml::Value, depth: usize) -> bool {
+    depth > MAX_DEPTH
+        || match value {
+            toml::Value::Float(_) | toml::Value::Datetime(_) => true,
+            toml::Value::Array(items) => items.iter().any(|v| unsupported_value(v, depth + 1)),
+            toml::Value::Table(t) => unsupported(t, depth),
+            _ => false,
+        }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let ours = toml_subset::parse(text);
+    let theirs = toml::from_str::<toml::Table>(text);
+    match (ours, theirs) {
+        (Ok(ours), Ok(theirs)) => assert_eq!(to_toml_table(&ours), theirs, "different values"),
+        (Ok(ours), Err(e)) => panic!("we accept what toml refuses ({}): {ours:?}", e.message()),
+        (Err(e), Ok(theirs)) => assert!(
+            e.kind == ErrorKind::Unsupported && unsupported(&theirs, 0),
+            "we refuse ({e}) what toml accepts: {theirs:?}"
+        ),
+        (Err(e), Err(_)) => {
+            let lines = text.split('\n').count();
+            assert!(
+                e.pos.line >= 1 && e.pos.line <= lines,
+                "{e} (text has {lines} lines)"
+            );
+            let line = text.split('\n').nth(e.pos.line - 1).unwrap_or("");
+            assert!(
+                e.pos.column >= 1 && e.pos.column <= line.chars().count() + 1,
+                "{e} (line has {} characters)",
+                line.chars().count()
+            );
+        }
+    }
+});
