@@ -245,16 +245,18 @@ impl Store {
         })
     }
 
-    /// Writes `record` durably: its login state (synced), then the record file (see
-    /// [`Dir::replace_file`]). For enrollment changes and used one-time codes.
+    /// Writes `record` durably: the record file (see [`Dir::replace_file`]), then its login
+    /// state (synced). For enrollment changes and used one-time codes. The record goes first:
+    /// a crash in between then loses at most the login's bookkeeping, never the fact that an
+    /// emergency code was used.
     pub fn save(&self, lock: &UserLock, record: &Record) -> Result<(), Error> {
         self.check_owner(lock, record)?;
-        self.save_state(lock, record, true)?;
         let text = record.to_file_text().map_err(|message| Error::Corrupt {
             path: self.users.path().join(&lock.file_name),
             message,
         })?;
-        self.users.replace_file(&lock.file_name, text.as_bytes())
+        self.users.replace_file(&lock.file_name, text.as_bytes())?;
+        self.save_state(lock, record, true)
     }
 
     /// Writes only `record`'s login state, in place; `sync` adds an fdatasync. The record file

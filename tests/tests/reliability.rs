@@ -842,13 +842,14 @@ fn read_only_state_fails_closed_and_damages_nothing() {
 
 // --- what is synced to the disk ------------------------------------------------------------
 
-/// The fsync(2) and fdatasync(2) calls of one pam-drive login, counted by strace.
-fn syncs_of_login(env: &TestEnv, args: &[OsString]) -> (String, usize, usize) {
+/// The fsync(2) and fdatasync(2) calls of one pam-drive login, in order, as `call name` with
+/// the name of the file or directory synced (strace -y).
+fn syncs_of_login(env: &TestEnv, args: &[OsString]) -> (String, Vec<String>) {
     let trace = env.dir().join("syncs.strace");
     let _ = std::fs::remove_file(&trace);
     let mut command = Command::new("strace");
     command
-        .args(["-f", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
+        .args(["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o"])
         .arg(&trace)
         .arg(paths::pam_drive())
         .args(args);
@@ -858,34 +859,40 @@ fn syncs_of_login(env: &TestEnv, args: &[OsString]) -> (String, usize, usize) {
         "strace pam-drive exited {code} (apt-get install strace): {output}"
     );
     let calls = std::fs::read_to_string(&trace).expect("read the strace output");
-    let count = |name: &str| {
-        calls
-            .lines()
-            .filter(|l| l.contains(&format!(" {name}(")))
-            .count()
-    };
-    (result_of(&output), count("fsync"), count("fdatasync"))
+    // Lines look like `1234 fdatasync(7</path/to/users/.daemon.toml.tmp>) = 0`.
+    let syncs = calls
+        .lines()
+        .filter_map(|line| {
+            let call = line.split_whitespace().nth(1)?;
+            let (name, rest) = call.split_once('(')?;
+            let path = rest.split_once('<')?.1.split_once('>')?.0;
+            let file = Path::new(path).file_name()?.to_string_lossy().into_owned();
+            Some(format!("{name} {file}"))
+        })
+        .collect();
+    (result_of(&output), syncs)
 }
 
 /// What a login writes is synced only when it uses up a one-time code (docs/reliability.md,
 /// "What is synced"): a TOTP success or a failure rewrites the login state in place without a
-/// sync; an emergency code's use is durable before the login succeeds.
+/// sync; an emergency code's use is durable before the login succeeds, the record first.
 #[test]
 fn only_one_time_code_use_is_synced_to_disk() {
     let env = TestEnv::builder("syncs").config(SHORT_LOCKOUT).build();
     let emergency = env.enroll(USER, SECRET);
     let code = code_at(SECRET, T0);
     env.add_secret(&code);
+    let none: Vec<String> = Vec::new();
     let args = env.attempt(USER).answer(&code).time(T0).args();
     assert_eq!(
         syncs_of_login(&env, &args),
-        ("PAM_SUCCESS".to_string(), 0, 0),
+        ("PAM_SUCCESS".to_string(), none.clone()),
         "TOTP success"
     );
     let args = env.attempt(USER).answer("000000").time(T0 + STEP).args();
     assert_eq!(
         syncs_of_login(&env, &args),
-        ("PAM_AUTH_ERR".to_string(), 0, 0),
+        ("PAM_AUTH_ERR".to_string(), none),
         "wrong code"
     );
     let args = env
@@ -893,12 +900,16 @@ fn only_one_time_code_use_is_synced_to_disk() {
         .answer(&emergency[0])
         .time(T0 + 2 * STEP)
         .args();
-    let (result, fsyncs, fdatasyncs) = syncs_of_login(&env, &args);
+    let (result, syncs) = syncs_of_login(&env, &args);
     assert_eq!(result, "PAM_SUCCESS", "emergency code");
+    let want = [
+        format!("fdatasync .{USER}.toml.tmp"),
+        "fsync users".to_string(),
+        format!("fdatasync {USER}.state"),
+    ];
     assert_eq!(
-        (fsyncs, fdatasyncs),
-        (1, 2),
-        "the login state, the new record's data, then its directory"
+        syncs, want,
+        "the new record, its directory, then the login state"
     );
     env.assert_logs_clean(&[SECRET, &code, &emergency[0]]);
 }
