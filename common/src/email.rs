@@ -363,15 +363,7 @@ mod tests {
 
     #[test]
     fn mail_text_has_what_the_user_needs_and_no_more() {
-        let request = Request {
-            to: "alice@example.com".into(),
-            user: "alice".into(),
-            host: "nas".into(),
-            rhost: "192.0.2.7".into(),
-            service: "sshd".into(),
-            time: 1_800_000_015,
-            code: "123456".into(),
-        };
+        let request = request();
         let (subject, body) = compose(&email(), &request);
         assert_eq!(subject, "Your verification code");
         for part in [

@@ -185,6 +185,39 @@ pub struct Record {
     pub email_code: Option<EmailState>,
 }
 
+/// The login-state keys, as read from a `.state` payload or from a record that holds them.
+struct LoginState {
+    /// Top level in a `.state` payload; in a record it is `totp.last_step`.
+    last_step: Option<u64>,
+    lockout: LockoutState,
+    last_login: Option<LastLogin>,
+    grace: Vec<GraceHost>,
+    email_code: Option<EmailState>,
+}
+
+impl LoginState {
+    /// Takes the state tables out of `f`, and the top-level `last_step` of a `.state`
+    /// payload when `payload` (in a record, a top-level `last_step` stays an unknown key).
+    fn read(f: &mut Fields, payload: bool) -> Result<LoginState, toml_subset::Error> {
+        Ok(LoginState {
+            last_step: if payload { f.u64("last_step")? } else { None },
+            lockout: f
+                .table("lockout")?
+                .map(LockoutState::read)
+                .transpose()?
+                .unwrap_or_default(),
+            last_login: f.table("last_login")?.map(LastLogin::read).transpose()?,
+            grace: f
+                .tables("grace")?
+                .unwrap_or_default()
+                .into_iter()
+                .map(GraceHost::read)
+                .collect::<Result<_, _>>()?,
+            email_code: f.table("email_code")?.map(EmailState::read).transpose()?,
+        })
+    }
+}
+
 impl Record {
     /// Parses a record and checks what it claims; `user` is who it must belong to.
     pub fn parse(text: &str, user: &str) -> Result<Record, String> {
@@ -211,15 +244,7 @@ impl Record {
             .table("emergency")?
             .ok_or_else(|| f.missing("emergency"))?;
         let emergency = CodeSet::read(emergency)?;
-        let lockout = f.table("lockout")?.map(LockoutState::read).transpose()?;
-        let last_login = f.table("last_login")?.map(LastLogin::read).transpose()?;
-        let grace = f
-            .tables("grace")?
-            .unwrap_or_default()
-            .into_iter()
-            .map(GraceHost::read)
-            .collect::<Result<_, _>>()?;
-        let email_code = f.table("email_code")?.map(EmailState::read).transpose()?;
+        let state = LoginState::read(&mut f, false)?;
         f.finish()?;
         Ok(Record {
             version,
@@ -229,10 +254,10 @@ impl Record {
             email,
             totp,
             emergency,
-            lockout: lockout.unwrap_or_default(),
-            last_login,
-            grace,
-            email_code,
+            lockout: state.lockout,
+            last_login: state.last_login,
+            grace: state.grace,
+            email_code: state.email_code,
         })
     }
 
@@ -340,33 +365,23 @@ impl Record {
     /// Replaces every login-state field with those in `text` (a `.state` payload); absent
     /// fields are empty. Unknown keys are errors, as everywhere in twostep.
     pub fn apply_state(&mut self, text: &str) -> Result<(), String> {
-        let located = |e: toml_subset::Error| match e.pos.line {
+        let read = || -> Result<LoginState, toml_subset::Error> {
+            let mut f = Fields::parse(text)?;
+            let state = LoginState::read(&mut f, true)?;
+            f.finish()?;
+            Ok(state)
+        };
+        let state = read().map_err(|e| match e.pos.line {
             0 => e.message,
             line => format!("line {line}: {}", e.message),
-        };
-        let mut f = Fields::parse(text).map_err(located)?;
-        let read = |f: &mut Fields| -> Result<_, toml_subset::Error> {
-            let last_step = f.u64("last_step")?;
-            let lockout = f.table("lockout")?.map(LockoutState::read).transpose()?;
-            let last_login = f.table("last_login")?.map(LastLogin::read).transpose()?;
-            let grace = f
-                .tables("grace")?
-                .unwrap_or_default()
-                .into_iter()
-                .map(GraceHost::read)
-                .collect::<Result<Vec<_>, _>>()?;
-            let email_code = f.table("email_code")?.map(EmailState::read).transpose()?;
-            Ok((last_step, lockout, last_login, grace, email_code))
-        };
-        let (last_step, lockout, last_login, grace, email_code) = read(&mut f).map_err(located)?;
-        f.finish().map_err(located)?;
+        })?;
         if let Some(t) = self.totp.as_mut() {
-            t.last_step = last_step.unwrap_or(0);
+            t.last_step = state.last_step.unwrap_or(0);
         }
-        self.lockout = lockout.unwrap_or_default();
-        self.last_login = last_login;
-        self.grace = grace;
-        self.email_code = email_code;
+        self.lockout = state.lockout;
+        self.last_login = state.last_login;
+        self.grace = state.grace;
+        self.email_code = state.email_code;
         Ok(())
     }
 
@@ -479,6 +494,10 @@ mod tests {
         assert_eq!(joined, record);
         let full = record.to_full_text().unwrap();
         assert_eq!(Record::parse(&full, "alice").unwrap(), record);
+        // `last_step` is a state key: at the top of a record it is unknown.
+        let top = file.replacen("version = 1", "last_step = 5\nversion = 1", 1);
+        let err = Record::parse(&top, "alice").unwrap_err();
+        assert!(err.contains("unknown key `last_step`"), "{err}");
         // An empty state clears every field; unknown keys are refused with their line.
         joined.apply_state("").unwrap();
         assert_eq!(joined, Record::parse(&file, "alice").unwrap());

@@ -89,6 +89,17 @@ fn verify(env: &Env, user: &str, typed: &str, now: u64) -> Outcome {
     .unwrap()
 }
 
+/// `login::verify` for alice with a given store and `seen`, errors included.
+fn verify_seen(
+    env: &Env,
+    store: &Store,
+    typed: &[u8],
+    now: u64,
+    seen: Seen,
+) -> Result<Outcome, twostep_common::Error> {
+    login::verify(store, &env.config, &attempt("alice"), typed, now, seen)
+}
+
 fn rejected(why: Rejected) -> Outcome {
     Outcome::Rejected { why, locked: None }
 }
@@ -259,25 +270,9 @@ fn empty_answer_is_not_a_failure_and_junk_is() {
     );
     let store = Store::open(&env.config.state_dir).unwrap();
     let huge = vec![b'7'; 1 << 20];
-    let out = login::verify(
-        &store,
-        &env.config,
-        &attempt("alice"),
-        &huge,
-        T0,
-        Seen::default(),
-    )
-    .unwrap();
+    let out = verify_seen(&env, &store, &huge, T0, Seen::default()).unwrap();
     assert_eq!(out, rejected(Rejected::Malformed));
-    let out = login::verify(
-        &store,
-        &env.config,
-        &attempt("alice"),
-        b"\xff\xfe12",
-        T0,
-        Seen::default(),
-    )
-    .unwrap();
+    let out = verify_seen(&env, &store, b"\xff\xfe12", T0, Seen::default()).unwrap();
     assert!(
         matches!(
             out,
@@ -319,16 +314,9 @@ fn unsafe_or_corrupt_records_fail_closed_untouched() {
             .expect_err(what)
             .to_string();
         assert!(err.contains("alice.toml"), "{what}: {err}");
-        let err = login::verify(
-            &store,
-            &env.config,
-            &attempt("alice"),
-            code(T0).as_bytes(),
-            T0,
-            Seen::default(),
-        )
-        .expect_err(what)
-        .to_string();
+        let err = verify_seen(&env, &store, code(T0).as_bytes(), T0, Seen::default())
+            .expect_err(what)
+            .to_string();
         assert!(
             !err.contains(SECRET),
             "{what}: error shows the secret: {err}"
@@ -636,14 +624,7 @@ fn the_record_seen_before_the_prompt_is_used_when_unchanged() {
     enroll(&env, "alice");
     let store = Store::open(&env.config.state_dir).unwrap();
     let seen = begin_seen(&env, &store, "alice", T0);
-    let outcome = login::verify(
-        &store,
-        &env.config,
-        &attempt("alice"),
-        code(T0).as_bytes(),
-        T0,
-        seen,
-    );
+    let outcome = verify_seen(&env, &store, code(T0).as_bytes(), T0, seen);
     assert_eq!(outcome.unwrap(), Outcome::Accepted(Accepted::Totp));
     assert_eq!(
         verify(&env, "alice", &code(T0), T0 + 1),
@@ -665,14 +646,7 @@ fn a_record_replaced_after_the_prompt_is_read_again() {
             verify(&env, "alice", &code(now), now),
             Outcome::Accepted(Accepted::Totp)
         );
-        let outcome = login::verify(
-            &store,
-            &env.config,
-            &attempt("alice"),
-            code(now).as_bytes(),
-            now,
-            stale,
-        );
+        let outcome = verify_seen(&env, &store, code(now).as_bytes(), now, stale);
         assert_eq!(
             outcome.unwrap(),
             rejected(Rejected::Replay),
@@ -701,14 +675,7 @@ fn a_record_edited_in_place_after_the_prompt_is_read_again() {
         .unwrap()
         .write_all(edited.as_bytes())
         .unwrap();
-    let outcome = login::verify(
-        &store,
-        &env.config,
-        &attempt("alice"),
-        code(T0).as_bytes(),
-        T0,
-        stale,
-    );
+    let outcome = verify_seen(&env, &store, code(T0).as_bytes(), T0, stale);
     let outcome = outcome.unwrap();
     assert!(
         matches!(

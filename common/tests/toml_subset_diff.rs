@@ -5,39 +5,12 @@
 //! purpose, as "unsupported"); what we accept, `toml` accepts. And whatever our writer emits,
 //! `toml` reads back to the values written.
 
-use twostep_common::toml_subset::{self, ErrorKind, MAX_DEPTH, Table, Value, Writer};
+use twostep_common::toml_subset::{self, ErrorKind, Writer};
 
-fn to_toml_table(table: &Table) -> toml::Table {
-    table
-        .iter()
-        .map(|(k, n)| (k.to_string(), to_toml(&n.value)))
-        .collect()
-}
+#[path = "support/toml_compare.rs"]
+mod toml_compare;
 
-fn to_toml(value: &Value) -> toml::Value {
-    match value {
-        Value::String(s) => toml::Value::String(s.clone()),
-        Value::Integer(n) => toml::Value::Integer(*n),
-        Value::Boolean(b) => toml::Value::Boolean(*b),
-        Value::Array(a) => toml::Value::Array(a.items.iter().map(|n| to_toml(&n.value)).collect()),
-        Value::Table(t) => toml::Value::Table(to_toml_table(t)),
-    }
-}
-
-/// Whether a document `toml` accepted holds something we refuse on purpose.
-fn unsupported(table: &toml::Table, depth: usize) -> bool {
-    table.values().any(|v| unsupported_value(v, depth + 1))
-}
-
-fn unsupported_value(value: &toml::Value, depth: usize) -> bool {
-    depth > MAX_DEPTH
-        || match value {
-            toml::Value::Float(_) | toml::Value::Datetime(_) => true,
-            toml::Value::Array(items) => items.iter().any(|v| unsupported_value(v, depth + 1)),
-            toml::Value::Table(t) => unsupported(t, depth),
-            _ => false,
-        }
-}
+use toml_compare::{to_toml_table, unsupported};
 
 #[derive(Debug, Default)]
 struct Tally {

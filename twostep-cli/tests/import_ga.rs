@@ -296,28 +296,12 @@ fn imports_a_real_google_authenticator_file() {
     };
     let code = oathtool_code(&secret, LOGIN_TIME);
     assert_eq!(
-        login::verify(
-            &store,
-            &config,
-            &attempt,
-            code.as_bytes(),
-            LOGIN_TIME,
-            Seen::default()
-        )
-        .unwrap(),
+        verify_at_login_time(&store, &config, &attempt, code.as_bytes()),
         Outcome::Accepted(Accepted::Totp),
         "the app's code (from oathtool) is accepted"
     );
     assert!(matches!(
-        login::verify(
-            &store,
-            &config,
-            &attempt,
-            code.as_bytes(),
-            LOGIN_TIME,
-            Seen::default()
-        )
-        .unwrap(),
+        verify_at_login_time(&store, &config, &attempt, code.as_bytes()),
         Outcome::Rejected {
             why: Rejected::Replay,
             ..
@@ -326,14 +310,14 @@ fn imports_a_real_google_authenticator_file() {
     let old = scratch[2].as_bytes();
     assert!(
         matches!(
-            login::verify(&store, &config, &attempt, old, LOGIN_TIME, Seen::default()).unwrap(),
+            verify_at_login_time(&store, &config, &attempt, old),
             Outcome::Accepted(Accepted::Emergency { .. })
         ),
         "an imported scratch code works"
     );
     assert!(
         matches!(
-            login::verify(&store, &config, &attempt, old, LOGIN_TIME, Seen::default()).unwrap(),
+            verify_at_login_time(&store, &config, &attempt, old),
             Outcome::Rejected {
                 why: Rejected::WrongEmergencyCode,
                 ..
@@ -343,15 +327,7 @@ fn imports_a_real_google_authenticator_file() {
     );
     assert!(
         matches!(
-            login::verify(
-                &store,
-                &config,
-                &attempt,
-                new_codes[0].as_bytes(),
-                LOGIN_TIME,
-                Seen::default()
-            )
-            .unwrap(),
+            verify_at_login_time(&store, &config, &attempt, new_codes[0].as_bytes()),
             Outcome::Accepted(Accepted::Emergency { .. })
         ),
         "the newly issued emergency codes work too"
@@ -447,4 +423,15 @@ fn counter_based_files_are_refused_clearly() {
         assert!(!stderr.contains(code.as_str()), "{stderr}");
     }
     assert!(!state.has_record(&user.name), "nothing may be stored");
+}
+
+/// `login::verify` at LOGIN_TIME with nothing seen before the prompt.
+fn verify_at_login_time(
+    store: &Store,
+    config: &Config,
+    attempt: &Attempt<'_>,
+    typed: &[u8],
+) -> Outcome {
+    login::verify(store, config, attempt, typed, LOGIN_TIME, Seen::default())
+        .expect("verify fails only on I/O errors")
 }

@@ -41,6 +41,12 @@ fn err(text: &str) -> Error {
 
 /// Refused at `line`:`column` with a message containing `needle`.
 fn refused(text: &str, line: usize, column: usize, needle: &str) {
+    let e = refused_at(text, line, column);
+    assert!(e.message.contains(needle), "{text:?}: {}", e.message);
+}
+
+/// Refused at `line`:`column`; the error.
+fn refused_at(text: &str, line: usize, column: usize) -> Error {
     let e = err(text);
     assert_eq!(
         (e.pos.line, e.pos.column),
@@ -48,7 +54,7 @@ fn refused(text: &str, line: usize, column: usize, needle: &str) {
         "{text:?}: {}",
         e.message
     );
-    assert!(e.message.contains(needle), "{text:?}: {}", e.message);
+    e
 }
 
 #[test]
@@ -320,13 +326,7 @@ fn redefinitions_are_refused() {
         ("[[t.a]]\n[t]\na.x = 1", 3, 3),
     ];
     for &(text, line, column) in cases {
-        let e = err(text);
-        assert_eq!(
-            (e.pos.line, e.pos.column),
-            (line, column),
-            "{text:?}: {}",
-            e.message
-        );
+        let e = refused_at(text, line, column);
         assert_eq!(e.kind, ErrorKind::Invalid, "{text:?}");
     }
     // What TOML does allow: implicit tables defined later, sub-tables of dotted tables.
