@@ -507,6 +507,40 @@ mod tests {
         assert!(err.starts_with("line 2:") && !err.contains('x'), "{err}");
     }
 
+    /// The largest login state the config allows still fits a slot file: one failure short of
+    /// the user-wide limit (reaching it clears the list and locks the user, after which nothing
+    /// more is written), spread over as many hosts as are tracked, with the longest names.
+    #[test]
+    fn the_largest_login_state_fits_a_slot_file() {
+        let policy = crate::config::Lockout {
+            max_failures: 1000,
+            max_failures_user: 10_000,
+            window_secs: u64::from(u32::MAX),
+            duration_secs: 60,
+        };
+        let mut record = busy();
+        record.lockout = LockoutState::default();
+        let mut now = 1_800_000_000;
+        'hosts: for host in 0.. {
+            let name = format!("{host:\x01<255}");
+            for _ in 0..policy.max_failures - 1 {
+                if record.lockout.failures.len() + 1 == policy.max_failures_user as usize {
+                    break 'hosts;
+                }
+                now += 1;
+                assert_eq!(record.lockout.record_failure(&name, now, &policy), None);
+            }
+        }
+        let text = record.state_text().unwrap();
+        assert!(text.len() > 300_000, "{}", text.len());
+        let slot = (text.len() + 72).next_power_of_two();
+        assert!(
+            2 * slot <= crate::slotfile::MAX_FILE,
+            "{} bytes",
+            text.len()
+        );
+    }
+
     #[test]
     fn parse_errors_do_not_repeat_values() {
         let text = sample().to_file_text().unwrap().to_string();

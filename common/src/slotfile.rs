@@ -26,8 +26,10 @@ use crate::error::Error;
 use crate::securefs::{Access, Dir};
 
 pub const MIN_SLOT: usize = 2048;
-/// Larger files are refused; the login state is a few hundred bytes to a few KiB.
-pub const MAX_FILE: usize = 512 * 1024;
+/// Larger files are refused. The login state is a few hundred bytes with the default lockout
+/// limits; at the largest limits the config allows (10,000 failures per user), about 400 KB
+/// (tested in `record.rs`), which needs 512 KiB slots.
+pub const MAX_FILE: usize = 2 * 1024 * 1024;
 const MAGIC: &[u8] = b"twostep-state v1 ";
 const HEADER_LEN: usize = 72;
 /// The part of the header the checksum covers (everything before ` sum=`).

@@ -317,9 +317,12 @@ impl Store {
     /// Moves `user`'s record, with its login state, to `archive/<user>.<time>.toml` (for
     /// `twostep restore`); the name of the archived file, or `None` when there was no record.
     pub fn archive(&self, lock: &UserLock, now: u64) -> Result<Option<PathBuf>, Error> {
-        let Some(record) = self.load_locked(lock)? else {
+        let Some(mut record) = self.load_locked(lock)? else {
             return Ok(None);
         };
+        // Failure counts can run to hundreds of KB at the largest lockout limits, more than a
+        // record may be; a restored enrollment starts without lockouts.
+        record.lockout.clear();
         let encoded = username::encode(&lock.user)?;
         let taken = self.archive_names(&lock.user)?;
         let name = (0u32..)
@@ -327,8 +330,8 @@ impl Store {
             .find(|name| !taken.iter().any(|(_, t)| t == name))
             .ok_or_else(|| Error::Invalid("no free archive name".into()))?;
         let archive = self.archive_dir()?;
-        // The archived record carries its login state (the last used time step above all), so
-        // that a restored enrollment still refuses replays. Written before the live files go:
+        // The archived record carries the rest of its login state (the last used time step
+        // above all), so that a restored enrollment still refuses replays. Written before the live files go:
         // a crash in between leaves the user enrolled, with an archive copy to spare.
         let text = record.to_full_text().map_err(|message| Error::Corrupt {
             path: archive.path().join(&name),
