@@ -115,22 +115,19 @@ impl SlotFile {
                 Err(e) => return Err(io_error(&self.path, "read", e)),
             }
         }
-        let slots =
+        let [first, second] =
             [0, 1].map(|i| parse_slot(&image[i * self.slot_size..(i + 1) * self.slot_size]));
-        let newest = match slots {
-            [Some((a, _)), Some((b, _))] if b.seq > a.seq => 1,
-            [Some(_), _] => 0,
-            [None, Some(_)] => 1,
-            [None, None] => {
+        let (newest, (header, payload)) = match (first, second) {
+            (Some(a), Some(b)) if b.0.seq > a.0.seq => (1, b),
+            (Some(a), _) => (0, a),
+            (None, Some(b)) => (1, b),
+            (None, None) => {
                 return Err(Error::Corrupt {
                     path: self.path.clone(),
                     message: "no intact slot (damaged; `twostep unlock USER` writes a fresh one)"
                         .into(),
                 });
             }
-        };
-        let Some((header, payload)) = &slots[newest] else {
-            unreachable!("newest is an intact slot");
         };
         self.newest = Some((newest, header.seq));
         Ok(Zeroizing::new(payload.to_vec()))
