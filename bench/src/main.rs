@@ -13,7 +13,10 @@
 //! mount namespace (own /dev with /dev/log → the bench's drain, own tmpfs), writes PAM services
 //! `/etc/pam.d/twostep-bench-<pid>-*` and a scratch directory, and removes both at the end.
 
-// The fake clock and the libpam client are the tests' (pam-drive's), compiled in here too.
+// The fake clock, the libpam client and the private /dev are the tests' (pam-drive's),
+// compiled in here too.
+#[path = "../../tests/src/dev_log.rs"]
+mod dev_log;
 #[path = "../../tests/src/fake_clock.rs"]
 mod fake_clock;
 mod pam;
@@ -544,7 +547,9 @@ fn run(options: &Options) -> ExitCode {
     setup::create_dir(&options.dir);
     let scratch = Scratch(options.dir.clone());
     let drain = LogDrain::bind(&scratch.0.join("log.sock")).expect("bind the log drain");
-    if let Err(e) = setup::private_namespace(drain.path()) {
+    // A private mount namespace whose /dev/log is the drain: what pam_google_authenticator and
+    // pam_oath send to syslog(3) reaches the bench, not the machine's logger.
+    if let Err(e) = dev_log::redirect_to(drain.path()) {
         eprintln!("twostep-bench: {e}");
         return ExitCode::from(2);
     }

@@ -1,7 +1,6 @@
 //! The bench's private world: a mount namespace with its own /dev (whose `log` is the bench's
 //! syslog drain) and tmpfs, a scratch directory, PAM service files, and each module's state.
 
-use std::ffi::CString;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -19,94 +18,11 @@ pub const USER: &str = "daemon";
 /// 20 bytes, the same key for the three modules.
 pub const SECRET_HEX: &str = "5448495320495320746865206265e3e3e3e3e3e3";
 
-fn c(text: &str) -> CString {
-    CString::new(text).expect("no NUL")
-}
-
-fn check(what: &str, rc: libc::c_int) -> Result<(), String> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(format!("{what}: {}", std::io::Error::last_os_error()))
-    }
-}
-
-fn mount(
-    source: &str,
-    target: &str,
-    fstype: Option<&str>,
-    flags: libc::c_ulong,
-    data: Option<&str>,
-) -> Result<(), String> {
-    let (source, target_c) = (c(source), c(target));
-    let fstype = fstype.map(c);
-    let data = data.map(c);
-    let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
-    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target_c.as_ptr(),
-            ptr(&fstype),
-            flags,
-            ptr(&data).cast(),
-        )
-    };
-    check(&format!("mount {target}"), rc)
-}
-
-/// Gives this process (and the workers it starts) a private mount namespace, and in it a fresh
-/// /dev whose `log` is `socket`: what pam_google_authenticator and pam_oath send to syslog(3)
-/// reaches the bench, not the machine's logger (or nobody, on a machine without one). Nothing
-/// outside this process tree sees any of it, and it all disappears when the bench exits.
-pub fn private_namespace(socket: &Path) -> Result<(), String> {
-    // SAFETY: unshare takes no pointers; it detaches this process's mount namespace.
-    check("unshare(CLONE_NEWNS)", unsafe {
-        libc::unshare(libc::CLONE_NEWNS)
-    })?;
-    mount("none", "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
-    mount(
-        "tmpfs",
-        "/dev",
-        Some("tmpfs"),
-        libc::MS_NOSUID,
-        Some("mode=0755"),
-    )?;
-    for (name, major, minor) in [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ] {
-        let path = c(&format!("/dev/{name}"));
-        // SAFETY: path is NUL-terminated; mknod takes no other pointers.
-        let rc = unsafe {
-            libc::mknod(
-                path.as_ptr(),
-                libc::S_IFCHR | 0o666,
-                libc::makedev(major, minor),
-            )
-        };
-        check(&format!("mknod /dev/{name}"), rc)?;
-    }
-    for (name, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        std::os::unix::fs::symlink(target, format!("/dev/{name}")).map_err(|e| e.to_string())?;
-    }
-    std::os::unix::fs::symlink(socket, "/dev/log").map_err(|e| format!("/dev/log: {e}"))
-}
-
 /// Mounts a tmpfs (root, 0700) on `dir`.
 pub fn mount_tmpfs(dir: &Path) -> Result<(), String> {
     let target = dir.to_str().ok_or("non-UTF-8 path")?;
-    mount(
-        "tmpfs",
+    crate::dev_log::mount(
+        Some("tmpfs"),
         target,
         Some("tmpfs"),
         libc::MS_NOSUID,

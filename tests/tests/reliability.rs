@@ -534,9 +534,13 @@ fn kill_9_during_enroll_login_reset_loses_and_damages_nothing() {
             assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o600), "{user}");
             let code = code_at(secret, time);
             env.login(user, &[&code], time).assert_result("PAM_SUCCESS");
+            // A login writes only the login state, in place; the next record write (unlock
+            // saves the record) replaces a temp file a killed writer left.
+            let unlock = env.cli(&["unlock", user]);
+            assert!(unlock.status.success(), "{user}: unlock: {unlock:?}");
             assert!(
                 !users_dir.join(format!(".{user}.toml.tmp")).exists(),
-                "{user}: a stale temp file survived a successful write"
+                "{user}: a stale temp file survived a record write"
             );
         }
     }
