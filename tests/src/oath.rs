@@ -43,3 +43,14 @@ pub fn oathtool_totp(
 pub fn totp(secret_b32: &str, epoch: i64) -> String {
     oathtool_totp(secret_b32, epoch, "SHA1", 6, 30)
 }
+
+/// A 6-digit code that is not valid for `secret_b32` within two 30-second steps of `epoch`
+/// (SHA1): a wrong code a module must refuse even with a wide skew.
+pub fn wrong_code(secret_b32: &str, epoch: i64) -> String {
+    let valid: Vec<String> = (-2..=2).map(|k| totp(secret_b32, epoch + k * 30)).collect();
+    let right: u32 = valid[2].parse().expect("digits");
+    (1..)
+        .map(|k| format!("{:06}", (right + k) % 1_000_000))
+        .find(|code| !valid.contains(code))
+        .expect("some code is wrong")
+}

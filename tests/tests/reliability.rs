@@ -788,10 +788,7 @@ fn full_state_disk_fails_closed_and_damages_nothing() {
     };
 
     let code = code_at(SECRET, T0);
-    let wrong = format!(
-        "{:06}",
-        (code.parse::<u32>().expect("digits") + 1) % 1_000_000
-    );
+    let wrong = twostep_tests::oath::wrong_code(SECRET, T0 + STEP);
     env.login(USER, &[&code], T0).assert_result("PAM_SUCCESS");
     env.login(USER, &[&code], T0 + 2)
         .assert_result("PAM_AUTH_ERR")
