@@ -218,13 +218,19 @@ impl LoginState {
     }
 }
 
+/// A codec error as record and state errors read: "line N: message" (no column: the line is
+/// enough in a machine-written file, and these messages are logged).
+fn located(e: toml_subset::Error) -> String {
+    match e.pos.line {
+        0 => e.message,
+        line => format!("line {line}: {}", e.message),
+    }
+}
+
 impl Record {
     /// Parses a record and checks what it claims; `user` is who it must belong to.
     pub fn parse(text: &str, user: &str) -> Result<Record, String> {
-        let record = Record::read(text).map_err(|e| match e.pos.line {
-            0 => e.message,
-            line => format!("line {line}: {}", e.message),
-        })?;
+        let record = Record::read(text).map_err(located)?;
         record.validate(user)?;
         Ok(record)
     }
@@ -371,10 +377,7 @@ impl Record {
             f.finish()?;
             Ok(state)
         };
-        let state = read().map_err(|e| match e.pos.line {
-            0 => e.message,
-            line => format!("line {line}: {}", e.message),
-        })?;
+        let state = read().map_err(located)?;
         if let Some(t) = self.totp.as_mut() {
             t.last_step = state.last_step.unwrap_or(0);
         }

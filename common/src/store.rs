@@ -170,13 +170,14 @@ impl Store {
     /// [`Store::load`], keeping the files open so that [`Store::load_locked_seen`] can tell,
     /// with one `fstatat`, whether the record is still the one read here.
     pub fn load_seen(&self, user: &str) -> Result<Seen, Error> {
-        let name = record_name(user)?;
+        let encoded = username::encode(user)?;
+        let name = with_ext(&encoded, RECORD_EXT);
         let Some((file, stat)) = self.users.open_file_stat(&name, Access::Private)? else {
             return Ok(Seen(None));
         };
         let bytes = self.users.read_opened(&file, &name, MAX_RECORD_BYTES)?;
         let mut record = self.parse(user, &name, &bytes)?;
-        let state_name = with_ext(&username::encode(user)?, STATE_EXT);
+        let state_name = with_ext(&encoded, STATE_EXT);
         let state = self.read_state(&state_name, &mut record)?;
         Ok(Seen(Some(SeenRecord {
             _file: file,
