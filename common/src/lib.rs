@@ -13,6 +13,7 @@ pub mod import_ga;
 pub mod lockout;
 pub mod login;
 pub mod manage;
+pub mod module_args;
 pub mod network;
 pub mod otpauth;
 pub mod policy;

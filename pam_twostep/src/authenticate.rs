@@ -18,10 +18,10 @@ use twostep_common::config::{Config, OnUnenrolled, Unenrolled};
 use twostep_common::email;
 use twostep_common::lockout::Locked;
 use twostep_common::login::{self, Accepted, Ask, Attempt, Begin, EmailIssue, Outcome, Rejected};
+use twostep_common::module_args::{Mode, ModuleArgs};
 use twostep_common::policy::{Skip, SystemDirectory};
 use twostep_common::store::{Seen, Store};
 
-use crate::args::Args;
 use crate::{authtok, enroll};
 
 const PROCESS: &str = "pam_twostep";
@@ -101,7 +101,7 @@ impl Login<'_> {
 }
 
 pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let args = match Args::parse(raw_args) {
+    let args = match parse_args(raw_args) {
         Ok(args) => args,
         Err(why) => {
             early_log(&format!(
@@ -141,10 +141,10 @@ pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResul
         Ok(store) => store,
         Err(e) => return login.system_error(&e),
     };
-    if args.combined {
-        one_prompt(&mut login, &store)
-    } else {
-        two_prompts(&mut login, &store)
+    match args.mode {
+        Mode::Code => two_prompts(&mut login, &store),
+        Mode::Split => one_prompt(&mut login, &store),
+        Mode::Verify => PamResultCode::PAM_SERVICE_ERR,
     }
 }
 
@@ -504,7 +504,7 @@ fn early_log(message: &str) {
 
 /// For hooks of stacks this module does not belong in: fail, and say why.
 pub fn misplaced(stack: &str, raw_args: &[&CStr]) -> PamResultCode {
-    let socket = Args::parse(raw_args)
+    let socket = parse_args(raw_args)
         .ok()
         .and_then(|a| Config::load(&a.config).ok())
         .map(|c| c.log.socket)
@@ -514,4 +514,9 @@ pub fn misplaced(stack: &str, raw_args: &[&CStr]) -> PamResultCode {
         &format!("pam_twostep is an auth module; it was called from the {stack} stack: refusing"),
     );
     PamResultCode::PAM_SERVICE_ERR
+}
+
+fn parse_args(raw_args: &[&CStr]) -> Result<ModuleArgs, String> {
+    let bytes: Vec<&[u8]> = raw_args.iter().map(|a| a.to_bytes()).collect();
+    ModuleArgs::parse(&bytes)
 }

@@ -6,7 +6,6 @@
 //! PAM_IGNORE only for "no record and the admin allows that"; panics are caught by
 //! `pam_hooks!` and become PAM_ABORT.
 
-mod args;
 mod authenticate;
 mod authtok;
 mod enroll;
