@@ -24,7 +24,7 @@ pub fn login(service: &CStr, user: &CStr, answer: &[u8]) -> Timed {
         PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => Reply::Answer(answer.to_vec()),
         _ => Reply::Nothing,
     };
-    let outcome = pam_client::login(service, user, None, &converse);
+    let outcome = pam_client::login(service, user, None, false, &converse);
     Timed {
         rc: outcome.rc,
         auth: outcome.auth,

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::lockout::Locked;
 use crate::policy::{self, Directory, Skip};
 use crate::record::{GraceHost, LastLogin, Method, Record};
+pub use crate::store::PendingId;
 use crate::store::{Seen, Store};
 use crate::totp::{self, Params};
 
@@ -384,16 +385,25 @@ pub fn offer_enrollment(config: &Config, user: &str) -> Result<PendingEnrollment
 
 #[derive(Debug)]
 pub enum EnrollAtLogin {
-    /// Stored; the emergency codes to show once.
-    Enrolled(Box<NewEnrollment>),
+    /// The code verifies: the new enrollment waits in the store under this id, and the
+    /// emergency codes are to be shown once. Stored for good only by [`commit_enrollment`].
+    Confirmed {
+        id: PendingId,
+        new: Box<NewEnrollment>,
+    },
     /// The code does not verify; nothing stored.
     WrongCode,
     /// Someone enrolled the user meanwhile; nothing changed.
     AlreadyEnrolled,
 }
 
-/// Stores `pending` for `attempt.user` if `answer` is its current code. The confirming step is
-/// marked used, so the same code cannot open another login.
+/// Checks that `answer` is the current code of `pending` and, if so, keeps the new enrollment
+/// for `attempt.user` waiting in the store. Nothing is enrolled yet: this runs inside
+/// `pam_authenticate`, where a module cannot know whether the password module above it
+/// succeeded (with `auth required pam_unix.so` the stack goes on after a wrong password). The
+/// PAM shell commits it in `pam_setcred`, which applications call only after the whole auth
+/// stack succeeded. The confirming step is marked used, so the same code cannot open another
+/// login.
 pub fn enroll_at_login(
     store: &Store,
     config: &Config,
@@ -415,10 +425,47 @@ pub fn enroll_at_login(
         totp.last_step = step;
     }
     record_success(&mut new.record, config, attempt, Accepted::Totp, now);
-    if !crate::manage::store_enrollment(store, &new.record, false)? {
+    let lock = store.lock(attempt.user)?;
+    if store.load_locked(&lock)?.is_some() {
         return Ok(EnrollAtLogin::AlreadyEnrolled);
     }
-    Ok(EnrollAtLogin::Enrolled(Box::new(new)))
+    let id = store.save_pending(&lock, &new.record)?;
+    Ok(EnrollAtLogin::Confirmed {
+        id,
+        new: Box::new(new),
+    })
+}
+
+/// What [`commit_enrollment`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// The waiting enrollment is now the user's record.
+    Enrolled,
+    /// No such waiting enrollment (expired, or already taken).
+    Missing,
+    /// The user was enrolled meanwhile (by an admin or another login); the waiting one is
+    /// dropped.
+    AlreadyEnrolled,
+}
+
+/// Makes the waiting enrollment `id` of `user` (from [`enroll_at_login`]) the user's record.
+/// Called from `pam_setcred`, after the whole auth stack succeeded.
+pub fn commit_enrollment(
+    store: &Store,
+    user: &str,
+    id: &PendingId,
+    now: u64,
+) -> Result<Commit, Error> {
+    let lock = store.lock(user)?;
+    let Some(record) = store.take_pending(&lock, id, now)? else {
+        return Ok(Commit::Missing);
+    };
+    if store.load_locked(&lock)?.is_some() {
+        return Ok(Commit::AlreadyEnrolled);
+    }
+    store.save(&lock, &record)?;
+    store.discard_pendings(&lock)?;
+    Ok(Commit::Enrolled)
 }
 
 /// The lockout and grace key for a login: the cleaned PAM_RHOST, "" for local logins.

@@ -28,6 +28,12 @@ pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
 const USERS_DIR: &str = "users";
 const LOCKS_DIR: &str = "locks";
 const ARCHIVE_DIR: &str = "archive";
+const PENDING_DIR: &str = "pending";
+const PENDING_EXT: &str = ".pending";
+/// How long an enrollment confirmed at login waits for `pam_setcred` (docs/pam.md).
+pub const PENDING_LIFETIME_SECS: u64 = 600;
+/// Enrollments a user may have waiting at once; the oldest goes first.
+const MAX_PENDING_PER_USER: usize = 8;
 const RECORD_EXT: &str = ".toml";
 const STATE_EXT: &str = ".state";
 
@@ -412,6 +418,154 @@ impl Store {
             .collect();
         users.sort();
         Ok(users)
+    }
+}
+
+/// Names one enrollment confirmed during a login and kept in `pending/` until the whole auth
+/// stack has succeeded (`pam_setcred`): 16 random bytes as lowercase hex. Not a secret: it only
+/// says which of the user's waiting enrollments this login made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingId(String);
+
+impl PendingId {
+    const HEX_LEN: usize = 32;
+
+    fn new() -> Result<PendingId, Error> {
+        Ok(PendingId(crate::random::hex(&crate::random::bytes(
+            Self::HEX_LEN / 2,
+        )?)))
+    }
+
+    /// Accepts exactly what [`PendingId::as_str`] gives, so an id from outside can never name
+    /// another file.
+    pub fn parse(text: &str) -> Option<PendingId> {
+        let ok = text.len() == Self::HEX_LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then(|| PendingId(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `alice.<id>.pending`.
+fn pending_name(encoded: &OsStr, id: &PendingId) -> OsString {
+    let mut name = encoded.to_os_string();
+    name.push(format!(".{}{PENDING_EXT}", id.as_str()));
+    name
+}
+
+impl Store {
+    /// `pending/`, created only when an enrollment is confirmed at login.
+    fn pending_dir(&self, create: bool) -> Result<Option<Dir>, Error> {
+        if create {
+            return self.root.ensure_subdir(OsStr::new(PENDING_DIR)).map(Some);
+        }
+        self.root
+            .open_subdir(OsStr::new(PENDING_DIR), Some(Access::Private))
+    }
+
+    /// Keeps `record`, a new enrollment confirmed during a login, in `pending/` until
+    /// [`Store::take_pending`]; durable, root only. Drops the user's expired waiting
+    /// enrollments and, past [`MAX_PENDING_PER_USER`], the oldest.
+    pub fn save_pending(&self, lock: &UserLock, record: &Record) -> Result<PendingId, Error> {
+        self.check_owner(lock, record)?;
+        let dir = self
+            .pending_dir(true)?
+            .ok_or_else(|| Error::Invalid("no pending directory".into()))?;
+        let encoded = username::encode(&lock.user)?;
+        let mut waiting = self.pendings(&dir, &encoded)?;
+        waiting.sort_by_key(|(_, created)| *created);
+        let now = record.created;
+        let expired = |created: u64| now.saturating_sub(created) >= PENDING_LIFETIME_SECS;
+        let excess = waiting.len().saturating_sub(MAX_PENDING_PER_USER - 1);
+        for (i, (name, created)) in waiting.iter().enumerate() {
+            if i < excess || expired(*created) {
+                dir.remove_file(name)?;
+            }
+        }
+        let id = PendingId::new()?;
+        let name = pending_name(&encoded, &id);
+        let text = record.to_full_text().map_err(|message| Error::Corrupt {
+            path: dir.path().join(&name),
+            message,
+        })?;
+        dir.replace_file(&name, text.as_bytes())?;
+        Ok(id)
+    }
+
+    /// Removes and returns the waiting enrollment `id` of the locked user, if it is there and
+    /// not older than [`PENDING_LIFETIME_SECS`] at `now`.
+    pub fn take_pending(
+        &self,
+        lock: &UserLock,
+        id: &PendingId,
+        now: u64,
+    ) -> Result<Option<Record>, Error> {
+        let Some(dir) = self.pending_dir(false)? else {
+            return Ok(None);
+        };
+        let name = pending_name(&username::encode(&lock.user)?, id);
+        let Some(bytes) = dir.read_file(&name, Access::Private, MAX_RECORD_BYTES)? else {
+            return Ok(None);
+        };
+        dir.remove_file(&name)?;
+        let path = || dir.path().join(&name);
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::Corrupt {
+            path: path(),
+            message: "not valid UTF-8".into(),
+        })?;
+        let record = Record::parse(text, &lock.user).map_err(|message| Error::Corrupt {
+            path: path(),
+            message,
+        })?;
+        let fresh = record.created <= now && now - record.created < PENDING_LIFETIME_SECS;
+        Ok(fresh.then_some(record))
+    }
+
+    /// Drops every waiting enrollment of the locked user (`twostep reset`, a new enrollment).
+    pub fn discard_pendings(&self, lock: &UserLock) -> Result<usize, Error> {
+        let Some(dir) = self.pending_dir(false)? else {
+            return Ok(0);
+        };
+        let waiting = self.pendings(&dir, &username::encode(&lock.user)?)?;
+        for (name, _) in &waiting {
+            dir.remove_file(name)?;
+        }
+        Ok(waiting.len())
+    }
+
+    /// The user's files in `pending/` with their creation times (0 when unreadable, so that
+    /// they count as expired).
+    fn pendings(&self, dir: &Dir, encoded: &OsStr) -> Result<Vec<(OsString, u64)>, Error> {
+        let prefix = format!("{}.", encoded.to_str().unwrap_or_default());
+        let mut found = Vec::new();
+        for name in dir.entries()? {
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|rest| rest.strip_suffix(PENDING_EXT))
+            else {
+                continue;
+            };
+            if PendingId::parse(id).is_none() {
+                continue;
+            }
+            let created = dir
+                .read_file(&name, Access::Private, MAX_RECORD_BYTES)
+                .ok()
+                .flatten()
+                .and_then(|bytes| {
+                    let user = username::decode(encoded.to_str()?)?;
+                    Record::parse(std::str::from_utf8(&bytes).ok()?, &user).ok()
+                })
+                .map_or(0, |record| record.created);
+            found.push((name, created));
+        }
+        Ok(found)
     }
 }
 

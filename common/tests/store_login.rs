@@ -14,7 +14,7 @@ use twostep_common::config::Config;
 use twostep_common::enroll;
 use twostep_common::lockout::Locked;
 use twostep_common::login::{
-    self, Accepted, Ask, Attempt, Begin, EnrollAtLogin, Outcome, Rejected,
+    self, Accepted, Ask, Attempt, Begin, Commit, EnrollAtLogin, Outcome, Rejected,
 };
 use twostep_common::network::Network;
 use twostep_common::policy::{Skip, SystemDirectory};
@@ -588,11 +588,32 @@ fn enrollment_at_login_stores_only_a_confirmed_key() {
         right.as_bytes(),
         T0,
     );
-    let EnrollAtLogin::Enrolled(new) = done.unwrap() else {
-        panic!("not enrolled");
+    let EnrollAtLogin::Confirmed { id, new } = done.unwrap() else {
+        panic!("not confirmed");
     };
     assert_eq!(new.emergency_codes.len(), 10);
+    // Confirmed is not enrolled: until the auth stack has succeeded (pam_setcred), the user
+    // is still unenrolled.
+    assert!(store.load("carol").unwrap().is_none());
+    assert_eq!(
+        begin(&env, "carol", "", T0 + 1),
+        Begin::NotEnrolled { enforced: true }
+    );
+    let other = login::PendingId::parse(&"0".repeat(32)).unwrap();
+    assert_eq!(
+        login::commit_enrollment(&store, "carol", &other, T0 + 1).unwrap(),
+        Commit::Missing
+    );
+    assert_eq!(
+        login::commit_enrollment(&store, "carol", &id, T0 + 1).unwrap(),
+        Commit::Enrolled
+    );
     assert_eq!(begin(&env, "carol", "", T0 + 1), Begin::AskCode(Ask::Totp));
+    // Taken once.
+    assert_eq!(
+        login::commit_enrollment(&store, "carol", &id, T0 + 2).unwrap(),
+        Commit::Missing
+    );
     // The confirming code is used up.
     assert_eq!(
         verify(&env, "carol", &right, T0 + 1),
@@ -607,6 +628,66 @@ fn enrollment_at_login_stores_only_a_confirmed_key() {
         T0,
     );
     assert!(matches!(again.unwrap(), EnrollAtLogin::AlreadyEnrolled));
+}
+
+#[test]
+fn a_waiting_enrollment_expires_and_is_bound_to_its_user() {
+    let mut env = env();
+    env.config.policy.enforce_users = vec!["carol".into(), "dave".into()];
+    let store = Store::create(&env.config.state_dir).unwrap();
+    let confirm = |user: &str, now: u64| {
+        let pending = login::offer_enrollment(&env.config, user).unwrap();
+        let code = totp::code_at(&pending.key, pending.params, now);
+        match login::enroll_at_login(
+            &store,
+            &env.config,
+            &attempt(user),
+            &pending,
+            code.as_bytes(),
+            now,
+        )
+        .unwrap()
+        {
+            EnrollAtLogin::Confirmed { id, .. } => id,
+            other => panic!("{other:?}"),
+        }
+    };
+    let id = confirm("carol", T0);
+    assert_eq!(
+        login::commit_enrollment(&store, "dave", &id, T0 + 1).unwrap(),
+        Commit::Missing,
+        "another user's id"
+    );
+    let lifetime = twostep_common::store::PENDING_LIFETIME_SECS;
+    assert_eq!(
+        login::commit_enrollment(&store, "carol", &id, T0 + lifetime).unwrap(),
+        Commit::Missing,
+        "expired"
+    );
+    assert!(store.load("carol").unwrap().is_none());
+    // A later confirmation for the same user does not take over an earlier one's id, and at
+    // most 8 wait at once.
+    let ids: Vec<_> = (0..10).map(|i| confirm("carol", T0 + 100 + i)).collect();
+    let waiting = std::fs::read_dir(env.config.state_dir.join("pending"))
+        .unwrap()
+        .count();
+    assert_eq!(waiting, 8);
+    assert_eq!(
+        login::commit_enrollment(&store, "carol", &ids[0], T0 + 120).unwrap(),
+        Commit::Missing,
+        "the oldest was dropped"
+    );
+    assert_eq!(
+        login::commit_enrollment(&store, "carol", &ids[5], T0 + 120).unwrap(),
+        Commit::Enrolled
+    );
+    assert_eq!(
+        std::fs::read_dir(env.config.state_dir.join("pending"))
+            .unwrap()
+            .count(),
+        0,
+        "the rest are dropped once the user is enrolled"
+    );
 }
 
 /// What `begin` read before the prompt, handed to `verify`.

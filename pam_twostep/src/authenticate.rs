@@ -101,41 +101,9 @@ impl Login<'_> {
 }
 
 pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let args = match parse_args(raw_args) {
-        Ok(args) => args,
-        Err(why) => {
-            early_log(&format!(
-                "configuration error in the PAM service file: {why}"
-            ));
-            return PamResultCode::PAM_SERVICE_ERR;
-        }
-    };
-    let config = match Config::load(&args.config) {
-        Ok(config) => config,
-        Err(e) => {
-            early_log(&format!("configuration error, refusing all logins: {e}"));
-            return PamResultCode::PAM_AUTHINFO_UNAVAIL;
-        }
-    };
-    let mut log = Syslog::open(&config.log.socket, PROCESS);
-    let user = match pamh.get_user(None) {
-        Ok(user) => user,
-        Err(code) => {
-            log.log(Level::Error, "cannot get the user name from PAM");
-            return never_pass(code);
-        }
-    };
-    let service = item_text::<Service>(pamh);
-    let rhost = item_text::<RHost>(pamh);
-    let mut login = Login {
-        pamh,
-        config,
-        config_path: args.config.clone(),
-        log,
-        user,
-        service,
-        rhost,
-        quiet: flags & PAM_SILENT != 0,
+    let (mut login, args) = match Login::start(pamh, raw_args, flags) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let store = match Store::open(&login.config.state_dir) {
         Ok(store) => store,
@@ -145,6 +113,54 @@ pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResul
         Mode::Code => two_prompts(&mut login, &store),
         Mode::Split => one_prompt(&mut login, &store),
         Mode::Verify => PamResultCode::PAM_SERVICE_ERR,
+    }
+}
+
+impl<'a> Login<'a> {
+    /// Reads the arguments, the config and the PAM items every hook needs; an error is the
+    /// PAM code to return (already logged).
+    pub fn start(
+        pamh: &'a mut PamHandle,
+        raw_args: &[&CStr],
+        flags: PamFlag,
+    ) -> Result<(Login<'a>, ModuleArgs), PamResultCode> {
+        let args = match parse_args(raw_args) {
+            Ok(args) => args,
+            Err(why) => {
+                early_log(&format!(
+                    "configuration error in the PAM service file: {why}"
+                ));
+                return Err(PamResultCode::PAM_SERVICE_ERR);
+            }
+        };
+        let config = match Config::load(&args.config) {
+            Ok(config) => config,
+            Err(e) => {
+                early_log(&format!("configuration error, refusing all logins: {e}"));
+                return Err(PamResultCode::PAM_AUTHINFO_UNAVAIL);
+            }
+        };
+        let mut log = Syslog::open(&config.log.socket, PROCESS);
+        let user = match pamh.get_user(None) {
+            Ok(user) => user,
+            Err(code) => {
+                log.log(Level::Error, "cannot get the user name from PAM");
+                return Err(never_pass(code));
+            }
+        };
+        let service = item_text::<Service>(pamh);
+        let rhost = item_text::<RHost>(pamh);
+        let login = Login {
+            pamh,
+            config,
+            config_path: args.config.clone(),
+            log,
+            user,
+            service,
+            rhost,
+            quiet: flags & PAM_SILENT != 0,
+        };
+        Ok((login, args))
     }
 }
 

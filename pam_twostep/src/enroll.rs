@@ -1,7 +1,8 @@
 //! Enrollment inside the login conversation, for users the policy enforces
-//! (`on_unenrolled = "enroll"`). The PAM stack must have checked the password before this
-//! module runs (docs/ssh.md, docs/pam.md); nothing is stored until a code from the new app
-//! verifies.
+//! (`on_unenrolled = "enroll"`). A code from the new app confirms the key; the enrollment then
+//! waits in the state directory and becomes the user's only in `pam_setcred`
+//! ([`crate::setcred`]), which applications call after the whole auth stack succeeded: a
+//! wrong password above this module, even on a `required` line, leaves the user unenrolled.
 
 use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO, PamResultCode};
 use twostep_common::audit::Level;
@@ -12,6 +13,10 @@ use twostep_common::store::Store;
 use twostep_common::{qr, totp};
 
 use crate::authenticate::{Login, conversation_failed};
+use crate::pamenv;
+
+/// The PAM environment variable that carries a confirmed enrollment's id to `pam_setcred`.
+pub const ENROLLMENT_ENV: &str = "TWOSTEP_ENROLLMENT";
 
 const TRIES: u32 = 3;
 const CODE_PROMPT: &str = "Code shown by the app: ";
@@ -76,10 +81,20 @@ pub fn at_login(login: &mut Login<'_>, store: &Store) -> PamResultCode {
                 );
             }
             Ok(EnrollAtLogin::WrongCode) => {}
-            Ok(EnrollAtLogin::Enrolled(new)) => {
-                login.log(Level::Notice, "enrolled at login", "method=totp");
+            Ok(EnrollAtLogin::Confirmed { id, new }) => {
+                // Kept for pam_setcred, which stores it once the whole stack has succeeded.
+                if let Err(code) = pamenv::set(login.pamh, ENROLLMENT_ENV, Some(id.as_str())) {
+                    login.log(
+                        Level::Error,
+                        "error",
+                        "cannot keep the enrollment for setcred",
+                    );
+                    return code;
+                }
+                login.log(Level::Notice, "enrollment confirmed", "method=totp");
                 let mut text = String::from(
-                    "Two-step login is now on. Emergency codes (each works once; keep them offline):",
+                    "Two-step login is on once this login completes. Emergency codes (each \
+                     works once; keep them offline):",
                 );
                 for code in &new.emergency_codes {
                     text.push('\n');

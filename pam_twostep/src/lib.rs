@@ -9,6 +9,8 @@
 mod authenticate;
 mod authtok;
 mod enroll;
+mod pamenv;
+mod setcred;
 
 use std::ffi::CStr;
 
@@ -23,9 +25,9 @@ impl PamHooks for TwoStep {
         authenticate::run(pamh, &args, flags)
     }
 
-    /// No credentials to set; PAM requires setcred to succeed wherever authenticate can.
-    fn sm_setcred(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
-        PamResultCode::PAM_SUCCESS
+    /// Stores an enrollment confirmed at login, now that the whole auth stack succeeded.
+    fn sm_setcred(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        setcred::run(pamh, &args, flags)
     }
 
     fn acct_mgmt(_: &mut PamHandle, args: Vec<&CStr>, _: PamFlag) -> PamResultCode {

@@ -15,6 +15,7 @@ pub struct Attempt<'a> {
     answers: Vec<AnswerArg>,
     time: Option<i64>,
     dev_log: bool,
+    setcred: bool,
 }
 
 impl<'a> Attempt<'a> {
@@ -26,6 +27,7 @@ impl<'a> Attempt<'a> {
             answers: Vec::new(),
             time: None,
             dev_log: true,
+            setcred: true,
         }
     }
 
@@ -77,6 +79,13 @@ impl<'a> Attempt<'a> {
         self
     }
 
+    /// Whether pam_setcred follows a successful pam_authenticate (default: yes, as in real
+    /// applications).
+    pub fn setcred(mut self, call: bool) -> Self {
+        self.setcred = call;
+        self
+    }
+
     /// The pam-drive arguments for this attempt.
     pub fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--service".into(), self.env.service().into()];
@@ -89,6 +98,9 @@ impl<'a> Attempt<'a> {
         }
         if self.dev_log {
             args.extend(["--dev-log".into(), self.env.log_socket().into()]);
+        }
+        if !self.setcred {
+            args.push("--no-setcred".into());
         }
         for answer in &self.answers {
             match answer {

@@ -1,6 +1,7 @@
 //! The application side of libpam for the two programs that drive it: the tests' `pam-drive`
 //! and the benchmark `twostep-bench`. One login is pam_start, pam_set_item (the failure delay
-//! off, PAM_RHOST), pam_authenticate, pam_end; the conversation calls back into a handler.
+//! off, PAM_RHOST), pam_authenticate, pam_setcred after a success (when asked for, as real
+//! applications do), pam_end; the conversation calls back into a handler.
 //!
 //! Compiled into each of those executables (`#[path]`), not into the test library: both link
 //! libpam and define the fake clock next to it (see `fake_clock.rs`).
@@ -13,6 +14,7 @@ const PAM_BUF_ERR: c_int = 5;
 const PAM_CONV_ERR: c_int = 19;
 const PAM_RHOST: c_int = 4;
 const PAM_FAIL_DELAY: c_int = 10;
+const PAM_ESTABLISH_CRED: c_int = 0x0002;
 pub const PAM_PROMPT_ECHO_OFF: c_int = 1;
 pub const PAM_PROMPT_ECHO_ON: c_int = 2;
 pub const PAM_ERROR_MSG: c_int = 3;
@@ -129,13 +131,22 @@ unsafe extern "C" {
     ) -> c_int;
     fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
     fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_setcred(pamh: *mut PamHandle, flags: c_int) -> c_int;
     fn pam_end(pamh: *mut PamHandle, status: c_int) -> c_int;
     fn pam_strerror(pamh: *mut PamHandle, errnum: c_int) -> *const c_char;
 }
 
 /// Runs one login of `user` on `service`, with PAM_RHOST set when `rhost` is given and
-/// libpam's failure delay disabled; `handler` answers the conversation.
-pub fn login(service: &CStr, user: &CStr, rhost: Option<&CStr>, handler: Handler<'_>) -> Outcome {
+/// libpam's failure delay disabled; `handler` answers the conversation. With `setcred`, a
+/// successful pam_authenticate is followed by pam_setcred(PAM_ESTABLISH_CRED), as login, su,
+/// sshd and cockpit-session do; its failure is then the outcome.
+pub fn login(
+    service: &CStr,
+    user: &CStr,
+    rhost: Option<&CStr>,
+    setcred: bool,
+    handler: Handler<'_>,
+) -> Outcome {
     let start = Instant::now();
     let handler_ref: &Handler<'_> = &handler;
     let conv = PamConv {
@@ -160,7 +171,14 @@ pub fn login(service: &CStr, user: &CStr, rhost: Option<&CStr>, handler: Handler
             let auth_start = Instant::now();
             // SAFETY: pamh is the live handle returned by pam_start.
             let rc = unsafe { pam_authenticate(pamh, 0) };
-            (rc, "pam_authenticate", auth_start.elapsed())
+            let auth = auth_start.elapsed();
+            if rc == PAM_SUCCESS && setcred {
+                // SAFETY: pamh is the live handle returned by pam_start.
+                let rc = unsafe { pam_setcred(pamh, PAM_ESTABLISH_CRED) };
+                (rc, "pam_setcred", auth)
+            } else {
+                (rc, "pam_authenticate", auth)
+            }
         }
     };
     let text = strerror(pamh, rc);

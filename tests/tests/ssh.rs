@@ -652,6 +652,61 @@ fn enrollment_at_first_login_over_ssh() {
     assert_eq!(state(&env, second.name()).as_deref(), Some("enabled"));
 }
 
+/// Issue 12: the password on a `required` line, so a wrong password goes on to pam_twostep.
+/// sshd runs pam_authenticate in a forked child and pam_setcred in the parent: the
+/// enrollment confirmed after a wrong password is never stored, and the one after the right
+/// password is stored by sshd's own pam_setcred call.
+#[test]
+fn enrollment_at_login_over_ssh_needs_the_password_even_on_a_required_line() {
+    let user = TestUser::create("enrreq");
+    check_common_auth();
+    let env = TestEnv::builder("ssh_enroll_required")
+        .config(&format!(
+            "[policy]\nenforce_users = [\"{}\"]\non_unenrolled = \"enroll\"",
+            user.name()
+        ))
+        .stack(&[
+            "auth required pam_unix.so",
+            "auth required {module} config={config}",
+            "account required pam_unix.so",
+            "session required pam_permit.so",
+        ])
+        .build();
+    let sshd = Sshd::start(&env);
+
+    let attacker = sshd.login(&user).password("not-the-password").run();
+    attacker.assert_denied();
+    let kinds: Vec<&str> = attacker.prompts.iter().map(|p| p.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"app-code"),
+        "premise: the enrollment ran after the wrong password\n{attacker}"
+    );
+    if let Some(app) = &attacker.app {
+        env.add_secret(&app.secret);
+    }
+    assert!(!env.record_path(user.name()).exists(), "\n{attacker}");
+    assert_eq!(state(&env, user.name()).as_deref(), Some("incomplete"));
+
+    let owner = sshd.login(&user).password(user.password()).run();
+    owner
+        .assert_logged_in()
+        .assert_prompts(&[PASSWORD, APP_CODE, PRESS_ENTER]);
+    let app = owner
+        .app
+        .clone()
+        .unwrap_or_else(|| panic!("the askpass program found no URI\n{owner}"));
+    owner.assert_logged(&["enrolled at login", user.name()]);
+    assert_eq!(state(&env, user.name()).as_deref(), Some("enabled"));
+    let mut codes = LiveCodes::after_enrollment(&app);
+    sshd.login(&user)
+        .password(user.password())
+        .code(&codes.next_code())
+        .run()
+        .assert_logged_in()
+        .assert_prompts(&[PASSWORD, CODE]);
+    env.assert_logs_clean(&[&app.secret, user.password()]);
+}
+
 /// `trusted_networks`: from inside, the code is skipped (and logged); from outside it is asked.
 #[test]
 fn trusted_network_skips_the_code() {

@@ -3,10 +3,16 @@
 //! ```text
 //! pam-drive --service NAME --user USER [--rhost HOST] [--answer TEXT]... [--answer-hex HEX]...
 //!           [--answer-file PATH]... [--answer-exec PROG]... [--time EPOCH] [--dev-log SOCKET]
+//!           [--no-setcred]
 //! ```
 //!
+//! After a successful `pam_authenticate` it calls `pam_setcred(PAM_ESTABLISH_CRED)`, as login,
+//! su, sshd and cockpit-session do; `RESULT` is then that call's result. `--no-setcred` skips
+//! it, like an application that only checks a password.
+//!
 //! `--answer-exec PROG` is an answer computed when its prompt arrives: pam-drive runs `PROG
-//! "<prompt text>"` (stdin from /dev/null, stderr inherited, killed after 20 seconds) and answers
+//! "<prompt text>"` (stdin: the conversation so far, as the `STYLE: text` lines printed below;
+//! stderr inherited; killed after 20 seconds) and answers
 //! with its stdout minus the trailing newline (`\n` or `\r\n`), e.g. to type a code the module
 //! has just emailed. It takes its place in command-line order among the other answers; if PROG
 //! cannot run, fails, times out or prints a NUL byte, the conversation fails (PAM_CONV_ERR) and
@@ -42,10 +48,12 @@ use std::sync::Mutex;
 
 /// Answers still to be handed out, in order.
 static ANSWERS: Mutex<VecDeque<Answer>> = Mutex::new(VecDeque::new());
+/// Every conversation line printed so far, for `--answer-exec` programs.
+static TRANSCRIPT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 const USAGE: &str = "usage: pam-drive --service NAME --user USER [--rhost HOST] [--answer TEXT]... \
                      [--answer-hex HEX]... [--answer-file PATH]... [--answer-exec PROG]... \
-                     [--time EPOCH] [--dev-log SOCKET]";
+                     [--time EPOCH] [--dev-log SOCKET] [--no-setcred]";
 
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
@@ -84,6 +92,7 @@ struct Args {
     answers: Vec<Answer>,
     time: Option<i64>,
     dev_log: Option<PathBuf>,
+    no_setcred: bool,
 }
 
 impl Args {
@@ -110,6 +119,7 @@ impl Args {
                     args.time = Some(epoch);
                 }
                 "--dev-log" => args.dev_log = Some(PathBuf::from(value()?)),
+                "--no-setcred" => args.no_setcred = true,
                 "-h" | "--help" => return Err("help requested".into()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -166,11 +176,19 @@ fn exec_answer(
     let name = prog.display();
     let mut child = Command::new(prog)
         .arg(std::ffi::OsStr::from_bytes(prompt))
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot run {name}: {e}"))?;
+    let transcript = TRANSCRIPT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(mut stdin) = child.stdin.take() {
+        // A thread, so that a program that does not read cannot block pam-drive; write errors
+        // (the program exited without reading) do not matter.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&transcript);
+        });
+    }
     let reader = child.stdout.take().map(|mut stdout| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -228,8 +246,13 @@ fn emit(style: &str, text: &[u8]) {
     let text = String::from_utf8_lossy(text)
         .replace('\n', "\\n")
         .replace('\r', "\\r");
+    let line = format!("{style}: {text}\n");
+    TRANSCRIPT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend_from_slice(line.as_bytes());
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{style}: {text}");
+    let _ = out.write_all(line.as_bytes());
     let _ = out.flush();
 }
 
@@ -240,10 +263,17 @@ mod pam_client;
 
 use pam_client::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO, Reply};
 
-/// Runs the login and reports each libpam failure (and pam_authenticate's result) on stderr;
-/// returns pam_authenticate's result (or that of the call that failed before it).
+/// Runs the login and reports each libpam failure (and the last call's result) on stderr;
+/// returns pam_setcred's result after a success, else pam_authenticate's (or that of the call
+/// that failed before it).
 fn authenticate(args: &Args) -> c_int {
-    let outcome = pam_client::login(&args.service, &args.user, args.rhost.as_deref(), &converse);
+    let outcome = pam_client::login(
+        &args.service,
+        &args.user,
+        args.rhost.as_deref(),
+        !args.no_setcred,
+        &converse,
+    );
     eprintln!(
         "pam-drive: {}: {} ({})",
         outcome.call,
