@@ -13,7 +13,6 @@ use pam::module::PamHandle;
 use pam::secret::SecretBytes;
 use twostep_common::audit::{Level, Sink, Syslog, field};
 use twostep_common::clock::{Clock, SystemClock};
-use twostep_common::combined;
 use twostep_common::config::{Config, OnUnenrolled, Unenrolled};
 use twostep_common::email;
 use twostep_common::lockout::Locked;
@@ -22,7 +21,7 @@ use twostep_common::module_args::{Mode, ModuleArgs};
 use twostep_common::policy::{Skip, SystemDirectory};
 use twostep_common::store::{Seen, Store};
 
-use crate::{authtok, enroll};
+use crate::{enroll, one_prompt};
 
 const PROCESS: &str = "pam_twostep";
 const PROMPT: &str = "Verification code: ";
@@ -31,9 +30,8 @@ const SEND_FAILED: &str = "Could not send the code, try another method.";
 const SEND_LIMITED: &str = "Too many codes were sent; try again later.";
 /// After a failed send, for users whose only other way in is an emergency code.
 const EMERGENCY_PROMPT: &str = "Emergency code: ";
-const COMBINED_PROMPT: &str = "Password and verification code: ";
 const LOCKED_MESSAGE: &str = "Too many failed attempts, try again later.";
-const REQUIRED_MESSAGE: &str =
+pub(crate) const REQUIRED_MESSAGE: &str =
     "Two-step login is required for this account but is not set up. Ask your administrator.";
 const DEFAULT_LOG_SOCKET: &str = "/dev/log";
 
@@ -111,8 +109,8 @@ pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResul
     };
     match args.mode {
         Mode::Code => two_prompts(&mut login, &store),
-        Mode::Split => one_prompt(&mut login, &store),
-        Mode::Verify => PamResultCode::PAM_SERVICE_ERR,
+        Mode::Split => one_prompt::split(&mut login, &store),
+        Mode::Verify => one_prompt::verify(&mut login, &store),
     }
 }
 
@@ -164,7 +162,10 @@ impl<'a> Login<'a> {
     }
 }
 
-fn decide(login: &Login<'_>, store: &Store) -> Result<(Begin, Seen), twostep_common::Error> {
+pub(crate) fn decide(
+    login: &Login<'_>,
+    store: &Store,
+) -> Result<(Begin, Seen), twostep_common::Error> {
     login::begin(
         store,
         &login.config,
@@ -284,88 +285,10 @@ fn emailed_code(
     check(login, store, typed, Seen::default())
 }
 
-/// One-prompt mode: password and code arrive as one answer; the code is checked here and the
-/// password handed on as PAM_AUTHTOK for `pam_unix use_first_pass`.
-fn one_prompt(login: &mut Login<'_>, store: &Store) -> PamResultCode {
-    let token = match authtok::current(login.pamh) {
-        Some(token) => token,
-        None => match login.ask(PAM_PROMPT_ECHO_OFF, COMBINED_PROMPT) {
-            Ok(answer) => zeroize::Zeroizing::new(
-                answer
-                    .as_ref()
-                    .map_or(Vec::new(), |a| a.as_bytes().to_vec()),
-            ),
-            Err(code) => return conversation_failed(login, code),
-        },
-    };
-    let (decision, seen) = match decide(login, store) {
-        Ok(decided) => decided,
-        Err(e) => return login.system_error(&e),
-    };
-    match decision {
-        // No code expected: the whole answer is the password.
-        Begin::Skip(skip) => match authtok::set(login.pamh, &token) {
-            Ok(()) => skipped(login, skip),
-            Err(code) => code,
-        },
-        Begin::NotEnrolled { enforced: false } => {
-            let code = not_enrolled(login);
-            if code == PamResultCode::PAM_IGNORE
-                && let Err(e) = authtok::set(login.pamh, &token)
-            {
-                return e;
-            }
-            code
-        }
-        Begin::NotEnrolled { enforced: true } => {
-            if login.config.policy.on_unenrolled == OnUnenrolled::Enroll {
-                login.log(
-                    Level::Notice,
-                    "auth failure",
-                    "reason=not-enrolled detail=cannot-enroll-in-one-prompt-mode",
-                );
-                login.tell(PAM_ERROR_MSG, REQUIRED_MESSAGE);
-                return PamResultCode::PAM_AUTH_ERR;
-            }
-            enforced_without_enrollment(login)
-        }
-        Begin::Locked { until } => locked(login, until),
-        Begin::AskCode(Ask::Email { .. }) => {
-            // A mailed code cannot be typed in the same answer as the password.
-            login.log(
-                Level::Notice,
-                "auth failure",
-                "reason=email-method-in-one-prompt-mode",
-            );
-            PamResultCode::PAM_AUTH_ERR
-        }
-        Begin::AskCode(_) => {
-            let digits = seen
-                .record()
-                .and_then(|record| record.totp.as_ref())
-                .map_or(login.config.totp.digits, |totp| totp.digits);
-            let parts = combined::split(&token, digits);
-            let outcome = login::verify(
-                store,
-                &login.config,
-                &login.attempt(),
-                &parts.code,
-                SystemClock.now(),
-                seen,
-            );
-            let code = finish(login, outcome);
-            if code == PamResultCode::PAM_SUCCESS
-                && let Err(e) = authtok::set(login.pamh, &parts.password)
-            {
-                login.log(Level::Error, "error", "cannot hand the password on");
-                return e;
-            }
-            code
-        }
-    }
-}
-
-fn finish(login: &mut Login<'_>, outcome: Result<Outcome, twostep_common::Error>) -> PamResultCode {
+pub(crate) fn finish(
+    login: &mut Login<'_>,
+    outcome: Result<Outcome, twostep_common::Error>,
+) -> PamResultCode {
     match outcome {
         Err(e) => login.system_error(&e),
         Ok(Outcome::Accepted(accepted)) => success(login, accepted),
@@ -399,7 +322,7 @@ fn finish(login: &mut Login<'_>, outcome: Result<Outcome, twostep_common::Error>
     }
 }
 
-fn success(login: &mut Login<'_>, accepted: Accepted) -> PamResultCode {
+pub(crate) fn success(login: &mut Login<'_>, accepted: Accepted) -> PamResultCode {
     match accepted {
         Accepted::Totp => login.log(Level::Info, "auth success", "method=totp"),
         Accepted::Email => login.log(Level::Info, "auth success", "method=email"),
@@ -422,7 +345,7 @@ fn success(login: &mut Login<'_>, accepted: Accepted) -> PamResultCode {
     PamResultCode::PAM_SUCCESS
 }
 
-fn skipped(login: &mut Login<'_>, skip: Skip) -> PamResultCode {
+pub(crate) fn skipped(login: &mut Login<'_>, skip: Skip) -> PamResultCode {
     login.log(
         Level::Info,
         "auth skipped",
@@ -431,7 +354,7 @@ fn skipped(login: &mut Login<'_>, skip: Skip) -> PamResultCode {
     PamResultCode::PAM_SUCCESS
 }
 
-fn locked(login: &mut Login<'_>, until: u64) -> PamResultCode {
+pub(crate) fn locked(login: &mut Login<'_>, until: u64) -> PamResultCode {
     login.log(
         Level::Notice,
         "auth refused",
@@ -441,7 +364,7 @@ fn locked(login: &mut Login<'_>, until: u64) -> PamResultCode {
     PamResultCode::PAM_AUTH_ERR
 }
 
-fn not_enrolled(login: &mut Login<'_>) -> PamResultCode {
+pub(crate) fn not_enrolled(login: &mut Login<'_>) -> PamResultCode {
     match login.config.unenrolled {
         Unenrolled::Allow => {
             login.log(Level::Info, "not enrolled", "action=allow");
@@ -458,7 +381,7 @@ fn not_enrolled(login: &mut Login<'_>) -> PamResultCode {
     }
 }
 
-fn enforced_without_enrollment(login: &mut Login<'_>) -> PamResultCode {
+pub(crate) fn enforced_without_enrollment(login: &mut Login<'_>) -> PamResultCode {
     login.log(
         Level::Notice,
         "auth failure",
@@ -484,7 +407,7 @@ fn reason(why: Rejected) -> &'static str {
 }
 
 /// Error codes from libpam pass through, except the two that would let a login continue.
-fn never_pass(code: PamResultCode) -> PamResultCode {
+pub(crate) fn never_pass(code: PamResultCode) -> PamResultCode {
     match code {
         PamResultCode::PAM_SUCCESS | PamResultCode::PAM_IGNORE => PamResultCode::PAM_AUTH_ERR,
         other => other,

@@ -1,5 +1,5 @@
 //! A throwaway vsftpd on 127.0.0.1 that authenticates through a [`TestEnv`]'s PAM service: a
-//! real application with a single password prompt, for the module's one-prompt (`combined`)
+//! real application with a single password prompt, for the module's one-prompt (`combined=split` / `combined=verify`)
 //! mode.
 //!
 //! vsftpd answers every echo-off PAM prompt with the password the FTP client sent, so the
