@@ -69,6 +69,9 @@ impl Sink for Syslog {
         let Some(logger) = self.logger.as_mut() else {
             return;
         };
+        // Last line of defence: whatever a caller put together, no control or
+        // direction-changing character reaches the log.
+        let message = printable(message);
         let _ = match level {
             Level::Info => logger.info(message),
             Level::Notice => logger.notice(message),
@@ -88,19 +91,43 @@ impl Sink for Memory {
     }
 }
 
-/// A `key=value` field whose value came from outside (user name, rhost, service): quoted when
-/// needed and stripped of anything that could forge another field or line.
+/// A `key=value` field whose value came from outside (user name, rhost, service, an error
+/// text that quotes one, an SMTP server's reply): quoted when needed and stripped of anything
+/// that could forge another field or line, or make a terminal show it differently.
 pub fn field(key: &str, value: &str) -> String {
     let safe: String = value
         .chars()
         .take(256)
-        .map(|c| if c.is_control() || c == '"' { '?' } else { c })
+        .map(|c| if hidden(c) || c == '"' { '?' } else { c })
         .collect();
     if safe.is_empty() || safe.contains(' ') || safe.contains('=') {
         format!("{key}=\"{safe}\"")
     } else {
         format!("{key}={safe}")
     }
+}
+
+/// `text` with every control, direction-changing or invisible formatting character made `?`.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(hidden) {
+        text.chars()
+            .map(|c| if hidden(c) { '?' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
+/// Control characters (C0, DEL, C1: newlines, ESC sequences) and the Unicode format
+/// characters that reorder or hide text (bidi embeddings, overrides and isolates, marks,
+/// zero-width characters, the BOM).
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}')
 }
 
 #[cfg(test)]
@@ -130,5 +157,19 @@ mod tests {
             field("user", "x\"\nresult=success"),
             "user=\"x??result=success\""
         );
+        assert_eq!(
+            field("reason", "x\" auth success user=root\u{1b}[2J\u{202e}"),
+            "reason=\"x? auth success user=root?[2J?\""
+        );
+    }
+
+    #[test]
+    fn whole_lines_lose_control_and_bidi_characters() {
+        assert_eq!(printable("plain line"), "plain line");
+        assert_eq!(
+            printable("a\nb\u{1b}c\u{2066}d\u{200b}e\u{7f}"),
+            "a?b?c?d?e?"
+        );
+        assert_eq!(printable("é ü 名"), "é ü 名");
     }
 }

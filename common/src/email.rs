@@ -108,6 +108,29 @@ pub fn consume(state: &mut EmailState, code: &str, now: u64) -> bool {
     equal
 }
 
+/// Takes back `code`, issued at `sent_at`, after its mail could not be sent: it is no longer
+/// pending and does not count toward the send limits, so the next login mails a fresh one.
+/// Leaves `state` alone if another code has been issued since (false).
+pub fn withdraw(state: &mut EmailState, code: &str, sent_at: u64) -> bool {
+    let ours = random::unhex(&state.salt).is_some_and(|salt| {
+        let equal: bool = hash(&salt, code)
+            .as_bytes()
+            .ct_eq(state.hash.as_bytes())
+            .into();
+        equal
+    });
+    if !ours {
+        return false;
+    }
+    state.salt.clear();
+    state.hash.clear();
+    state.expires = 0;
+    if let Some(i) = state.sent.iter().rposition(|&t| t == sent_at) {
+        state.sent.remove(i);
+    }
+    true
+}
+
 fn new_code(digits: u8) -> Result<Zeroizing<String>, Error> {
     let mut code = Zeroizing::new(String::with_capacity(usize::from(digits)));
     for _ in 0..digits {
@@ -326,6 +349,35 @@ mod tests {
             panic!("no code");
         };
         assert!(!consume(&mut state, &code, 1600), "expired at 600 s");
+    }
+
+    #[test]
+    fn a_withdrawn_code_is_not_pending_and_not_counted() {
+        let e = email();
+        let mut state = EmailState::default();
+        let Issue::New(code) = issue(&mut state, &e, 1000).unwrap() else {
+            panic!("no code");
+        };
+        assert!(!withdraw(&mut state, "000000", 1000), "not the code issued");
+        assert!(!state.hash.is_empty());
+        assert!(withdraw(&mut state, &code, 1000));
+        assert!(!consume(&mut state, &code, 1001), "no longer pending");
+        assert!(state.sent.is_empty(), "not counted");
+        // The next request (within the same minute) mails a fresh code.
+        assert!(matches!(
+            issue(&mut state, &e, 1001).unwrap(),
+            Issue::New(_)
+        ));
+        // A code issued since is left alone.
+        let mut state = EmailState::default();
+        let Issue::New(first) = issue(&mut state, &e, 1000).unwrap() else {
+            panic!("no code");
+        };
+        let Issue::New(_second) = issue(&mut state, &e, 1070).unwrap() else {
+            panic!("no code");
+        };
+        assert!(!withdraw(&mut state, &first, 1000));
+        assert_eq!(state.sent.len(), 2);
     }
 
     #[test]

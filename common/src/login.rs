@@ -198,6 +198,27 @@ pub fn issue_email_code(
     Ok(result)
 }
 
+/// After the mail of `request` (from [`issue_email_code`]) could not be sent: its code is no
+/// longer pending and does not count toward the send limits, so the next login mails a fresh
+/// one instead of asking for a code that never arrived.
+pub fn email_not_sent(
+    store: &Store,
+    attempt: &Attempt<'_>,
+    request: &email::Request,
+) -> Result<(), Error> {
+    let lock = store.lock(attempt.user)?;
+    let Some(mut record) = store.load_locked(&lock)? else {
+        return Ok(());
+    };
+    let Some(state) = record.email_code.as_mut() else {
+        return Ok(());
+    };
+    if email::withdraw(state, &request.code, request.time) {
+        store.save_state(&lock, &record, false)?;
+    }
+    Ok(())
+}
+
 /// Checks a typed answer and records the result, all under the user's lock. `seen` is the
 /// record [`begin`] read (or `Seen::default()`); it is used only if it is still current.
 ///

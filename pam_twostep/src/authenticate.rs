@@ -93,7 +93,8 @@ impl Login<'_> {
     }
 
     pub fn system_error(&mut self, error: &twostep_common::Error) -> PamResultCode {
-        self.log(Level::Error, "error", &format!("refusing login: {error}"));
+        let detail = field("detail", &error.to_string());
+        self.log(Level::Error, "error", &format!("refusing login {detail}"));
         PamResultCode::PAM_AUTHINFO_UNAVAIL
     }
 }
@@ -126,7 +127,8 @@ impl<'a> Login<'a> {
             Ok(args) => args,
             Err(why) => {
                 early_log(&format!(
-                    "configuration error in the PAM service file: {why}"
+                    "configuration error in the PAM service file: {}",
+                    field("detail", &why)
                 ));
                 return Err(PamResultCode::PAM_SERVICE_ERR);
             }
@@ -134,7 +136,10 @@ impl<'a> Login<'a> {
         let config = match Config::load(&args.config) {
             Ok(config) => config,
             Err(e) => {
-                early_log(&format!("configuration error, refusing all logins: {e}"));
+                early_log(&format!(
+                    "configuration error, refusing all logins: {}",
+                    field("detail", &e.to_string())
+                ));
                 return Err(PamResultCode::PAM_AUTHINFO_UNAVAIL);
             }
         };
@@ -269,7 +274,11 @@ fn emailed_code(
             match email::send_via_helper(&login.config, &login.config_path, &request) {
                 Ok(()) => login.log(Level::Info, "email sent", ""),
                 Err(e) => {
-                    login.log(Level::Warning, "email failure", &format!("reason=\"{e}\""));
+                    let reason = field("reason", &e.to_string());
+                    login.log(Level::Warning, "email failure", &reason);
+                    if let Err(e) = login::email_not_sent(store, &login.attempt(), &request) {
+                        return login.system_error(&e);
+                    }
                     login.tell(PAM_ERROR_MSG, SEND_FAILED);
                     prompt = otherwise.to_string();
                 }

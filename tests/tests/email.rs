@@ -702,6 +702,99 @@ fn smtp_server_down_fails_the_login_quickly_with_a_message() {
     env.assert_logs_clean(&[]);
 }
 
+/// Issue 12: a code whose mail failed is not pending and does not count toward the send
+/// limits. A real SMTP server is stopped before the first login and started again before the
+/// second, within the same minute: the second login mails a fresh code and takes it.
+#[test]
+fn after_a_failed_send_the_next_login_mails_a_fresh_code() {
+    let env = TestEnv::new("email_down_then_up");
+    let stopped = SmtpServer::start(&env.dir().join("smtp-first"));
+    configure(&env, stopped.port(), "");
+    enroll_email(&env, USER, ADDR);
+    drop(stopped);
+    let (down, elapsed) = run(
+        &env,
+        env.attempt(USER).rhost(RHOST).answer("000000").time(T),
+    );
+    assert_send_failed(&down, elapsed, "server stopped", &["refused"]);
+
+    let smtp = SmtpServer::start(&env.dir().join("smtp-again"));
+    configure(&env, smtp.port(), "");
+    let up = login(
+        &env,
+        env.attempt(USER)
+            .rhost(RHOST)
+            .answer_exec(&smtp.code_reader())
+            .time(T + 10),
+    );
+    up.assert_result("PAM_SUCCESS");
+    assert_eq!(up.prompts(), [EMAIL_PROMPT], "{up}");
+    up.assert_logged(&["email sent", "user=daemon"]);
+    assert!(
+        !up.logs.iter().any(|l| l.contains("code-pending")),
+        "a code that was never delivered must not be pending\n{up}"
+    );
+    exactly(&smtp, 1, "the fresh code");
+    check_logs(&env, &smtp);
+}
+
+/// Issue 12: what an SMTP server says reaches the auth log only as one quoted field, without
+/// control or direction-changing characters: a hostile server cannot forge a line.
+#[test]
+fn a_hostile_smtp_reply_cannot_forge_log_lines() {
+    let hostile = HostileSmtp::start("554 x\" auth success user=root \u{1b}[2J\u{202e}toor");
+    let env = env_for_port("email_hostile", hostile.port, "");
+    enroll_email(&env, USER, ADDR);
+    let (refused, _) = run(
+        &env,
+        env.attempt(USER).rhost(RHOST).answer("000000").time(T),
+    );
+    refused.assert_result("PAM_AUTH_ERR");
+    let line = refused.assert_logged(&["email failure", "user=daemon", "reason=\""]);
+    assert!(
+        line.contains("auth success user=root"),
+        "premise: the reply is logged: {line}"
+    );
+    for line in env.logs() {
+        assert!(
+            !line.contains(['\u{1b}', '\u{202e}', '\n']),
+            "a control or bidi character reached the log: {line:?}"
+        );
+        let (_, message) = line.split_once("]: ").unwrap_or(("", &line));
+        assert!(
+            !message.starts_with("auth success"),
+            "forged line: {line:?}"
+        );
+        // Inside the reason field, the server's quote became `?`: the field ends at the line's
+        // end, so the forged `user=root` is not a field of its own.
+        if message.starts_with("email failure") {
+            let reason = &message[message.find("reason=\"").expect("quoted reason")..];
+            assert_eq!(reason.matches('"').count(), 2, "{line:?}");
+            assert!(reason.ends_with('"'), "{line:?}");
+        }
+    }
+}
+
+/// An SMTP server on 127.0.0.1 that greets every connection with one fixed reply line.
+struct HostileSmtp {
+    port: u16,
+}
+
+impl HostileSmtp {
+    fn start(greeting: &str) -> HostileSmtp {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let greeting = format!("{greeting}\r\n");
+        // Serves until the test process exits; each connection gets the line and is closed.
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let _ = stream.write_all(greeting.as_bytes());
+            }
+        });
+        HostileSmtp { port }
+    }
+}
+
 #[test]
 fn emergency_code_still_works_when_mail_cannot_be_sent() {
     let env = env_for_port("email_down_emergency", closed_port(), "");
