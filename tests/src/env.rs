@@ -189,12 +189,18 @@ impl TestEnv {
 
     /// Runs `twostep --config <config> <args>`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        run::run(
+        self.cli_with_input(args, None)
+    }
+
+    /// Like [`cli`](Self::cli), with `input` on its standard input.
+    pub fn cli_with_input(&self, args: &[&str], input: Option<&[u8]>) -> Output {
+        run::run_with_input(
             Command::new(paths::cli())
                 .env_remove("TWOSTEP_CONFIG")
                 .arg("--config")
                 .arg(self.config_path())
                 .args(args),
+            input,
             run::TIMEOUT,
         )
     }
@@ -208,9 +214,11 @@ impl TestEnv {
     /// "--algorithm", "SHA256"]`. Panics unless the CLI succeeds.
     pub fn enroll_with(&self, user: &str, secret_b32: &str, extra: &[&str]) -> Vec<String> {
         self.add_secret(secret_b32);
-        let mut args = vec!["enroll", user, "--secret", secret_b32, "--yes"];
+        // On stdin, as docs/admin-guide.md says: argv is world-readable.
+        let mut args = vec!["enroll", user, "--secret-stdin", "--yes"];
         args.extend_from_slice(extra);
-        let output = self.cli(&args);
+        let input = format!("{secret_b32}\n");
+        let output = self.cli_with_input(&args, Some(input.as_bytes()));
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),

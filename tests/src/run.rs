@@ -11,12 +11,29 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs `command` with stdin from /dev/null and returns its output. Panics if it cannot be
 /// started or runs longer than `timeout`; it is then killed (by its own pid) first.
 pub fn run(command: &mut Command, timeout: Duration) -> Output {
+    run_with_input(command, None, timeout)
+}
+
+/// Like [`run`], with `input` (when given) on the child's stdin instead of /dev/null.
+pub fn run_with_input(command: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Output {
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        let input = input.to_vec();
+        // A thread, so that a child that does not read cannot block the test.
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut pipe, &input);
+        });
+    }
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let Some(status) = wait(&mut child, timeout) else {

@@ -1,6 +1,8 @@
 //! `twostep enroll`: create a user's enrollment. Interactively, 2FA is switched on only after
 //! the user's app has produced a code that verifies, as Synology and QNAP do.
 
+use std::io::BufRead;
+
 use clap::Args;
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
@@ -9,6 +11,7 @@ use twostep_common::enroll::{self, NewEnrollment};
 use twostep_common::manage;
 use twostep_common::store::Store;
 use twostep_common::totp::{self, Algorithm, Params};
+use zeroize::Zeroizing;
 
 use crate::email_cmds::confirm_address;
 use crate::output::{audit, print_emergency_codes};
@@ -35,9 +38,15 @@ pub struct EnrollArgs {
     #[arg(long, value_enum, default_value = "totp")]
     pub method: MethodArg,
 
-    /// Use this base32 key (e.g. from a provisioning system) instead of a new random 160-bit one
+    /// Use this base32 key instead of a new random 160-bit one. It is then on the command line,
+    /// which every local user can read: prefer --secret-stdin
     #[arg(long, value_name = "BASE32")]
     pub secret: Option<String>,
+
+    /// Read the base32 key (e.g. from a provisioning system) from the first line of standard
+    /// input instead of making a new one
+    #[arg(long, conflicts_with = "secret")]
+    pub secret_stdin: bool,
 
     /// Do not ask for a confirmation code: store at once and print the key, URI and codes
     #[arg(long)]
@@ -92,8 +101,9 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     if let Some(address) = &args.email {
         email::check_address(address).map_err(|e| e.to_string())?;
     }
-    let generated = args.secret.is_none();
-    let key = match &args.secret {
+    let given = given_secret(args)?;
+    let generated = given.is_none();
+    let key = match &given {
         Some(text) => totp::decode_secret(text).map_err(|e| e.to_string())?,
         None => totp::new_secret().map_err(|e| e.to_string())?,
     };
@@ -135,6 +145,37 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The key given with `--secret` (with a warning: argv is world-readable in /proc) or on the
+/// first line of standard input with `--secret-stdin`; `None` for a new key.
+fn given_secret(args: &EnrollArgs) -> Result<Option<Zeroizing<String>>, String> {
+    if let Some(text) = &args.secret {
+        eprintln!(
+            "warning: --secret puts the key on the command line, where every local user can \
+             read it (ps, /proc/PID/cmdline); use --secret-stdin"
+        );
+        return Ok(Some(Zeroizing::new(text.clone())));
+    }
+    if !args.secret_stdin {
+        return Ok(None);
+    }
+    // Longer than any key (at most 128 bytes, 205 base32 characters with spacing).
+    const MAX_LINE: u64 = 1024;
+    let mut line = Zeroizing::new(String::new());
+    let read = std::io::Read::take(std::io::stdin().lock(), MAX_LINE)
+        .read_line(&mut line)
+        .map_err(|e| format!("--secret-stdin: cannot read standard input: {e}"))?;
+    if read as u64 == MAX_LINE && !line.ends_with('\n') {
+        return Err(
+            "--secret-stdin: the first line of standard input is too long for a key".into(),
+        );
+    }
+    let key = Zeroizing::new(line.trim().to_string());
+    if key.is_empty() {
+        return Err("--secret-stdin: no key on the first line of standard input".into());
+    }
+    Ok(Some(key))
+}
+
 /// `--method email`: no app; codes are mailed at login. Interactively the address must first
 /// prove it receives mail.
 fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), String> {
@@ -142,11 +183,15 @@ fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), String> {
         return Err("--method email needs --email ADDR".into());
     };
     if args.secret.is_some()
+        || args.secret_stdin
         || args.algorithm.is_some()
         || args.digits.is_some()
         || args.period.is_some()
     {
-        return Err("--secret, --algorithm, --digits and --period are for --method totp".into());
+        return Err(
+            "--secret, --secret-stdin, --algorithm, --digits and --period are for --method totp"
+                .into(),
+        );
     }
     email::check_address(address).map_err(|e| e.to_string())?;
     if !config.email.enabled() {
