@@ -366,15 +366,50 @@ impl Default for Config {
     }
 }
 
+/// What a login does without its config file: the notice to log (default path), or the error.
+fn missing(path: &Path, is_default: bool) -> Result<String, Error> {
+    if is_default {
+        return Ok(format!(
+            "{} does not exist: using the built-in defaults (install the default config, or \
+             run packaging/install.sh)",
+            path.display()
+        ));
+    }
+    Err(Error::Config {
+        path: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: "does not exist (named by config= in the PAM service): refusing all logins".into(),
+    })
+}
+
 impl Config {
     /// Loads `path`; a missing file gives the built-in defaults. The file must be owned by root
     /// and not writable by group or others, as must every directory above it, because it decides
     /// where enrollments live and who may skip the second step.
     pub fn load(path: &Path) -> Result<Config, Error> {
+        Ok(Config::load_if_present(path)?.unwrap_or_default())
+    }
+
+    /// Loads the config a login uses. A missing default config means the built-in defaults,
+    /// with a notice to log at every login. A missing config that a `config=` argument names
+    /// is an error: a typo must not silently drop enforcement, `deny` and trusted networks.
+    pub fn load_for_login(
+        path: &Path,
+        is_default: bool,
+    ) -> Result<(Config, Option<String>), Error> {
+        match Config::load_if_present(path)? {
+            Some(config) => Ok((config, None)),
+            None => missing(path, is_default).map(|notice| (Config::default(), Some(notice))),
+        }
+    }
+
+    /// [`Config::load`], with `None` for a missing file.
+    pub fn load_if_present(path: &Path) -> Result<Option<Config>, Error> {
         let text =
             match securefs::read_root_file(path, MAX_CONFIG_BYTES, securefs::Access::Readable)? {
                 Some(bytes) => bytes,
-                None => return Ok(Config::default()),
+                None => return Ok(None),
             };
         let text = std::str::from_utf8(&text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
@@ -382,7 +417,7 @@ impl Config {
             column: 0,
             message: format!("not valid UTF-8 (byte {})", e.valid_up_to()),
         })?;
-        Config::parse(path, text)
+        Config::parse(path, text).map(Some)
     }
 
     /// Parses config text; `path` only labels errors.
@@ -513,6 +548,23 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, Error> {
         Config::parse(Path::new("/etc/twostep/twostep.toml"), text)
+    }
+
+    #[test]
+    fn a_missing_config_is_noticed_or_refused() {
+        let default = Path::new(DEFAULT_CONFIG_PATH);
+        let notice = missing(default, true).unwrap();
+        assert!(
+            notice.contains("/etc/twostep/twostep.toml does not exist"),
+            "{notice}"
+        );
+        let typo = Path::new("/etc/twostep/twostpe.toml");
+        let err = missing(typo, false).unwrap_err().to_string();
+        assert!(
+            err.starts_with("/etc/twostep/twostpe.toml: does not exist"),
+            "{err}"
+        );
+        assert!(err.contains("refusing all logins"), "{err}");
     }
 
     #[test]

@@ -133,8 +133,13 @@ impl<'a> Login<'a> {
                 return Err(PamResultCode::PAM_SERVICE_ERR);
             }
         };
-        let config = match Config::load(&args.config) {
-            Ok(config) => config,
+        let config = match Config::load_for_login(&args.config, args.default_config()) {
+            Ok((config, notice)) => {
+                if let Some(notice) = notice {
+                    Syslog::open(&config.log.socket, PROCESS).log(Level::Notice, &notice);
+                }
+                config
+            }
             Err(e) => {
                 early_log(&format!(
                     "configuration error, refusing all logins: {}",
