@@ -489,9 +489,9 @@ pub fn commit_enrollment(
     Ok(Commit::Enrolled)
 }
 
-/// The lockout and grace key for a login: the cleaned PAM_RHOST, "" for local logins.
+/// The lockout and grace key for a login (see [`crate::network::host_key`]).
 fn host_key(rhost: &str) -> String {
-    clean_field(rhost)
+    crate::network::host_key(rhost, MAX_FIELD_CHARS)
 }
 
 /// PAM items come from the client side of the application; keep them printable and short.

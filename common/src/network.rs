@@ -76,17 +76,56 @@ impl fmt::Display for Network {
     }
 }
 
-/// The address in a PAM_RHOST value, if it is one: plain, `[v6]`, with a `%zone`, and
-/// IPv4-mapped IPv6 (`::ffff:192.0.2.1`) read as IPv4. Host names are not resolved: a name is
-/// never trusted.
+/// The address in a PAM_RHOST value, if it is exactly one: `192.0.2.1`, `2001:db8::1`,
+/// `[2001:db8::1]` (one pair of brackets, IPv6 only), and a `%zone` only on an IPv6 link-local
+/// address (`fe80::1%eth0`, with or without brackets). IPv4-mapped IPv6 (`::ffff:192.0.2.1`) is
+/// read as IPv4. Anything else (`10.1.2.3%evil`, `[[10.1.2.3]]`, trailing bytes) is not an
+/// address: it is treated as a host name, and names are never resolved nor trusted.
 pub fn rhost_addr(rhost: &str) -> Option<IpAddr> {
-    let text = rhost.trim_start_matches('[').trim_end_matches(']');
-    let text = text.split('%').next().unwrap_or(text);
+    let (text, bracketed) = match rhost.strip_prefix('[') {
+        Some(inner) => (inner.strip_suffix(']')?, true),
+        None => (rhost, false),
+    };
+    let (text, zone) = match text.split_once('%') {
+        Some((addr, zone)) => (addr, Some(zone)),
+        None => (text, None),
+    };
     let addr: IpAddr = text.parse().ok()?;
-    Some(match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-        v4 => v4,
-    })
+    match addr {
+        IpAddr::V4(_) if bracketed || zone.is_some() => None,
+        IpAddr::V4(v4) => Some(IpAddr::V4(v4)),
+        IpAddr::V6(v6) => {
+            if let Some(zone) = zone
+                && !(v6.is_unicast_link_local() && valid_zone(zone))
+            {
+                return None;
+            }
+            Some(v6.to_ipv4_mapped().map_or(addr, IpAddr::V4))
+        }
+    }
+}
+
+/// An interface name or index, as the kernel allows them (at most 15 bytes).
+fn valid_zone(zone: &str) -> bool {
+    (1..=15).contains(&zone.len())
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The key under which lockout and grace remember a PAM_RHOST: the address in its one
+/// canonical form when it is one (so `[2001:db8::1]` and `2001:db8::1` are one host), else the
+/// text with control characters made `?` (so `10.1.2.3\x01` is never `10.1.2.3`), at most
+/// `max` characters; "" for a local login.
+pub fn host_key(rhost: &str, max: usize) -> String {
+    match rhost_addr(rhost) {
+        Some(addr) => addr.to_string(),
+        None => rhost
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .take(max)
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -105,7 +144,7 @@ mod tests {
         assert!(lan.contains(ip("::ffff:192.168.1.5")));
         let ula = Network::parse("fd00::/8").unwrap();
         assert!(ula.contains(ip("fd12:3456::1")));
-        assert!(ula.contains(ip("[fd00::1%eth0]")));
+        assert!(ula.contains(ip("[fd00::1]")));
         assert!(!ula.contains(ip("fe80::1")));
         assert!(!ula.contains(ip("192.168.1.77")));
         assert!(Network::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
@@ -115,9 +154,39 @@ mod tests {
 
     #[test]
     fn names_and_junk_are_not_addresses() {
-        assert_eq!(rhost_addr("nas.example.com"), None);
-        assert_eq!(rhost_addr(""), None);
-        assert_eq!(rhost_addr("1.2.3.4 "), None);
+        for junk in [
+            "nas.example.com",
+            "",
+            "1.2.3.4 ",
+            "10.1.2.3%evil",
+            "[[[10.1.2.3]]]",
+            "[[fd00::1]]",
+            "[10.1.2.3]",
+            "[fd00::1",
+            "fd00::1]",
+            "10.1.2.3\u{1}",
+            "10.1.2.3\n",
+            "fd00::1%eth0",
+            "fe80::1%",
+            "fe80::1%eth0/x",
+            "fe80::1%a%b",
+            "fe80::1%sixteen-chars-xx",
+        ] {
+            assert_eq!(rhost_addr(junk), None, "{junk:?}");
+        }
+        assert_eq!(rhost_addr("[fe80::1%eth0]"), Some(ip("fe80::1")));
+        assert_eq!(rhost_addr("fe80::1%2"), Some(ip("fe80::1")));
+        assert_eq!(rhost_addr("[2001:db8::1]"), Some(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn host_keys_are_canonical_addresses_or_marked_names() {
+        assert_eq!(host_key("[2001:DB8::1]", 255), "2001:db8::1");
+        assert_eq!(host_key("::ffff:192.0.2.1", 255), "192.0.2.1");
+        assert_eq!(host_key("10.1.2.3\u{1}", 255), "10.1.2.3?");
+        assert_eq!(host_key("10.1.2.3%evil", 255), "10.1.2.3%evil");
+        assert_eq!(host_key("", 255), "");
+        assert_eq!(host_key(&"a".repeat(1000), 255).len(), 255);
     }
 
     #[test]
