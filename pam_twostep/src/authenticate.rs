@@ -125,6 +125,10 @@ pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResul
             return never_pass(code);
         }
     };
+    let user = match crate::names::canonical_user(pamh, &config, &mut log, flags, &user) {
+        Ok(canonical) => canonical,
+        Err(code) => return code,
+    };
     let service = item_text::<Service>(pamh);
     let rhost = item_text::<RHost>(pamh);
     let mut login = Login {

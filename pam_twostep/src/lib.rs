@@ -9,6 +9,7 @@
 mod authenticate;
 mod authtok;
 mod enroll;
+mod names;
 
 use std::ffi::CStr;
 
