@@ -1,5 +1,6 @@
 //! [`TestEnv`]: one test's private twostep installation.
 
+use std::ffi::OsString;
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -189,9 +190,16 @@ impl TestEnv {
 
     /// Runs `twostep --config <config> <args>`.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with(args, &[])
+    }
+
+    /// [`cli`](Self::cli) with environment variables added, e.g. a test user directory's
+    /// ([`NssDirectory::envs`](crate::nss::NssDirectory::envs)).
+    pub fn cli_with(&self, args: &[&str], envs: &[(OsString, OsString)]) -> Output {
         run::run(
             Command::new(paths::cli())
                 .env_remove("TWOSTEP_CONFIG")
+                .envs(envs.iter().map(|(k, v)| (k, v)))
                 .arg("--config")
                 .arg(self.config_path())
                 .args(args),

@@ -15,6 +15,7 @@ pub struct Attempt<'a> {
     answers: Vec<AnswerArg>,
     time: Option<i64>,
     dev_log: bool,
+    envs: Vec<(OsString, OsString)>,
 }
 
 impl<'a> Attempt<'a> {
@@ -26,6 +27,7 @@ impl<'a> Attempt<'a> {
             answers: Vec::new(),
             time: None,
             dev_log: true,
+            envs: Vec::new(),
         }
     }
 
@@ -77,6 +79,13 @@ impl<'a> Attempt<'a> {
         self
     }
 
+    /// Runs pam-drive with these environment variables added, e.g. a test user directory's
+    /// ([`NssDirectory::envs`](crate::nss::NssDirectory::envs)).
+    pub fn envs(mut self, envs: &[(OsString, OsString)]) -> Self {
+        self.envs.extend_from_slice(envs);
+        self
+    }
+
     /// The pam-drive arguments for this attempt.
     pub fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--service".into(), self.env.service().into()];
@@ -113,7 +122,7 @@ impl<'a> Attempt<'a> {
             }
         }
         let before = self.env.logs().len();
-        let mut login = pam_drive(&self.args());
+        let mut login = pam_drive_with(&self.args(), &self.envs);
         login.logs = self.env.logs().split_off(before);
         login
     }
@@ -128,8 +137,15 @@ enum AnswerArg {
 
 /// Runs pam-drive with `args` and parses its output. Panics on usage errors.
 pub fn pam_drive(args: &[OsString]) -> Login {
+    pam_drive_with(args, &[])
+}
+
+/// [`pam_drive`] with environment variables added.
+pub fn pam_drive_with(args: &[OsString], envs: &[(OsString, OsString)]) -> Login {
     let output = crate::run::run(
-        Command::new(crate::paths::pam_drive()).args(args),
+        Command::new(crate::paths::pam_drive())
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v))),
         crate::run::TIMEOUT,
     );
     let login = Login::parse(
