@@ -16,6 +16,7 @@ pub struct Attempt<'a> {
     time: Option<i64>,
     dev_log: bool,
     envs: Vec<(OsString, OsString)>,
+    open_fds: Vec<std::path::PathBuf>,
 }
 
 impl<'a> Attempt<'a> {
@@ -28,6 +29,7 @@ impl<'a> Attempt<'a> {
             time: None,
             dev_log: true,
             envs: Vec::new(),
+            open_fds: Vec::new(),
         }
     }
 
@@ -86,6 +88,12 @@ impl<'a> Attempt<'a> {
         self
     }
 
+    /// Has pam-drive hold `path` open, inheritable, during the login (`--open-fd`).
+    pub fn open_fd(mut self, path: &std::path::Path) -> Self {
+        self.open_fds.push(path.to_path_buf());
+        self
+    }
+
     /// The pam-drive arguments for this attempt.
     pub fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--service".into(), self.env.service().into()];
@@ -98,6 +106,9 @@ impl<'a> Attempt<'a> {
         }
         if self.dev_log {
             args.extend(["--dev-log".into(), self.env.log_socket().into()]);
+        }
+        for path in &self.open_fds {
+            args.extend(["--open-fd".into(), path.into()]);
         }
         for answer in &self.answers {
             match answer {

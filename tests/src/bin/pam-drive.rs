@@ -3,6 +3,7 @@
 //! ```text
 //! pam-drive --service NAME --user USER [--rhost HOST] [--answer TEXT]... [--answer-hex HEX]...
 //!           [--answer-file PATH]... [--answer-exec PROG]... [--time EPOCH] [--dev-log SOCKET]
+//!           [--open-fd PATH]...
 //! ```
 //!
 //! `--answer-exec PROG` is an answer computed when its prompt arrives: pam-drive runs `PROG
@@ -30,6 +31,9 @@
 //! SOCKET`, so syslog messages sent to the default socket (libpam's own, or a module's before
 //! it has read its configuration) can be collected by a test. The real /dev is not touched.
 //!
+//! `--open-fd PATH` opens PATH read-only without close-on-exec before `pam_start` and keeps it
+//! open, like an application's descriptor that a module's child process must not inherit.
+//!
 //! libpam's failure delay is disabled (`PAM_FAIL_DELAY` is set to a function that does nothing)
 //! to keep tests fast.
 
@@ -45,7 +49,7 @@ static ANSWERS: Mutex<VecDeque<Answer>> = Mutex::new(VecDeque::new());
 
 const USAGE: &str = "usage: pam-drive --service NAME --user USER [--rhost HOST] [--answer TEXT]... \
                      [--answer-hex HEX]... [--answer-file PATH]... [--answer-exec PROG]... \
-                     [--time EPOCH] [--dev-log SOCKET]";
+                     [--time EPOCH] [--dev-log SOCKET] [--open-fd PATH]...";
 
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
@@ -60,6 +64,10 @@ fn main() -> ExitCode {
     }
     if let Some(Err(message)) = args.dev_log.as_deref().map(dev_log::redirect_to) {
         eprintln!("pam-drive: --dev-log: {message}");
+        return ExitCode::from(2);
+    }
+    if let Err(message) = open_inheritable(&args.open_fds) {
+        eprintln!("pam-drive: --open-fd: {message}");
         return ExitCode::from(2);
     }
     ANSWERS
@@ -84,6 +92,7 @@ struct Args {
     answers: Vec<Answer>,
     time: Option<i64>,
     dev_log: Option<PathBuf>,
+    open_fds: Vec<PathBuf>,
 }
 
 impl Args {
@@ -110,6 +119,7 @@ impl Args {
                     args.time = Some(epoch);
                 }
                 "--dev-log" => args.dev_log = Some(PathBuf::from(value()?)),
+                "--open-fd" => args.open_fds.push(PathBuf::from(value()?)),
                 "-h" | "--help" => return Err("help requested".into()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -118,6 +128,26 @@ impl Args {
         args.user = user.ok_or("--user is required")?;
         Ok(args)
     }
+}
+
+/// Opens each path for `--open-fd` and leaves it open, inheritable across exec.
+fn open_inheritable(paths: &[PathBuf]) -> Result<(), String> {
+    use std::os::fd::IntoRawFd;
+    for path in paths {
+        let fd = std::fs::File::open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .into_raw_fd();
+        // SAFETY: `fd` is the descriptor just opened, owned by nobody else; clearing its flags
+        // only drops FD_CLOEXEC.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(format!("{}: cannot clear FD_CLOEXEC", path.display()));
+        }
+        eprintln!(
+            "pam-drive: --open-fd: {} is descriptor {fd}",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn c_string(bytes: Vec<u8>) -> Result<CString, String> {
