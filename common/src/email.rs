@@ -3,12 +3,20 @@
 //!
 //! The PAM module never talks SMTP itself: TLS and SMTP code would make every sshd process
 //! larger and a hung server could hold a login. It runs the root-owned helper
-//! (`twostep send-code`) with the request on standard input and kills it at the deadline.
+//! (`twostep send-code`) with the request on standard input, in its own process group that is
+//! killed when it exits and at the deadline.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -269,6 +277,11 @@ impl std::fmt::Display for SendError {
 
 /// Runs `helper --config CONFIG send-code` with `request` on standard input; returns once it
 /// exits or, at the latest, `timeout_secs` plus a few seconds later (then it is killed).
+///
+/// The helper runs in its own process group, which is killed (SIGKILL) when the helper exits
+/// and at the deadline, so that nothing it started outlives it or holds the login: standard
+/// error is read without blocking, and only until the helper exits or the deadline passes.
+/// It inherits no descriptor above 2 from the application.
 pub fn send_via_helper(
     config: &Config,
     config_path: &Path,
@@ -277,7 +290,9 @@ pub fn send_via_helper(
     let helper = &config.email.helper;
     securefs::check_root_executable(helper).map_err(|e| SendError::Helper(e.to_string()))?;
     let input = request.to_text().map_err(SendError::Helper)?;
-    let mut child = Command::new(helper)
+    let deadline = Instant::now() + Duration::from_secs(config.email.timeout_secs) + HELPER_GRACE;
+    let mut command = Command::new(helper);
+    command
         .arg("--config")
         .arg(config_path)
         .arg("send-code")
@@ -286,38 +301,163 @@ pub fn send_via_helper(
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: the hook runs in the forked child before exec and only makes system calls that
+    // are async-signal-safe (close_range, getrlimit, fcntl); it allocates nothing and takes no
+    // lock.
+    unsafe {
+        command.pre_exec(|| {
+            cloexec_inherited();
+            Ok(())
+        });
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| SendError::Helper(format!("{}: {e}", helper.display())))?;
+    let group = Group(Pid::from_raw(child.id() as i32));
     if let Some(mut stdin) = child.stdin.take() {
-        // A helper that dies before reading makes this fail; its exit status says why.
+        // The request fits in a pipe's buffer, so this does not wait for the helper; a helper
+        // that dies before reading makes it fail, and its exit status says why.
         let _ = stdin.write_all(input.as_bytes());
     }
-    let deadline = Instant::now() + Duration::from_secs(config.email.timeout_secs) + HELPER_GRACE;
+    let mut stderr = Stderr::new(child.stderr.take());
     let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
+        stderr.drain();
+        match exited(&group) {
+            Ok(true) => {
+                // Kill what the helper left behind while its pid still names the group, then
+                // read what it wrote before exiting.
+                group.kill();
+                stderr.drain();
+                match child.wait() {
+                    Ok(status) => break status,
+                    Err(e) => return Err(SendError::Helper(e.to_string())),
+                }
+            }
+            Ok(false) if Instant::now() >= deadline => {
+                group.kill();
                 let _ = child.wait();
                 return Err(SendError::Timeout);
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(SendError::Helper(e.to_string())),
+            Ok(false) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                group.kill();
+                let _ = child.wait();
+                return Err(SendError::Helper(e.desc().to_string()));
+            }
         }
     };
     if status.success() {
         return Ok(());
     }
-    let mut err = String::new();
-    if let Some(stderr) = child.stderr.take() {
-        let _ = stderr.take(4096).read_to_string(&mut err);
-    }
+    let err = String::from_utf8_lossy(&stderr.bytes);
     let first = err.lines().next().unwrap_or("").trim();
     Err(SendError::Failed(if first.is_empty() {
         format!("the helper exited with {status}")
     } else {
         first.chars().take(300).collect()
     }))
+}
+
+/// The helper's process group (its pgid is the helper's pid).
+struct Group(Pid);
+
+impl Group {
+    fn kill(&self) {
+        // ESRCH (nobody left) is the usual answer once the helper is gone.
+        let _ = killpg(self.0, Signal::SIGKILL);
+    }
+}
+
+/// Whether the helper has exited, without reaping it: its zombie keeps the process group's id
+/// from being reused until [`Group::kill`] has run.
+fn exited(group: &Group) -> Result<bool, Errno> {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(group.0), flags)? {
+        WaitStatus::StillAlive => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+/// The helper's standard error, read without blocking; the first 4 KiB are kept.
+struct Stderr {
+    pipe: Option<std::process::ChildStderr>,
+    bytes: Vec<u8>,
+}
+
+impl Stderr {
+    const KEEP: usize = 4096;
+
+    fn new(pipe: Option<std::process::ChildStderr>) -> Stderr {
+        let pipe = pipe.filter(|pipe| {
+            let flags = fcntl(pipe, FcntlArg::F_GETFL)
+                .map(OFlag::from_bits_truncate)
+                .map(|flags| flags | OFlag::O_NONBLOCK);
+            flags.is_ok_and(|flags| fcntl(pipe, FcntlArg::F_SETFL(flags)).is_ok())
+        });
+        Stderr {
+            pipe,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// Reads what is there now; stops at end of file or on an error.
+    fn drain(&mut self) {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 1024];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break self.pipe = None,
+                Ok(n) => {
+                    let room = Self::KEEP.saturating_sub(self.bytes.len());
+                    self.bytes.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => break self.pipe = None,
+            }
+        }
+    }
+}
+
+/// In the forked child: marks every descriptor above 2 close-on-exec, so the helper inherits
+/// none of the application's (sshd's sockets, a web server's connections). Close-on-exec
+/// rather than closing keeps the standard library's own exec-error pipe working.
+/// Async-signal-safe: only system calls.
+fn cloexec_inherited() {
+    // SAFETY: close_range takes plain integers and touches only this process's descriptor
+    // table; CLOSE_RANGE_CLOEXEC (Linux 5.11) closes nothing.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    } == 0;
+    if done {
+        return;
+    }
+    // Older kernels: every possible descriptor up to the limit.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the valid, exclusively borrowed `limit`.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur.min(1 << 20) as libc::c_int
+    } else {
+        1 << 16
+    };
+    for fd in 3..max {
+        // SAFETY: fcntl on a descriptor number that may not be open fails with EBADF and has
+        // no other effect.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use crate::config::Policy;
 use crate::error::Error;
 use crate::network;
 use crate::record::Record;
+use crate::username::Canonical;
 
 /// Users and groups as the system's name services see them; injected for tests.
 pub trait Directory {
@@ -51,6 +52,80 @@ pub fn is_enforced(policy: &Policy, user: &str, dir: &dyn Directory) -> Result<b
         return Ok(false);
     }
     Ok(by_name || in_any(&policy.enforce_groups))
+}
+
+/// The name a login goes on with, from the typed name and what the directory said about it
+/// ([`username::canonical`](crate::username::canonical)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginName {
+    /// Records and policy use `name`, the directory's canonical name; `aliased`: the typed name
+    /// was another spelling.
+    Known { name: String, aliased: bool },
+    /// Not in the directory and no record under the typed name: not enrolled. Never exempt
+    /// (no group membership can be shown), and `enforced` when `enforce_users` lists the typed
+    /// name or any `enforce_groups` exist (membership cannot be ruled out either), so an
+    /// unknown name never takes a weaker path than a known user would.
+    Unknown { enforced: bool },
+    /// The typed and canonical names differ in a way the policy cannot resolve (`reason`, a
+    /// log token); `canonical` is empty for an unknown user.
+    Refused {
+        reason: &'static str,
+        canonical: String,
+    },
+}
+
+/// Decides which name a login uses. `has_record(name)` says whether a record exists under
+/// `name`. Refused: a record under the typed alias (whether or not the canonical name has one:
+/// which of the two would be the user's?), `enforce_users`/`exempt_users` naming the alias
+/// rather than the canonical name, and a record under a name the directory does not know (it
+/// may be a directory that failed quietly; following `unenrolled` would skip the record).
+pub fn login_name(
+    policy: &Policy,
+    typed: &str,
+    canonical: Canonical,
+    has_record: &dyn Fn(&str) -> Result<bool, Error>,
+) -> Result<LoginName, Error> {
+    let refused = |reason, canonical: &str| LoginName::Refused {
+        reason,
+        canonical: canonical.to_string(),
+    };
+    let name = match canonical {
+        Canonical::Unknown => {
+            if has_record(typed)? {
+                return Ok(refused("record-for-unknown-user", ""));
+            }
+            let enforced = policy.enforce_users.iter().any(|u| u == typed)
+                || !policy.enforce_groups.is_empty();
+            return Ok(LoginName::Unknown { enforced });
+        }
+        Canonical::Known {
+            aliased: false,
+            name,
+        } => name,
+        Canonical::Known {
+            aliased: true,
+            name,
+        } => {
+            if has_record(typed)? {
+                return Ok(refused("record-under-alias", &name));
+            }
+            let listed = |list: &[String]| list.iter().any(|u| u == typed);
+            if listed(&policy.enforce_users) {
+                return Ok(refused("alias-in-enforce-users", &name));
+            }
+            if listed(&policy.exempt_users) {
+                return Ok(refused("alias-in-exempt-users", &name));
+            }
+            return Ok(LoginName::Known {
+                name,
+                aliased: true,
+            });
+        }
+    };
+    Ok(LoginName::Known {
+        name,
+        aliased: false,
+    })
 }
 
 /// Every user the policy enforces, sorted (for `twostep status`).
@@ -226,6 +301,90 @@ mod tests {
         assert!(is_enforced(&by_name, "ghost", &d).unwrap());
         assert!(is_enforced(&policy(), "ghost", &d).is_err());
         assert!(!is_enforced(&Policy::default(), "alice", &d).unwrap());
+    }
+
+    #[test]
+    fn login_names_refuse_what_the_policy_cannot_resolve() {
+        let alias = |name: &str| Canonical::Known {
+            name: name.into(),
+            aliased: true,
+        };
+        let p = Policy {
+            enforce_users: vec!["bob".into(), "Carol".into()],
+            exempt_users: vec!["Dave".into()],
+            ..Policy::default()
+        };
+        let name = |policy: &Policy, typed: &str, canonical, records: &[&str]| {
+            login_name(
+                policy,
+                typed,
+                canonical,
+                &|user| Ok(records.contains(&user)),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            name(&p, "ALICE", alias("alice"), &["alice"]),
+            LoginName::Known {
+                name: "alice".into(),
+                aliased: true
+            }
+        );
+        for (typed, canonical, records, reason) in [
+            ("ALICE", "alice", &["ALICE"][..], "record-under-alias"),
+            (
+                "ALICE",
+                "alice",
+                &["ALICE", "alice"][..],
+                "record-under-alias",
+            ),
+            ("Carol", "carol", &[][..], "alias-in-enforce-users"),
+            ("Dave", "dave", &[][..], "alias-in-exempt-users"),
+        ] {
+            assert_eq!(
+                name(&p, typed, alias(canonical), records),
+                LoginName::Refused {
+                    reason,
+                    canonical: canonical.into()
+                },
+                "{typed}"
+            );
+        }
+        let plain = Canonical::Known {
+            name: "bob".into(),
+            aliased: false,
+        };
+        assert!(matches!(
+            name(&p, "bob", plain, &["bob"]),
+            LoginName::Known { aliased: false, .. }
+        ));
+        // Unknown names: never exempt, enforced whenever membership of a group could be.
+        assert_eq!(
+            name(&p, "ghost", Canonical::Unknown, &[]),
+            LoginName::Unknown { enforced: false }
+        );
+        assert_eq!(
+            name(&p, "bob", Canonical::Unknown, &[]),
+            LoginName::Unknown { enforced: true }
+        );
+        let by_group = Policy {
+            enforce_groups: vec!["staff".into()],
+            exempt_users: vec!["ghost".into()],
+            ..Policy::default()
+        };
+        assert_eq!(
+            name(&by_group, "ghost", Canonical::Unknown, &[]),
+            LoginName::Unknown { enforced: true }
+        );
+        assert_eq!(
+            name(&p, "ghost", Canonical::Unknown, &["ghost"]),
+            LoginName::Refused {
+                reason: "record-for-unknown-user",
+                canonical: String::new()
+            }
+        );
+        let failing = |_: &str| -> Result<bool, Error> { Err(Error::Invalid("disk".into())) };
+        assert!(login_name(&p, "ALICE", alias("alice"), &failing).is_err());
     }
 
     #[test]

@@ -167,6 +167,13 @@ impl Store {
         })
     }
 
+    /// Whether a record exists under exactly `user` (checked like a read: an unsafe file is an
+    /// error), without reading it.
+    pub fn has_record(&self, user: &str) -> Result<bool, Error> {
+        let name = with_ext(&username::encode(user)?, RECORD_EXT);
+        Ok(self.users.open_file_stat(&name, Access::Private)?.is_some())
+    }
+
     /// Reads `user`'s record without locking; records are replaced atomically, so this sees
     /// a whole old or a whole new one. Use [`Store::load_locked`] to modify.
     pub fn load(&self, user: &str) -> Result<Option<Record>, Error> {

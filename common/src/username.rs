@@ -1,9 +1,51 @@
-//! Mapping user names to record file names. Names come from PAM, i.e. from whoever is logging
-//! in, so they are treated as hostile: no path separators, no dot files, bounded length.
+//! User names: the directory's canonical name for a typed one, and the mapping to record file
+//! names. Names come from PAM, i.e. from whoever is logging in, so they are treated as hostile:
+//! no path separators, no dot files, bounded length.
 
 use std::ffi::OsString;
 
+use nix::unistd::User;
+
+use crate::audit::field;
 use crate::error::Error;
+
+/// What the system's user directory (NSS: files, LDAP, SSSD, winbind, ...) says about a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Canonical {
+    /// The user exists as `name` (the entry's `pw_name`); `aliased`: that differs from the typed
+    /// name (a case-insensitive directory answered `ALICE` with `alice`, or an alias).
+    Known { name: String, aliased: bool },
+    /// No such user: the lookup succeeded and found nothing.
+    Unknown,
+}
+
+/// Looks `typed` up with `getpwnam_r`. A failed lookup (directory unreachable, any error other
+/// than "not found") is an error: the caller must fail closed. Names that [`encode`] refuses
+/// are refused before the directory is asked, and so is a canonical name it refuses.
+pub fn canonical(typed: &str) -> Result<Canonical, Error> {
+    encode(typed)?;
+    let entry = User::from_name(typed).map_err(|errno| {
+        Error::Invalid(format!(
+            "the user directory failed to look up {}: {}",
+            field("user", typed),
+            errno.desc()
+        ))
+    })?;
+    let Some(entry) = entry else {
+        return Ok(Canonical::Unknown);
+    };
+    encode(&entry.name).map_err(|e| {
+        Error::Invalid(format!(
+            "the user directory answered {} with {}: {e}",
+            field("user", typed),
+            field("canonical", &entry.name)
+        ))
+    })?;
+    Ok(Canonical::Known {
+        aliased: entry.name != typed,
+        name: entry.name,
+    })
+}
 
 /// Longer names are refused (Linux allows 32; directory services allow more).
 pub const MAX_USER_BYTES: usize = 128;
@@ -90,6 +132,23 @@ mod tests {
             );
             assert_eq!(decode(encoded).as_deref(), Some(name));
         }
+    }
+
+    #[test]
+    fn canonical_names_come_from_the_directory() {
+        assert_eq!(
+            canonical("root").unwrap(),
+            Canonical::Known {
+                name: "root".into(),
+                aliased: false
+            }
+        );
+        assert_eq!(
+            canonical("no-such-user-twostep").unwrap(),
+            Canonical::Unknown
+        );
+        assert!(canonical("").is_err());
+        assert!(canonical("a\nb").is_err());
     }
 
     #[test]

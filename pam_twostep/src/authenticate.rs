@@ -21,7 +21,7 @@ use twostep_common::module_args::{Mode, ModuleArgs};
 use twostep_common::policy::{Skip, SystemDirectory};
 use twostep_common::store::{Seen, Store};
 
-use crate::{enroll, one_prompt};
+use crate::{enroll, names, one_prompt};
 
 const PROCESS: &str = "pam_twostep";
 const PROMPT: &str = "Verification code: ";
@@ -100,13 +100,9 @@ impl Login<'_> {
 }
 
 pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let (mut login, args) = match Login::start(pamh, raw_args, flags) {
+    let (mut login, args, store) = match Login::start(pamh, raw_args, flags) {
         Ok(started) => started,
         Err(code) => return code,
-    };
-    let store = match Store::open(&login.config.state_dir) {
-        Ok(store) => store,
-        Err(e) => return login.system_error(&e),
     };
     match args.mode {
         Mode::Code => two_prompts(&mut login, &store),
@@ -116,13 +112,14 @@ pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResul
 }
 
 impl<'a> Login<'a> {
-    /// Reads the arguments, the config and the PAM items every hook needs; an error is the
-    /// PAM code to return (already logged).
+    /// Reads the arguments, the config and the PAM items every hook needs, opens the store
+    /// and puts the user's canonical name in `user` ([`names::resolve`]); an error is the PAM
+    /// code to return (already logged).
     pub fn start(
         pamh: &'a mut PamHandle,
         raw_args: &[&CStr],
         flags: PamFlag,
-    ) -> Result<(Login<'a>, ModuleArgs), PamResultCode> {
+    ) -> Result<(Login<'a>, ModuleArgs, Store), PamResultCode> {
         let args = match parse_args(raw_args) {
             Ok(args) => args,
             Err(why) => {
@@ -158,7 +155,7 @@ impl<'a> Login<'a> {
         };
         let service = item_text::<Service>(pamh);
         let rhost = item_text::<RHost>(pamh);
-        let login = Login {
+        let mut login = Login {
             pamh,
             config,
             config_path: args.config.clone(),
@@ -168,7 +165,12 @@ impl<'a> Login<'a> {
             rhost,
             quiet: flags & PAM_SILENT != 0,
         };
-        Ok((login, args))
+        let store = match Store::open(&login.config.state_dir) {
+            Ok(store) => store,
+            Err(e) => return Err(login.system_error(&e)),
+        };
+        names::resolve(&mut login, &store)?;
+        Ok((login, args, store))
     }
 }
 

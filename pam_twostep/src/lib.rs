@@ -9,6 +9,7 @@
 mod authenticate;
 mod authtok;
 mod enroll;
+mod names;
 mod one_prompt;
 mod pamenv;
 mod setcred;

@@ -10,7 +10,6 @@ use pam::module::PamHandle;
 use twostep_common::audit::Level;
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::login::{self, Commit, PendingId};
-use twostep_common::store::Store;
 
 use crate::authenticate::Login;
 use crate::enroll::ENROLLMENT_ENV;
@@ -28,7 +27,7 @@ pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResul
     if let Err(code) = pamenv::set(pamh, ENROLLMENT_ENV, None) {
         return code;
     }
-    let (mut login, _) = match Login::start(pamh, raw_args, flags) {
+    let (mut login, _, store) = match Login::start(pamh, raw_args, flags) {
         Ok(started) => started,
         // Logged; a failure here must not let the login go on without its enrollment.
         Err(_) => return PamResultCode::PAM_CRED_ERR,
@@ -41,8 +40,7 @@ pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResul
         );
         return PamResultCode::PAM_CRED_ERR;
     };
-    let committed = Store::open(&login.config.state_dir)
-        .and_then(|store| login::commit_enrollment(&store, &login.user, &id, SystemClock.now()));
+    let committed = login::commit_enrollment(&store, &login.user, &id, SystemClock.now());
     match committed {
         Ok(Commit::Enrolled) => {
             login.log(Level::Notice, "enrolled at login", "method=totp");

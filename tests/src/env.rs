@@ -1,5 +1,6 @@
 //! [`TestEnv`]: one test's private twostep installation.
 
+use std::ffi::OsString;
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -189,14 +190,30 @@ impl TestEnv {
 
     /// Runs `twostep --config <config> <args>`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        self.cli_with_input(args, None)
+        self.run_cli(args, None, &[])
     }
 
     /// Like [`cli`](Self::cli), with `input` on its standard input.
     pub fn cli_with_input(&self, args: &[&str], input: Option<&[u8]>) -> Output {
+        self.run_cli(args, input, &[])
+    }
+
+    /// [`cli`](Self::cli) with environment variables added, e.g. a test user directory's
+    /// ([`NssDirectory::envs`](crate::nss::NssDirectory::envs)).
+    pub fn cli_with(&self, args: &[&str], envs: &[(OsString, OsString)]) -> Output {
+        self.run_cli(args, None, envs)
+    }
+
+    fn run_cli(
+        &self,
+        args: &[&str],
+        input: Option<&[u8]>,
+        envs: &[(OsString, OsString)],
+    ) -> Output {
         run::run_with_input(
             Command::new(paths::cli())
                 .env_remove("TWOSTEP_CONFIG")
+                .envs(envs.iter().map(|(k, v)| (k, v)))
                 .arg("--config")
                 .arg(self.config_path())
                 .args(args),

@@ -21,6 +21,7 @@
 
 pub mod env;
 pub mod login;
+pub mod nss;
 pub mod oath;
 pub mod paths;
 pub mod run;

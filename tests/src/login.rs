@@ -16,6 +16,8 @@ pub struct Attempt<'a> {
     time: Option<i64>,
     dev_log: bool,
     setcred: bool,
+    envs: Vec<(OsString, OsString)>,
+    open_fds: Vec<std::path::PathBuf>,
 }
 
 impl<'a> Attempt<'a> {
@@ -28,6 +30,8 @@ impl<'a> Attempt<'a> {
             time: None,
             dev_log: true,
             setcred: true,
+            envs: Vec::new(),
+            open_fds: Vec::new(),
         }
     }
 
@@ -86,6 +90,19 @@ impl<'a> Attempt<'a> {
         self
     }
 
+    /// Runs pam-drive with these environment variables added, e.g. a test user directory's
+    /// ([`NssDirectory::envs`](crate::nss::NssDirectory::envs)).
+    pub fn envs(mut self, envs: &[(OsString, OsString)]) -> Self {
+        self.envs.extend_from_slice(envs);
+        self
+    }
+
+    /// Has pam-drive hold `path` open, inheritable, during the login (`--open-fd`).
+    pub fn open_fd(mut self, path: &std::path::Path) -> Self {
+        self.open_fds.push(path.to_path_buf());
+        self
+    }
+
     /// The pam-drive arguments for this attempt.
     pub fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--service".into(), self.env.service().into()];
@@ -101,6 +118,9 @@ impl<'a> Attempt<'a> {
         }
         if !self.setcred {
             args.push("--no-setcred".into());
+        }
+        for path in &self.open_fds {
+            args.extend(["--open-fd".into(), path.into()]);
         }
         for answer in &self.answers {
             match answer {
@@ -125,7 +145,7 @@ impl<'a> Attempt<'a> {
             }
         }
         let before = self.env.logs().len();
-        let mut login = pam_drive(&self.args());
+        let mut login = pam_drive_with(&self.args(), &self.envs);
         login.logs = self.env.logs().split_off(before);
         login
     }
@@ -140,8 +160,15 @@ enum AnswerArg {
 
 /// Runs pam-drive with `args` and parses its output. Panics on usage errors.
 pub fn pam_drive(args: &[OsString]) -> Login {
+    pam_drive_with(args, &[])
+}
+
+/// [`pam_drive`] with environment variables added.
+pub fn pam_drive_with(args: &[OsString], envs: &[(OsString, OsString)]) -> Login {
     let output = crate::run::run(
-        Command::new(crate::paths::pam_drive()).args(args),
+        Command::new(crate::paths::pam_drive())
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v))),
         crate::run::TIMEOUT,
     );
     let login = Login::parse(

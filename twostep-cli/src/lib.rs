@@ -99,19 +99,86 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         // The doctor reports a broken config instead of stopping at it.
         Command::Doctor => return Ok(doctor::run(&config_path)),
-        Command::Enroll(args) => enroll::run(&load()?, &args),
-        Command::Status(args) => status::run(&load()?, &args),
-        Command::Reset(args) => admin::reset(&load()?, &args.user),
-        Command::Restore(args) => admin::restore(&load()?, &args.user),
-        Command::Unlock(args) => admin::unlock(&load()?, &args.user),
-        Command::Codes(args) => admin::codes(&load()?, &args.user),
-        Command::ShowQr(args) => show::run(&load()?, &args),
-        Command::ImportGoogleAuthenticator(args) => import_ga::run(&load()?, &args),
-        Command::SetEmail(args) => email_cmds::set_email(&load()?, &args),
+        Command::Enroll(mut args) => {
+            let config = load()?;
+            canonical_user(&config, &mut args.user, Existing::Required)?;
+            enroll::run(&config, &args)
+        }
+        Command::Status(mut args) => {
+            let config = load()?;
+            if let Some(user) = args.user.as_mut() {
+                canonical_user(&config, user, Existing::NotRequired)?;
+            }
+            status::run(&config, &args)
+        }
+        Command::Reset(mut args) => with_user(load()?, &mut args.user, admin::reset),
+        Command::Restore(mut args) => with_user(load()?, &mut args.user, admin::restore),
+        Command::Unlock(mut args) => with_user(load()?, &mut args.user, admin::unlock),
+        Command::Codes(mut args) => with_user(load()?, &mut args.user, admin::codes),
+        Command::ShowQr(mut args) => {
+            let config = load()?;
+            canonical_user(&config, &mut args.user, Existing::NotRequired)?;
+            show::run(&config, &args)
+        }
+        Command::ImportGoogleAuthenticator(mut args) => {
+            let config = load()?;
+            canonical_user(&config, &mut args.user, Existing::Required)?;
+            import_ga::run(&config, &args)
+        }
+        Command::SetEmail(mut args) => {
+            let config = load()?;
+            canonical_user(&config, &mut args.user, Existing::NotRequired)?;
+            email_cmds::set_email(&config, &args)
+        }
         Command::EmailTest(args) => email_cmds::email_test(&load()?, &args),
         Command::SendCode => email_cmds::send_code(&load()?),
     }
     .map(|()| ExitCode::SUCCESS)
+}
+
+/// Whether a command needs the user to exist in the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// New records (enroll, import): a login of an unknown user with a record is refused.
+    Required,
+    /// Commands on existing records also reach those of users since removed.
+    NotRequired,
+}
+
+/// Replaces `user` by its canonical name in the system's directory, as the PAM module does, so
+/// that `twostep enroll ALICE` on a case-insensitive directory acts on `alice`'s record; says so
+/// on stderr. Fails when the directory cannot be asked.
+fn canonical_user(config: &Config, user: &mut String, existing: Existing) -> Result<(), String> {
+    use twostep_common::username::{self, Canonical};
+    match username::canonical(user).map_err(|e| e.to_string())? {
+        Canonical::Known { name, aliased } => {
+            if aliased {
+                eprintln!("twostep: note: {user} is {name} on this system; acting on {name}");
+                let store = twostep_common::store::Store::open(&config.state_dir);
+                if store.is_ok_and(|store| store.has_record(user).unwrap_or(true)) {
+                    eprintln!(
+                        "twostep: warning: a record exists under the alias {user}: logins as \
+                         {user} are refused until it is removed from the state directory"
+                    );
+                }
+                *user = name;
+            }
+            Ok(())
+        }
+        Canonical::Unknown if existing == Existing::Required => Err(format!(
+            "no such user {user:?} in the system's user directory (getent passwd {user})"
+        )),
+        Canonical::Unknown => Ok(()),
+    }
+}
+
+fn with_user(
+    config: Config,
+    user: &mut String,
+    command: fn(&Config, &str) -> Result<(), String>,
+) -> Result<(), String> {
+    canonical_user(&config, user, Existing::NotRequired)?;
+    command(&config, user)
 }
 
 /// Rust ignores SIGPIPE, so `twostep status | head` would end in a "broken pipe" panic; a

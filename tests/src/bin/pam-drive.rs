@@ -3,7 +3,7 @@
 //! ```text
 //! pam-drive --service NAME --user USER [--rhost HOST] [--answer TEXT]... [--answer-hex HEX]...
 //!           [--answer-file PATH]... [--answer-exec PROG]... [--time EPOCH] [--dev-log SOCKET]
-//!           [--no-setcred]
+//!           [--no-setcred] [--open-fd PATH]...
 //! ```
 //!
 //! After a successful `pam_authenticate` it calls `pam_setcred(PAM_ESTABLISH_CRED)`, as login,
@@ -36,6 +36,9 @@
 //! SOCKET`, so syslog messages sent to the default socket (libpam's own, or a module's before
 //! it has read its configuration) can be collected by a test. The real /dev is not touched.
 //!
+//! `--open-fd PATH` opens PATH read-only without close-on-exec before `pam_start` and keeps it
+//! open, like an application's descriptor that a module's child process must not inherit.
+//!
 //! libpam's failure delay is disabled (`PAM_FAIL_DELAY` is set to a function that does nothing)
 //! to keep tests fast.
 
@@ -53,7 +56,7 @@ static TRANSCRIPT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 const USAGE: &str = "usage: pam-drive --service NAME --user USER [--rhost HOST] [--answer TEXT]... \
                      [--answer-hex HEX]... [--answer-file PATH]... [--answer-exec PROG]... \
-                     [--time EPOCH] [--dev-log SOCKET] [--no-setcred]";
+                     [--time EPOCH] [--dev-log SOCKET] [--no-setcred] [--open-fd PATH]...";
 
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
@@ -68,6 +71,10 @@ fn main() -> ExitCode {
     }
     if let Some(Err(message)) = args.dev_log.as_deref().map(dev_log::redirect_to) {
         eprintln!("pam-drive: --dev-log: {message}");
+        return ExitCode::from(2);
+    }
+    if let Err(message) = open_inheritable(&args.open_fds) {
+        eprintln!("pam-drive: --open-fd: {message}");
         return ExitCode::from(2);
     }
     ANSWERS
@@ -93,6 +100,7 @@ struct Args {
     time: Option<i64>,
     dev_log: Option<PathBuf>,
     no_setcred: bool,
+    open_fds: Vec<PathBuf>,
 }
 
 impl Args {
@@ -120,6 +128,7 @@ impl Args {
                 }
                 "--dev-log" => args.dev_log = Some(PathBuf::from(value()?)),
                 "--no-setcred" => args.no_setcred = true,
+                "--open-fd" => args.open_fds.push(PathBuf::from(value()?)),
                 "-h" | "--help" => return Err("help requested".into()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -128,6 +137,26 @@ impl Args {
         args.user = user.ok_or("--user is required")?;
         Ok(args)
     }
+}
+
+/// Opens each path for `--open-fd` and leaves it open, inheritable across exec.
+fn open_inheritable(paths: &[PathBuf]) -> Result<(), String> {
+    use std::os::fd::IntoRawFd;
+    for path in paths {
+        let fd = std::fs::File::open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .into_raw_fd();
+        // SAFETY: `fd` is the descriptor just opened, owned by nobody else; clearing its flags
+        // only drops FD_CLOEXEC.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(format!("{}: cannot clear FD_CLOEXEC", path.display()));
+        }
+        eprintln!(
+            "pam-drive: --open-fd: {} is descriptor {fd}",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn c_string(bytes: Vec<u8>) -> Result<CString, String> {
