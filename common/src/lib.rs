@@ -2,6 +2,7 @@
 //! and time always comes in as an argument, so all of it can be tested directly.
 
 pub mod audit;
+pub mod backend;
 pub mod clock;
 pub mod combined;
 pub mod config;

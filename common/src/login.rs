@@ -3,6 +3,7 @@
 
 use zeroize::Zeroizing;
 
+use crate::backend::{Backend, Seen};
 use crate::config::{self, Config};
 use crate::email::{self, Issue};
 use crate::emergency::{self, Shape};
@@ -12,7 +13,6 @@ use crate::lockout::Locked;
 use crate::policy::{self, Directory, Skip};
 use crate::record::{GraceHost, LastLogin, Method, Record};
 pub use crate::store::PendingId;
-use crate::store::{Seen, Store};
 use crate::totp::{self, Params};
 
 /// Answers longer than this are not codes; they are refused without further parsing.
@@ -107,15 +107,15 @@ pub enum Outcome {
 
 /// Decides whether to prompt. Reads without the lock: nothing is written. The [`Seen`]
 /// record goes to [`verify`] or [`issue_email_code`], which reuse it if it is unchanged.
-pub fn begin(
-    store: &Store,
+pub fn begin<B: Backend>(
+    store: &B,
     config: &Config,
     dir: &dyn Directory,
     attempt: &Attempt<'_>,
     now: u64,
-) -> Result<(Begin, Seen), Error> {
+) -> Result<(Begin, B::Seen), Error> {
     if let Some(skip) = policy::network_skip(&config.policy, attempt.rhost) {
-        return Ok((Begin::Skip(skip), Seen::default()));
+        return Ok((Begin::Skip(skip), B::Seen::default()));
     }
     let seen = store.load_seen(attempt.user)?;
     let begin = decide(config, dir, attempt, seen.record(), now)?;
@@ -159,15 +159,15 @@ fn decide(
 }
 
 /// Issues a code to mail to the user's address, within the send limits, under the lock.
-pub fn issue_email_code(
-    store: &Store,
+pub fn issue_email_code<B: Backend>(
+    store: &B,
     config: &Config,
     attempt: &Attempt<'_>,
     now: u64,
-    seen: Seen,
+    seen: B::Seen,
 ) -> Result<EmailIssue, Error> {
     let lock = store.lock(attempt.user)?;
-    let Some(mut record) = store.load_locked_seen(&lock, seen)? else {
+    let Some(mut record) = store.load_locked(&lock, seen)? else {
         return Ok(EmailIssue::NotEnrolled);
     };
     if let Some(until) = record.lockout.locked_until(&host_key(attempt.rhost), now) {
@@ -201,13 +201,13 @@ pub fn issue_email_code(
 /// After the mail of `request` (from [`issue_email_code`]) could not be sent: its code is no
 /// longer pending and does not count toward the send limits, so the next login mails a fresh
 /// one instead of asking for a code that never arrived.
-pub fn email_not_sent(
-    store: &Store,
+pub fn email_not_sent<B: Backend>(
+    store: &B,
     attempt: &Attempt<'_>,
     request: &email::Request,
 ) -> Result<(), Error> {
     let lock = store.lock(attempt.user)?;
-    let Some(mut record) = store.load_locked(&lock)? else {
+    let Some(mut record) = store.load_locked(&lock, B::Seen::default())? else {
         return Ok(());
     };
     let Some(state) = record.email_code.as_mut() else {
@@ -228,17 +228,17 @@ pub fn email_not_sent(
 /// time step matters only while the code is valid (the skew window, 90 seconds by default,
 /// less than a reboot takes), and losing failure counts at most restarts a lockout window.
 /// Docs: docs/reliability.md, "What is synced".
-pub fn verify(
-    store: &Store,
+pub fn verify<B: Backend>(
+    store: &B,
     config: &Config,
     attempt: &Attempt<'_>,
     answer: &[u8],
     now: u64,
-    seen: Seen,
+    seen: B::Seen,
 ) -> Result<Outcome, Error> {
     let host = host_key(attempt.rhost);
     let lock = store.lock(attempt.user)?;
-    let Some(mut record) = store.load_locked_seen(&lock, seen)? else {
+    let Some(mut record) = store.load_locked(&lock, seen)? else {
         return Ok(Outcome::NotEnrolled);
     };
     if let Some(until) = record.lockout.locked_until(&host, now) {
@@ -425,8 +425,8 @@ pub enum EnrollAtLogin {
 /// PAM shell commits it in `pam_setcred`, which applications call only after the whole auth
 /// stack succeeded. The confirming step is marked used, so the same code cannot open another
 /// login.
-pub fn enroll_at_login(
-    store: &Store,
+pub fn enroll_at_login<B: Backend>(
+    store: &B,
     config: &Config,
     attempt: &Attempt<'_>,
     pending: &PendingEnrollment,
@@ -447,7 +447,7 @@ pub fn enroll_at_login(
     }
     record_success(&mut new.record, config, attempt, Accepted::Totp, now);
     let lock = store.lock(attempt.user)?;
-    if store.load_locked(&lock)?.is_some() {
+    if store.load_locked(&lock, B::Seen::default())?.is_some() {
         return Ok(EnrollAtLogin::AlreadyEnrolled);
     }
     let id = store.save_pending(&lock, &new.record)?;
@@ -471,8 +471,8 @@ pub enum Commit {
 
 /// Makes the waiting enrollment `id` of `user` (from [`enroll_at_login`]) the user's record.
 /// Called from `pam_setcred`, after the whole auth stack succeeded.
-pub fn commit_enrollment(
-    store: &Store,
+pub fn commit_enrollment<B: Backend>(
+    store: &B,
     user: &str,
     id: &PendingId,
     now: u64,
@@ -481,7 +481,7 @@ pub fn commit_enrollment(
     let Some(record) = store.take_pending(&lock, id, now)? else {
         return Ok(Commit::Missing);
     };
-    if store.load_locked(&lock)?.is_some() {
+    if store.load_locked(&lock, B::Seen::default())?.is_some() {
         return Ok(Commit::AlreadyEnrolled);
     }
     store.save(&lock, &record)?;

@@ -437,7 +437,7 @@ pub struct PendingId(String);
 impl PendingId {
     const HEX_LEN: usize = 32;
 
-    fn new() -> Result<PendingId, Error> {
+    pub(crate) fn new() -> Result<PendingId, Error> {
         Ok(PendingId(crate::random::hex(&crate::random::bytes(
             Self::HEX_LEN / 2,
         )?)))
@@ -573,6 +573,52 @@ impl Store {
             found.push((name, created));
         }
         Ok(found)
+    }
+}
+
+impl crate::backend::Seen for Seen {
+    fn record(&self) -> Option<&Record> {
+        Seen::record(self)
+    }
+}
+
+/// The file store as the login core sees it; each method is the `Store` method of that name
+/// (`load_locked` is [`Store::load_locked_seen`]).
+impl crate::backend::Backend for Store {
+    type Seen = Seen;
+    type Lock = UserLock;
+
+    fn load_seen(&self, user: &str) -> Result<Seen, Error> {
+        Store::load_seen(self, user)
+    }
+    fn lock(&self, user: &str) -> Result<UserLock, Error> {
+        Store::lock(self, user)
+    }
+    fn load_locked(&self, lock: &UserLock, seen: Seen) -> Result<Option<Record>, Error> {
+        Store::load_locked_seen(self, lock, seen)
+    }
+    fn save(&self, lock: &UserLock, record: &Record) -> Result<(), Error> {
+        Store::save(self, lock, record)
+    }
+    fn save_state(&self, lock: &UserLock, record: &Record, sync: bool) -> Result<(), Error> {
+        Store::save_state(self, lock, record, sync)
+    }
+    fn has_record(&self, user: &str) -> Result<bool, Error> {
+        Store::has_record(self, user)
+    }
+    fn save_pending(&self, lock: &UserLock, record: &Record) -> Result<PendingId, Error> {
+        Store::save_pending(self, lock, record)
+    }
+    fn take_pending(
+        &self,
+        lock: &UserLock,
+        id: &PendingId,
+        now: u64,
+    ) -> Result<Option<Record>, Error> {
+        Store::take_pending(self, lock, id, now)
+    }
+    fn discard_pendings(&self, lock: &UserLock) -> Result<usize, Error> {
+        Store::discard_pendings(self, lock)
     }
 }
 
