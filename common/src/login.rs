@@ -422,7 +422,8 @@ pub fn enroll_at_login(
 }
 
 /// The lockout and grace key for a login: the cleaned PAM_RHOST, "" for local logins.
-fn host_key(rhost: &str) -> String {
+/// The key a remote host's failures are counted under (pam_twostep shows the attempts left).
+pub fn host_key(rhost: &str) -> String {
     clean_field(rhost)
 }
 
