@@ -47,4 +47,7 @@ install -d -m 0700 /var/lib/twostep
 
 echo "Installed $pam_dir/pam_twostep.so and /usr/sbin/twostep."
 echo "Next: enroll a user (twostep enroll USER --yes), then add to a PAM service, after the"
-echo "password module:   auth required pam_twostep.so"
+echo "password module, which must end the stack on failure (requisite; Debian's common-auth does):"
+echo "    auth requisite pam_unix.so     (or: @include common-auth)"
+echo "    auth required  pam_twostep.so"
+echo "and run 'twostep doctor'."
