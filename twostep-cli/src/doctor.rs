@@ -361,8 +361,11 @@ fn judge(
     };
     let paths = pamstack::paths_to(rules, from, i);
     for &j in &paths.skipped_by {
-        let condition = ["pam_succeed_if.so", "pam_listfile.so", "pam_access.so"]
-            .contains(&rules[j].module_name());
+        // `sufficient pam_rootok.so` (su, chfn, chsh): root needs neither password nor code.
+        if rules[j].module_name() == "pam_rootok.so" {
+            continue;
+        }
+        let condition = pamstack::NOT_PASSWORD.contains(&rules[j].module_name());
         let why = format!(
             "{at}: {service} can skip the code: a success of {} ends the stack or jumps past \
              it. Use [policy] exempt_users / trusted_networks in the config instead",
@@ -556,6 +559,41 @@ mod tests {
             f.iter().any(|(t, m)| *t == Tag::Fail && m.contains("skip")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn debian_su_chsh_and_vsftpd_with_the_profile_are_fine() {
+        let common = "auth [success=1 default=ignore] pam_unix.so nullok\n\
+                      auth requisite pam_deny.so\nauth required pam_permit.so\n\
+                      auth requisite {module} config={config}\n";
+        let (f, ok) = run_on(
+            &[
+                ("common-auth", common),
+                (
+                    "su",
+                    "auth sufficient pam_rootok.so\n@include common-auth\n",
+                ),
+                (
+                    "chsh",
+                    "auth required pam_shells.so\nauth sufficient pam_rootok.so\n@include common-auth\n",
+                ),
+                (
+                    "vsftpd",
+                    "auth required pam_listfile.so item=user sense=deny file=/etc/ftpusers onerr=succeed\n@include common-auth\n",
+                ),
+                (
+                    "x-cond",
+                    "auth [success=done default=ignore] pam_succeed_if.so user = backup\n@include common-auth\n",
+                ),
+            ],
+            ENROLL,
+        );
+        assert_eq!(tags(&f), [Tag::Warn], "{f:?}");
+        assert!(
+            f[0].1.starts_with("x-cond: ") && f[0].1.contains("can skip the code"),
+            "{f:?}"
+        );
+        assert_eq!(ok.unwrap(), "used by chsh, common-auth, su, vsftpd, x-cond");
     }
 
     #[test]

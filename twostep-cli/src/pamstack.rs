@@ -400,6 +400,24 @@ const NEVER_FAIL: &[&str] = &[
     "pam_echo.so",
 ];
 
+/// Modules that restrict who may log in (shell, SELinux, user lists, time, wheel, root) but
+/// check no password: their failure is followed but is not a wrong password reaching the
+/// code.
+pub const NOT_PASSWORD: &[&str] = &[
+    "pam_shells.so",
+    "pam_sepermit.so",
+    "pam_listfile.so",
+    "pam_nologin.so",
+    "pam_securetty.so",
+    "pam_access.so",
+    "pam_succeed_if.so",
+    "pam_rootok.so",
+    "pam_wheel.so",
+    "pam_localuser.so",
+    "pam_time.so",
+    "pam_faillock.so",
+];
+
 /// What a path to a target line found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Paths {
@@ -462,6 +480,8 @@ pub fn paths_to(rules: &[Rule], start: usize, target: usize) -> Paths {
                     Some((_, false)) if !never_fails => None,
                     other => other,
                 }
+            } else if NOT_PASSWORD.contains(&name) {
+                failed
             } else {
                 let sticky = matches!(action, Action::Bad | Action::Ok | Action::Die);
                 match failed {
@@ -658,6 +678,8 @@ mod tests {
             "auth [success=1 default=ignore] pam_unix.so\nauth requisite pam_deny.so\nauth required pam_permit.so\n",
             "auth [success=2 default=ignore] pam_unix.so\nauth [success=1 default=ignore] pam_sss.so\nauth requisite pam_deny.so\nauth required pam_permit.so\nauth optional pam_cap.so\n",
             "auth optional pam_faildelay.so\nauth requisite pam_unix.so\n",
+            // Debian's chsh, vsftpd and cockpit: restrictions, then common-auth.
+            "auth required pam_shells.so\nauth required pam_listfile.so item=user\nauth [success=1 default=ignore] pam_unix.so\nauth requisite pam_deny.so\nauth required pam_permit.so\n",
             "auth optional pam_faildelay.so\nauth requisite pam_nologin.so\nauth [success=1 default=ignore] pam_unix.so\nauth requisite pam_deny.so\nauth required pam_permit.so\nauth optional pam_group.so\n",
         ] {
             assert_eq!(check(&format!("{safe}{t}")), Paths::default(), "{safe}");
@@ -677,6 +699,14 @@ mod tests {
             ),
             (
                 "auth requisite pam_nologin.so\nauth required pam_unix.so\n",
+                1,
+            ),
+            (
+                "auth sufficient pam_unix.so\nauth required pam_permit.so\n",
+                0,
+            ),
+            (
+                "auth required pam_shells.so\nauth optional pam_unix.so\n",
                 1,
             ),
         ] {
