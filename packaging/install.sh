@@ -41,7 +41,7 @@ for arg in "$@"; do
     case $arg in
         --uninstall) mode=uninstall ;;
         --purge) purge=yes ;;
-        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) die "unknown argument $arg (usage: install.sh [--uninstall [--purge]])" ;;
     esac
 done
