@@ -1,16 +1,25 @@
 #!/bin/bash
 # Package test, run by .ci/run after `cargo test --workspace` (as root, on Debian 12 x86_64):
 #
-#  1. builds the .deb and the .rpm (packaging/build-packages.sh) and lints the scripts;
-#  2. checks the .deb's files, modes, conffiles, Depends and maintainer scripts, and the .rpm's
-#     file list, config flags, Requires and scriptlets (running its %preun for real);
+#  1. builds the .deb and the .rpm (packaging/build-packages.sh) and lints the scripts; builds
+#     them again and checks that the bytes are the same (reproducible);
+#  2. installs with packaging/install.sh, checks man pages and completions, that --uninstall is
+#     refused while a PAM file loads the module, that it keeps the state, and that --purge
+#     archives it to /var/backups first;
+#  3. checks the .deb's files, modes, conffiles, Description, Depends, Recommends and
+#     maintainer scripts, and the .rpm's file list, owned directories, config and license
+#     flags, URL, description, Requires and scriptlets (running its %preun for real); runs
+#     lintian and rpmlint and fails on any tag not explained in packaging/README.md;
 #  3. installs the .deb with apt-get: the state directory appears, PAM files do not change;
 #  4. enables it with `pam-auth-update --enable twostep` and runs, against the INSTALLED module
 #     and CLI, tests/tests/pam_core.rs and tests/tests/packages.rs (logins through the real
 #     common-auth with two throwaway local users and real passwords);
-#  5. checks that removal is refused while a service file names the module by hand;
+#  5. checks that removal is refused while a service file names the module by hand, that the
+#     refusal is the last thing before apt's summary, and that its commands work;
 #  6. removes the package: /etc/pam.d/common-* and /var/lib/pam are byte-identical to before,
-#     the enrollment is still there and survives a reinstall; then purges: everything is gone.
+#     the enrollment is still there and survives a reinstall; then purges: the state is
+#     archived to /var/backups/twostep-<date>.tar (root, 0600) and restoring it as
+#     docs/recovery.md says brings the enrollment back; everything else is gone.
 #
 # It refuses to run on a machine where twostep is installed (as a package or by install.sh), and
 # restores what it changes even when a step fails: the package is purged, the users deleted,
@@ -36,8 +45,9 @@ pam_files() { ls /etc/pam.d/common-* /var/lib/pam/*; }
 [ "$(id -u)" -eq 0 ] || fail "run as root"
 
 # --- preconditions: never touch a real installation ----------------------------------------
+INSTALL_MANIFEST=/usr/share/twostep/installed-files   # written by packaging/install.sh
 for path in "$MODULE" "$CLI" "$PROFILE" /etc/twostep /var/lib/twostep /usr/local/sbin/twostep \
-            "$MANUAL_SERVICE"; do
+            "$MANUAL_SERVICE" "$INSTALL_MANIFEST" /usr/share/man/man8/twostep.8.gz; do
     [ ! -e "$path" ] || fail "$path exists: twostep seems installed here; remove it first \
 (apt-get purge twostep, or undo packaging/install.sh) - this test installs and purges the package"
 done
@@ -57,6 +67,10 @@ mkdir "$backup/pam.d" "$backup/varlibpam"
 cp -a /etc/pam.d/common-* "$backup/pam.d/"
 cp -a /var/lib/pam/. "$backup/varlibpam/"
 pam_files | sort >"$backup/files"
+# The purge archives this test makes are deleted at the end; older ones are never touched.
+archives() { find /var/backups -maxdepth 1 -name 'twostep-*.tar' 2>/dev/null | sort; }
+archives >"$backup/archives-before"
+new_archives() { comm -13 "$backup/archives-before" <(archives); }
 # pam-auth-update also keeps the enabled profiles in debconf.
 profiles_before=$(echo "get libpam-runtime/profiles" | debconf-communicate libpam-runtime | cut -c3-)
 profiles_seen_before=$(echo "fget libpam-runtime/profiles seen" | debconf-communicate libpam-runtime | cut -c3-)
@@ -92,7 +106,11 @@ cleanup() {
     set +e
     trap - EXIT
     echo "--- ci-package-test: cleaning up (exit status $status)"
-    rm -f "$MANUAL_SERVICE"
+    rm -f "$MANUAL_SERVICE" "$MANUAL_SERVICE.twostep-bak"
+    if [ -f "$INSTALL_MANIFEST" ]; then
+        echo "cleanup: packaging/install.sh --uninstall --purge"
+        bash packaging/install.sh --uninstall --purge >/dev/null
+    fi
     if [ -n "$(pkg_status)" ]; then
         # Put the PAM files back first, so that the package's prerm (which refuses while a PAM
         # file loads the module) lets it go even after a failed step.
@@ -120,6 +138,7 @@ cleanup() {
     # Not a finding: pam-auth-update sets this flag itself; put it back for the next run.
     echo "fset libpam-runtime/profiles seen $profiles_seen_before" |
         debconf-communicate libpam-runtime >/dev/null
+    new_archives | xargs -r rm -f
     rm -rf "$backup" /var/lib/twostep /etc/twostep
     exit "$status"
 }
@@ -129,7 +148,7 @@ trap 'exit 130' INT TERM   # run the cleanup on Ctrl-C and kill too
 # --- build ------------------------------------------------------------------------------------
 step "tools"
 missing=()
-for p in rpm shellcheck dpkg-dev oathtool libpam0g-dev; do
+for p in rpm shellcheck dpkg-dev oathtool libpam0g-dev lintian rpmlint man-db; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -140,7 +159,7 @@ fi
 step "shellcheck"
 shellcheck packaging/build-packages.sh packaging/ci-package-test.sh packaging/install.sh
 shellcheck -s sh packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm \
-    packaging/rpm/post.sh packaging/rpm/preun.sh
+    packaging/rpm/preun.sh
 
 step "build packages"
 build_start=$SECONDS
@@ -148,6 +167,52 @@ bash packaging/build-packages.sh --install-deps
 echo "packages built in $((SECONDS - build_start)) s"
 deb=$(ls "$OUT"/twostep_*_amd64.deb)
 rpm=$(ls "$OUT"/twostep-*.x86_64.rpm)
+step "reproducible: the same tree builds the same bytes"
+cp "$deb" "$rpm" "$backup/"
+bash packaging/build-packages.sh >/dev/null 2>&1 || fail "the second build failed"
+cmp "$deb" "$backup/${deb##*/}" || fail "the .deb differs between two builds of the same tree"
+cmp "$rpm" "$backup/${rpm##*/}" || fail "the .rpm differs between two builds of the same tree"
+
+# --- packaging/install.sh ---------------------------------------------------------------------
+step "install.sh: install, refused uninstall, uninstall, purge"
+bash packaging/install.sh >"$backup/install.log" 2>&1 || { cat "$backup/install.log"; fail "install.sh failed"; }
+[ -s "$INSTALL_MANIFEST" ] || fail "install.sh wrote no $INSTALL_MANIFEST"
+for path in "$MODULE" "$CLI" /usr/share/man/man8/twostep.8.gz /usr/share/man/man8/twostep-enroll.8.gz \
+            /usr/share/man/man8/pam_twostep.8.gz /usr/share/man/man5/twostep.toml.5.gz \
+            /usr/share/bash-completion/completions/twostep /usr/share/zsh/vendor-completions/_twostep \
+            /usr/share/fish/vendor_completions.d/twostep.fish /etc/twostep/twostep.toml; do
+    [ -f "$path" ] || fail "install.sh did not install $path"
+    grep -qxF "$path" "$INSTALL_MANIFEST" || [ "$path" = /etc/twostep/twostep.toml ] ||
+        fail "$path is not in $INSTALL_MANIFEST"
+done
+[ "$(man -w twostep)" = /usr/share/man/man8/twostep.8.gz ] || fail "man -w twostep: $(man -w twostep 2>&1)"
+[ "$(stat -c '%U %a' /var/lib/twostep)" = "root 700" ] || fail "install.sh: /var/lib/twostep mode"
+"$CLI" enroll daemon --secret JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP --yes >/dev/null || fail "enroll after install.sh"
+printf 'auth requisite pam_unix.so\nauth required pam_twostep.so\n' >"$MANUAL_SERVICE"
+if bash packaging/install.sh --uninstall >"$backup/uninstall.log" 2>&1; then
+    fail "install.sh --uninstall went ahead although $MANUAL_SERVICE loads the module"
+fi
+grep -qF "$MANUAL_SERVICE:2:" "$backup/uninstall.log" || fail "the refusal does not name the line: $(cat "$backup/uninstall.log")"
+grep -qF "sed -i.twostep-bak '/^[^#]*pam_twostep\.so/d' $MANUAL_SERVICE" "$backup/uninstall.log" ||
+    fail "the refusal does not give the command: $(cat "$backup/uninstall.log")"
+[ -f "$MODULE" ] || fail "a refused --uninstall deleted the module"
+rm "$MANUAL_SERVICE"
+bash packaging/install.sh --uninstall >"$backup/uninstall.log" 2>&1 || fail "install.sh --uninstall: $(cat "$backup/uninstall.log")"
+for path in "$MODULE" "$CLI" /usr/share/man/man8/twostep.8.gz "$INSTALL_MANIFEST"; do
+    [ ! -e "$path" ] || fail "install.sh --uninstall left $path"
+done
+[ -f /var/lib/twostep/users/daemon.toml ] || fail "install.sh --uninstall deleted the enrollment"
+[ -f /etc/twostep/twostep.toml ] || fail "install.sh --uninstall deleted the config"
+bash packaging/install.sh >/dev/null 2>&1 || fail "install.sh (again) failed"
+bash packaging/install.sh --uninstall --purge >"$backup/purge.log" 2>&1 || fail "install.sh --uninstall --purge: $(cat "$backup/purge.log")"
+if [ -e /var/lib/twostep ] || [ -e /etc/twostep ]; then fail "install.sh --purge left the state or config"; fi
+archive=$(new_archives)
+if [ -z "$archive" ] || [ "$(wc -l <<<"$archive")" != 1 ]; then fail "install.sh --purge made no single archive: $archive"; fi
+grep -qF "$archive" "$backup/purge.log" || fail "install.sh --purge did not say where the archive is"
+[ "$(stat -c '%U:%G %a' "$archive")" = "root:root 600" ] || fail "$archive: $(stat -c '%U:%G %a' "$archive")"
+tar -tf "$archive" >"$backup/archive-list"
+grep -qx 'var/lib/twostep/users/daemon.toml' "$backup/archive-list" || fail "$archive lacks the enrollment"
+rm "$archive"
 
 # The files both packages must hold, from the source tree: $1 is "deb" or "rpm".
 expected_files() {
@@ -158,7 +223,7 @@ expected_files() {
     echo "/usr/share/fish/vendor_completions.d/twostep.fish"
     echo "/usr/share/doc/twostep/README.md"
     for f in docs/*.md; do echo "/usr/share/doc/twostep/${f#docs/}"; done
-    for f in "$OUT"/gen/man/*.1.gz; do echo "/usr/share/man/man1/${f##*/}"; done
+    for f in "$OUT"/gen/man/twostep*.8.gz; do echo "/usr/share/man/man8/${f##*/}"; done
     echo "/usr/share/man/man5/twostep.toml.5.gz"
     echo "/usr/share/man/man8/pam_twostep.8.gz"
     if [ "$1" = deb ]; then
@@ -171,11 +236,16 @@ expected_files() {
         echo "/usr/lib64/security/pam_twostep.so"
         echo "/usr/share/zsh/site-functions/_twostep"
         echo "/usr/share/licenses/twostep/copyright"
+        # The directories the .rpm owns.
+        echo "/etc/twostep"
+        echo "/usr/share/doc/twostep"
+        echo "/usr/share/licenses/twostep"
+        echo "/var/lib/twostep"
     fi
 }
 
 step "check the .deb ($(stat -c %s "$deb") bytes)"
-for page in twostep.1.gz twostep-enroll.1.gz; do
+for page in twostep.8.gz twostep-enroll.8.gz; do
     [ -e "$OUT/gen/man/$page" ] || fail "generated man page $page missing"
 done
 dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $1, $2, $6 }' | sort -k3 \
@@ -200,6 +270,16 @@ for dep in libc6 libpam0g libpam-runtime; do
     [[ ", $depends," == *", $dep "* ]] || fail "Depends lacks $dep: $depends"
 done
 [ "$(dpkg-deb -f "$deb" Package)" = twostep ] || fail "package name"
+[[ ", $(dpkg-deb -f "$deb" Recommends)," == *", bash-completion,"* ]] || fail "Recommends lacks bash-completion"
+# One short synopsis line, then the long description (not a cut sentence).
+description=$(dpkg-deb -f "$deb" Description)
+synopsis=$(head -n 1 <<<"$description")
+if [ "$synopsis" != "$(sed -n 's/^description = "\(.*\)"$/\1/p' twostep-cli/Cargo.toml)" ] ||
+    [ ${#synopsis} -gt 80 ]; then fail "Description synopsis: $synopsis"; fi
+[ "$(wc -l <<<"$description")" -ge 4 ] || fail "no long description"
+zcat "$backup/deb-root/usr/share/man/man8/twostep.8.gz" >"$backup/twostep.8"
+grep -q '^\.TH twostep 8' "$backup/twostep.8" ||
+    fail "twostep's man page is not in section 8"
 cmp packaging/pam-configs/twostep "$backup/deb-root$PROFILE" || fail "pam-auth-update profile"
 cmp packaging/twostep.toml "$backup/deb-root/etc/twostep/twostep.toml" || fail "default config"
 for page in "$backup"/deb-root/usr/share/man/man*/*.gz; do
@@ -221,20 +301,22 @@ diff -u <(expected_files rpm | sort) <(rpm -qlp "$rpm" | sort) ||
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" >"$backup/rpm-flags"
 grep -qx 'cn /etc/twostep/twostep.toml' "$backup/rpm-flags" ||
     fail "twostep.toml must be %config(noreplace)"
+grep -qx 'l /usr/share/licenses/twostep/copyright' "$backup/rpm-flags" || fail "copyright must be %license"
+[ "$(rpm -qp --qf '%{URL}' "$rpm")" = "$(sed -n 's/^repository = "\(.*\)"$/\1/p' Cargo.toml)" ] || fail "rpm URL"
+[ "$(rpm -qp --qf '%{DESCRIPTION}' "$rpm" | wc -l)" -ge 4 ] || fail "rpm has no real description"
 rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" \
     >"$backup/rpm-modes"
-grep -vE '^-rw-r--r-- root:root |^-rwxr-xr-x root:root /usr/(sbin/twostep|lib64/security/pam_twostep\.so)$' \
+grep -vE '^-rw-r--r-- root:root |^-rwxr-xr-x root:root /usr/(sbin/twostep|lib64/security/pam_twostep\.so)$|^drwxr-xr-x root:root /(etc/twostep|usr/share/doc/twostep|usr/share/licenses/twostep)$|^drwx------ root:root /var/lib/twostep$' \
     "$backup/rpm-modes" &&
     fail "rpm files with unexpected owner or mode (above)"
 requires=$(rpm -qp --requires "$rpm")
 for dep in pam 'libpam.so.0()(64bit)' /bin/sh; do
     grep -qxF "$dep" <<<"$requires" || fail "rpm Requires lacks $dep"
 done
-rpm -qp --qf '%{POSTIN}' "$rpm" >"$backup/rpm-post"
-rpm -qp --qf '%{PREUN}' "$rpm" >"$backup/rpm-preun"
-diff -u packaging/rpm/post.sh "$backup/rpm-post" || fail "rpm %post is not packaging/rpm/post.sh"
+rpm -qp --qf '%{PREUN}\n' "$rpm" >"$backup/rpm-preun"
 diff -u packaging/rpm/preun.sh "$backup/rpm-preun" || fail "rpm %preun is not packaging/rpm/preun.sh"
-for tag in PREIN POSTUN PRETRANS POSTTRANS; do
+# No %post: the package owns /var/lib/twostep (0700), so rpm creates it.
+for tag in PREIN POSTIN POSTUN PRETRANS POSTTRANS; do
     [ "$(rpm -qp --qf "%{$tag}" "$rpm")" = "(none)" ] || fail "unexpected rpm %$tag scriptlet"
 done
 # %preun refuses an erase while a PAM file loads the module, allows upgrades and clean erases.
@@ -245,6 +327,18 @@ if sh "$backup/rpm-preun" 0 2>"$backup/preun.err"; then fail "rpm %preun allowed
 grep -q "$MANUAL_SERVICE:2:" "$backup/preun.err" || fail "rpm %preun did not name the line"
 sh "$backup/rpm-preun" 1 || fail "rpm %preun refused an upgrade"
 rm "$MANUAL_SERVICE"
+
+step "lintian and rpmlint: only the tags packaging/README.md explains"
+# Each tag allowed here has its reason in packaging/README.md ("lintian and rpmlint").
+lintian -EvIL +pedantic --tag-display-limit 0 "$deb" >"$backup/lintian.log" 2>&1 || true
+grep -E '^[EWIXP]: ' "$backup/lintian.log" |
+    grep -vE '^W: twostep: initial-upload-closes-no-bugs( |$)|^I: twostep: (hardening-no-fortify-functions|no-md5sums-control-file|spare-manual-page|spelling-error-in-binary usera users)( |$)' &&
+    fail "lintian reports tags not explained in packaging/README.md (above)"
+rpmlint "$rpm" >"$backup/rpmlint.log" 2>&1 || true
+grep -E '^twostep\.x86_64: [EW]: ' "$backup/rpmlint.log" |
+    grep -vE ': E: (non-standard-dir-perm /var/lib/twostep 700|no-signature)$|: W: (no-manual-page-for-binary twostep|invalid-license (MIT|Apache-2\.0)|manpage-not-compressed bz2 /usr/share/man/man[58]/[^ ]+\.gz)$' &&
+    fail "rpmlint reports tags not explained in packaging/README.md (above)"
+grep -q ' 1 packages and 0 specfiles checked' "$backup/rpmlint.log" || fail "rpmlint did not run: $(cat "$backup/rpmlint.log")"
 
 # --- install ----------------------------------------------------------------------------------
 step "install the .deb"
@@ -308,11 +402,30 @@ printf 'auth required pam_unix.so\nauth required pam_twostep.so\n' >"$MANUAL_SER
 if apt-get -o DPkg::Lock::Timeout=300 remove -y -qq twostep >"$backup/refused.log" 2>&1; then
     fail "apt-get remove succeeded although $MANUAL_SERVICE loads the module"
 fi
-grep -q "refusing to remove" "$backup/refused.log" || fail "no explanation: $(cat "$backup/refused.log")"
+# apt runs dpkg on a pty: its lines end in \r\n.
+tr -d '\r' <"$backup/refused.log" >"$backup/refused.txt" && mv "$backup/refused.txt" "$backup/refused.log"
+grep -q "NOT REMOVED" "$backup/refused.log" || fail "no explanation: $(cat "$backup/refused.log")"
 [ "$(pkg_status)" = "ii " ] || fail "after a refused removal the package is $(pkg_status)"
 [ -f "$MODULE" ] || fail "a refused removal deleted the module"
 cmp "$backup/common-auth.enabled" /etc/pam.d/common-auth || fail "a refused removal changed common-auth"
-rm "$MANUAL_SERVICE"
+[ ! -e /run/twostep-remove-refused ] || fail "the refusal text was left in /run"
+# The refusal, with its commands, comes after dpkg's generic error; only apt's summary follows.
+last_ours=$(grep -an '^    apt-get remove twostep$' "$backup/refused.log" | tail -n 1 | cut -d: -f1) || true
+dpkg_error=$(grep -an 'pre-removal script subprocess returned error exit status 1' "$backup/refused.log" | tail -n 1 | cut -d: -f1) || true
+if [ -z "$last_ours" ] || [ -z "$dpkg_error" ] || [ "$last_ours" -le "$dpkg_error" ]; then
+    fail "the refusal (line $last_ours) is not repeated after dpkg's error (line $dpkg_error): $(cat "$backup/refused.log")"
+fi
+tail -n +"$((last_ours + 1))" "$backup/refused.log" |
+    grep -avE '^twostep: \(each sed|^Errors were encountered while processing:$|^ twostep$|^Processing was halted because there were too many errors\.$|^E: Sub-process /usr/bin/dpkg returned an error code \(1\)$' &&
+    fail "more than apt's summary follows the refusal (above)"
+grep -qxF "    pam-auth-update --disable twostep" "$backup/refused.log" ||
+    fail "the refusal does not say pam-auth-update --disable twostep (common-auth loads the module)"
+# Its command for the hand-written service works as printed.
+fix=$(grep -m 1 "^    sed -i.twostep-bak .* $MANUAL_SERVICE$" "$backup/refused.log") ||
+    fail "no sed command for $MANUAL_SERVICE: $(cat "$backup/refused.log")"
+eval "$fix"
+grep -q pam_twostep "$MANUAL_SERVICE" && fail "the printed command left the line in $MANUAL_SERVICE"
+rm "$MANUAL_SERVICE" "$MANUAL_SERVICE.twostep-bak"
 
 step "remove: PAM files as before, enrollments kept"
 apt-get -o DPkg::Lock::Timeout=300 remove -y -qq twostep >/dev/null || fail "apt-get remove twostep failed"
@@ -332,11 +445,30 @@ state_json=$("$CLI" status "$USER_A" --json) || fail "twostep status failed afte
 grep -q '"state": *"enabled"' <<<"$state_json" ||
     fail "twostep status does not see $USER_A enrolled after reinstall: $state_json"
 
-step "purge: state and config gone"
-apt-get -o DPkg::Lock::Timeout=300 purge -y -qq twostep >/dev/null || fail "apt-get purge twostep failed"
+step "purge: state archived, then state and config gone"
+apt-get -o DPkg::Lock::Timeout=300 purge -y -qq twostep >"$backup/purge.log" 2>&1 ||
+    fail "apt-get purge twostep failed: $(cat "$backup/purge.log")"
 [ -z "$(pkg_status)" ] || fail "after purge dpkg still knows twostep: $(pkg_status)"
 [ ! -e /var/lib/twostep ] || fail "purge left /var/lib/twostep"
 [ ! -e /etc/twostep ] || fail "purge left /etc/twostep"
+archive=$(new_archives)
+if [ -z "$archive" ] || [ "$(wc -l <<<"$archive")" != 1 ]; then fail "purge made no single archive: '$archive'"; fi
+[[ $archive =~ ^/var/backups/twostep-[0-9]{8}T[0-9]{6}Z\.tar$ ]] || fail "archive name $archive"
+[ "$(stat -c '%U:%G %a' "$archive")" = "root:root 600" ] || fail "$archive: $(stat -c '%U:%G %a' "$archive")"
+grep -qF "$archive" "$backup/purge.log" || fail "purge did not say where the archive is: $(cat "$backup/purge.log")"
+tar -tf "$archive" >"$backup/archive-list"
+grep -qx "var/lib/twostep/users/$USER_A.toml" "$backup/archive-list" || fail "$archive lacks $USER_A's record"
+
+step "restore the archive as docs/recovery.md says: the enrollment is back"
+restore=$(sed -n '/^## After a purge/,/^## [^A]/p' docs/recovery.md | grep -m 1 -oE 'tar -C / -xpf [^ `]+')
+[ "$restore" = "tar -C / -xpf /var/backups/twostep-DATE.tar" ] || fail "docs/recovery.md has no restore command: '$restore'"
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq "./$deb" >/dev/null || fail "apt-get install (after purge) failed"
+tar -C / -xpf "$archive"
+sha256sum --quiet -c "$backup/record.sha256" || fail "the restored record differs"
+state_json=$("$CLI" status "$USER_A" --json) || fail "twostep status failed after the restore"
+grep -q '"state": *"enabled"' <<<"$state_json" || fail "$USER_A not enrolled after the restore: $state_json"
+apt-get -o DPkg::Lock::Timeout=300 purge -y -qq twostep >/dev/null 2>&1 || fail "apt-get purge (again) failed"
+[ ! -e /var/lib/twostep ] || fail "the second purge left /var/lib/twostep"
 pam_unchanged || fail "after purge, PAM files differ from before the install"
 profiles=$(echo "get libpam-runtime/profiles" | debconf-communicate libpam-runtime | cut -c3-)
 [ "$profiles" = "$profiles_before" ] ||

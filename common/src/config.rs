@@ -160,8 +160,11 @@ impl Lockout {
 impl Default for Lockout {
     fn default() -> Self {
         Self {
-            max_failures: 5,
-            max_failures_user: 20,
+            // docs/configuration.md, "Lockout", explains these numbers: three mistyped SSH
+            // connections (three answers each) do not lock a user out; an attacker who has the
+            // password gets at most 30 guesses per 15 minutes from all hosts together.
+            max_failures: 10,
+            max_failures_user: 30,
             window_secs: 15 * 60,
             duration_secs: 15 * 60,
         }
@@ -571,7 +574,8 @@ mod tests {
     fn empty_file_gives_defaults() {
         assert_eq!(parse("").unwrap(), Config::default());
         assert_eq!(Config::default().unenrolled, Unenrolled::Allow);
-        assert_eq!(Config::default().lockout.max_failures, 5);
+        assert_eq!(Config::default().lockout.max_failures, 10);
+        assert_eq!(Config::default().lockout.max_failures_user, 30);
     }
 
     #[test]
@@ -622,7 +626,7 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         assert!(
-            uncommented.contains("\nmax_failures_user = 20"),
+            uncommented.contains("\nmax_failures_user = 30"),
             "{uncommented}"
         );
         assert_eq!(parse(&uncommented).unwrap(), Config::default());
@@ -713,7 +717,7 @@ mod tests {
             "[totp]\nskew = 11",
             "[lockout]\nmax_failures = 0",
             "[emergency]\ncount = 0",
-            "[lockout]\nmax_failures = 30",
+            "[lockout]\nmax_failures = 31",
             "[policy]\ntrusted_networks = [\"10.0.0.1/8\"]",
             "[policy]\non_unenrolled = \"allow\"",
             "[policy]\ngrace_period = 99999999",

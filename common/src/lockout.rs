@@ -146,6 +146,28 @@ impl LockoutState {
         self.failures.iter().filter(|&&t| t > window_start).count()
     }
 
+    /// How many more failed codes from `host` (counted inside the window at `now`) lock the
+    /// user out, from that host or everywhere, whichever comes first. Shown to the user when
+    /// few are left (pam_twostep).
+    pub fn attempts_left(&self, host: &str, now: u64, policy: &Policy) -> u32 {
+        let window_start = now.saturating_sub(policy.window_secs);
+        let in_window = |times: &[u64]| {
+            times
+                .iter()
+                .filter(|&&t| t > window_start && t <= now)
+                .count()
+        };
+        let host_failures = self
+            .hosts
+            .iter()
+            .find(|h| h.host == host)
+            .map_or(0, |h| in_window(&h.failures));
+        let left =
+            |max: u32, used: usize| max.saturating_sub(u32::try_from(used).unwrap_or(u32::MAX));
+        left(policy.max_failures, host_failures)
+            .min(left(policy.max_failures_user, in_window(&self.failures)))
+    }
+
     /// Ends every lockout and forgets every failure (`twostep unlock`).
     pub fn clear(&mut self) {
         *self = LockoutState::default();
@@ -225,6 +247,22 @@ mod tests {
         assert_eq!(s.locked_until("192.168.1.10", 1020), None);
         assert!(!s.is_locked(1020));
         assert_eq!(s.locked_hosts(1020), vec!["203.0.113.9".to_string()]);
+    }
+
+    #[test]
+    fn attempts_left_counts_the_nearer_limit_inside_the_window() {
+        let mut s = LockoutState::default();
+        assert_eq!(s.attempts_left("h", 1000, &policy()), 3);
+        s.record_failure("h", 1000, &policy());
+        assert_eq!(s.attempts_left("h", 1001, &policy()), 2);
+        // Another host: its own three, but only four left user-wide.
+        for t in [1002, 1003] {
+            s.record_failure("g", t, &policy());
+        }
+        assert_eq!(s.attempts_left("h", 1004, &policy()), 2);
+        assert_eq!(s.attempts_left("new", 1004, &policy()), 2);
+        // Outside the window nothing counts.
+        assert_eq!(s.attempts_left("h", 1100, &policy()), 3);
     }
 
     #[test]

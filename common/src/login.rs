@@ -489,8 +489,9 @@ pub fn commit_enrollment<B: Backend>(
     Ok(Commit::Enrolled)
 }
 
-/// The lockout and grace key for a login (see [`crate::network::host_key`]).
-fn host_key(rhost: &str) -> String {
+/// The lockout and grace key for a login (see [`crate::network::host_key`]); pam_twostep
+/// shows the attempts left under it.
+pub fn host_key(rhost: &str) -> String {
     crate::network::host_key(rhost, MAX_FIELD_CHARS)
 }
 

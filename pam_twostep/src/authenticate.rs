@@ -31,6 +31,11 @@ const SEND_LIMITED: &str = "Too many codes were sent; try again later.";
 /// After a failed send, for users whose only other way in is an emergency code.
 const EMERGENCY_PROMPT: &str = "Emergency code: ";
 const LOCKED_MESSAGE: &str = "Too many failed attempts, try again later.";
+/// A valid code for a time step already used (docs/pam.md, "Messages"). The replay still
+/// counts as a failure.
+const REPLAY_MESSAGE: &str = "That code was already used; wait for the next one.";
+/// "N attempts left" is shown when this many or fewer remain before a lockout.
+const ATTEMPTS_LEFT_SHOWN: u32 = 3;
 pub(crate) const REQUIRED_MESSAGE: &str =
     "Two-step login is required for this account but is not set up. Ask your administrator.";
 const DEFAULT_LOG_SOCKET: &str = "/dev/log";
@@ -314,6 +319,9 @@ pub(crate) fn finish(
                 "auth failure",
                 &format!("reason={}", reason(why)),
             );
+            if why == Rejected::Replay {
+                login.tell(PAM_ERROR_MSG, REPLAY_MESSAGE);
+            }
             if let Some(scope) = locked {
                 let lockout = &login.config.lockout;
                 let (scope, failures) = match scope {
@@ -324,8 +332,34 @@ pub(crate) fn finish(
                     "scope={scope} failures={failures} duration={}s",
                     lockout.duration_secs
                 );
+                let duration = lockout.duration_secs;
                 login.log(Level::Warning, "lockout", &details);
                 login.tell(PAM_ERROR_MSG, LOCKED_MESSAGE);
+                login.tell(PAM_ERROR_MSG, &try_again_in(duration));
+            } else if why != Rejected::Empty {
+                // Few attempts left: say so, so that a user who mistypes stops before the lockout
+                // (a second read of the state; only after a failure).
+                let left = Store::open(&login.config.state_dir)
+                    .and_then(|store| store.load(&login.user))
+                    .ok()
+                    .flatten()
+                    .map(|record| {
+                        record.lockout.attempts_left(
+                            &login::host_key(&login.rhost),
+                            SystemClock.now(),
+                            &login.config.lockout,
+                        )
+                    });
+                if let Some(left @ 1..=ATTEMPTS_LEFT_SHOWN) = left {
+                    let minutes = login.config.lockout.duration_secs.div_ceil(60);
+                    login.tell(
+                        PAM_ERROR_MSG,
+                        &format!(
+                            "{left} {} left before a {minutes}-minute lockout.",
+                            if left == 1 { "attempt" } else { "attempts" }
+                        ),
+                    );
+                }
             }
             PamResultCode::PAM_AUTH_ERR
         }
@@ -377,7 +411,19 @@ pub(crate) fn locked(login: &mut Login<'_>, until: u64) -> PamResultCode {
         &format!("reason=locked until={until}"),
     );
     login.tell(PAM_ERROR_MSG, LOCKED_MESSAGE);
+    login.tell(
+        PAM_ERROR_MSG,
+        &try_again_in(until.saturating_sub(SystemClock.now())),
+    );
     PamResultCode::PAM_AUTH_ERR
+}
+
+/// When a lockout ends, as the user reads it: relative, so no time zone is involved.
+fn try_again_in(secs: u64) -> String {
+    match secs.div_ceil(60) {
+        0 | 1 => "Try again in a minute.".to_string(),
+        minutes => format!("Try again in {minutes} minutes."),
+    }
 }
 
 pub(crate) fn not_enrolled(login: &mut Login<'_>) -> PamResultCode {

@@ -578,8 +578,8 @@ fn man_pages_and_completions_are_generated_from_the_cli() {
         .output()
         .expect("twostep-gen runs");
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let man = std::fs::read_to_string(out_dir.join("man/twostep.1")).expect("twostep.1");
-    assert!(man.contains(".TH twostep 1"), "{man}");
+    let man = std::fs::read_to_string(out_dir.join("man/twostep.8")).expect("twostep.8");
+    assert!(man.contains(".TH twostep 8"), "{man}");
     for sub in [
         "enroll",
         "status",
@@ -590,9 +590,9 @@ fn man_pages_and_completions_are_generated_from_the_cli() {
         "show\\-qr",
         "doctor",
     ] {
-        assert!(man.contains(sub), "twostep.1 lacks {sub}");
+        assert!(man.contains(sub), "twostep.8 lacks {sub}");
     }
-    assert!(out_dir.join("man/twostep-enroll.1").exists());
+    assert!(out_dir.join("man/twostep-enroll.8").exists());
     for file in ["twostep.bash", "_twostep", "twostep.fish"] {
         let text = std::fs::read_to_string(out_dir.join("completions").join(file)).expect(file);
         assert!(text.contains("show-qr"), "{file} lacks show-qr");

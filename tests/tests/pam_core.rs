@@ -218,7 +218,8 @@ fn emergency_count_follows_config() {
 
 #[test]
 fn lockout_after_max_failures_then_expires() {
-    let (env, _) = enrolled(TestEnv::builder("lockout"));
+    // The defaults (10 per host) are tested in lockout_defaults.rs.
+    let (env, _) = enrolled(TestEnv::builder("lockout").config("[lockout]\nmax_failures = 5\n"));
     let wrong = wrong_code(T);
     for i in 0..5 {
         let login = login(&env, &wrong, T + i);

@@ -3,10 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use twostep_common::config::Config;
+use twostep_common::config::{Config, DEFAULT_CONFIG_PATH, OnUnenrolled};
+use twostep_common::module_args::{Mode, ModuleArgs};
 use twostep_common::store::Store;
 
-const PAM_DIR: &str = "/etc/pam.d";
+use crate::pamstack::{self, Action};
+
+/// The PAM directory libpam reads; `--pam-dir` checks another one (tests, images).
+pub const PAM_DIR: &str = "/etc/pam.d";
 const MODULE_NAME: &str = "pam_twostep.so";
 const MODULE_DIRS: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/security",
@@ -19,17 +23,25 @@ const MODULE_DIRS: &[&str] = &[
 
 type Check = Result<String, String>;
 
-pub fn run(config_path: &Path) -> ExitCode {
+/// `twostep doctor` options.
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Check the PAM service files in DIR instead of /etc/pam.d
+    #[arg(long, value_name = "DIR", default_value = PAM_DIR)]
+    pub pam_dir: PathBuf,
+}
+
+pub fn run(config_path: &Path, args: &DoctorArgs) -> ExitCode {
     let mut failed = false;
-    let mut report = |name: &str, check: Check| {
-        let (tag, text) = match check {
-            Ok(text) => ("ok  ", text),
-            Err(text) => {
-                failed = true;
-                ("FAIL", text)
-            }
-        };
-        println!("{tag}  {name:<8}  {text}");
+    let mut line = |tag: &str, name: &str, text: &str| {
+        if tag == "FAIL" {
+            failed = true;
+        }
+        println!("{tag:<4}  {name:<8}  {text}");
+    };
+    let mut report = |name: &str, check: Check| match check {
+        Ok(text) => line("ok", name, &text),
+        Err(text) => line("FAIL", name, &text),
     };
     let config = check_config(config_path);
     report(
@@ -43,7 +55,23 @@ pub fn run(config_path: &Path) -> ExitCode {
         Ok((config, _)) => report("state", check_state(config)),
         Err(_) => report("state", Err("not checked: the config does not load".into())),
     }
-    report("pam", check_pam(Path::new(PAM_DIR)));
+    match &config {
+        Ok((config, _)) => report("log", check_log(config)),
+        Err(_) => report("log", Err("not checked: the config does not load".into())),
+    }
+    let pam_dir = std::path::absolute(&args.pam_dir).unwrap_or_else(|_| args.pam_dir.clone());
+    let (findings, used) = check_pam(&pam_dir, config_path);
+    let fails = findings.iter().any(|(t, _)| *t == Tag::Fail);
+    for (tag, text) in &findings {
+        report_finding(&mut |t, n, x| line(t, n, x), *tag, text);
+    }
+    if let (false, Some(used)) = (fails, used) {
+        line("ok", "pam", &used);
+    }
+    let mut report = |name: &str, check: Check| match check {
+        Ok(text) => line("ok", name, &text),
+        Err(text) => line("FAIL", name, &text),
+    };
     report("clock", check_clock());
     match &config {
         Ok((config, _)) if config.email.enabled() => report(
@@ -63,6 +91,14 @@ pub fn run(config_path: &Path) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn report_finding(line: &mut dyn FnMut(&str, &str, &str), tag: Tag, text: &str) {
+    let tag = match tag {
+        Tag::Warn => "WARN",
+        Tag::Fail => "FAIL",
+    };
+    line(tag, "pam", text);
 }
 
 fn check_config(path: &Path) -> Result<(Config, String), String> {
@@ -100,95 +136,279 @@ fn check_state(config: &Config) -> Check {
     ))
 }
 
-/// A line of a PAM service file that loads our module.
-#[derive(Debug, PartialEq, Eq)]
-struct Use {
-    service: String,
-    kind: String,
-    control: String,
-    module: String,
+/// One result line of the `pam` check.
+type Finding = (Tag, String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Tag {
+    Warn,
+    Fail,
 }
 
-fn check_pam(dir: &Path) -> Check {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-    let mut uses = Vec::new();
-    for entry in entries.flatten() {
-        let service = entry.file_name().to_string_lossy().into_owned();
-        if let Ok(text) = std::fs::read_to_string(entry.path()) {
-            uses.extend(find_uses(&service, &text));
+/// Service files that are not services (package managers' and editors' leftovers).
+fn is_leftover(name: &str) -> bool {
+    [
+        ".dpkg-old",
+        ".dpkg-dist",
+        ".dpkg-new",
+        ".dpkg-bak",
+        ".rpmsave",
+        ".rpmnew",
+        ".orig",
+        ".bak",
+        "~",
+    ]
+    .iter()
+    .any(|suffix| name.ends_with(suffix))
+        || name.starts_with('.')
+}
+
+/// Checks every service in `dir` that loads the module: returns the findings and the `ok`
+/// text (which services use it, marking those that use another config than `checked`).
+fn check_pam(dir: &Path, checked: &Path) -> (Vec<Finding>, Option<String>) {
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !is_leftover(n))
+            .collect(),
+        Err(e) => {
+            return (
+                vec![(Tag::Fail, format!("cannot read {}: {e}", dir.display()))],
+                None,
+            );
         }
+    };
+    names.sort();
+    let mut configs = Configs::default();
+    let mut used_by = Vec::new();
+    for service in &names {
+        let file = dir.join(service);
+        if !std::fs::metadata(&file).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        outside_auth(&file, &mut findings);
+        let stack = pamstack::auth_stack(dir, service);
+        let uses: Vec<usize> = (0..stack.rules.len())
+            .filter(|&i| stack.rules[i].module_name().ends_with(MODULE_NAME))
+            .collect();
+        if uses.is_empty() {
+            continue;
+        }
+        for problem in &stack.problems {
+            findings.push((Tag::Fail, format!("{service}: {problem}")));
+        }
+        let mut elsewhere = Vec::new();
+        for &i in &uses {
+            let rule = &stack.rules[i];
+            let at = format!("{service}: {}: {}", rule.origin, rule.text);
+            let args = match ModuleArgs::parse(&rule.args) {
+                Ok(args) => args,
+                Err(why) => {
+                    findings.push((Tag::Fail, format!("{at}: {why}")));
+                    continue;
+                }
+            };
+            if args.config != checked && !elsewhere.contains(&args.config) {
+                elsewhere.push(args.config.clone());
+            }
+            findings.extend(judge(service, &stack.rules, i, &args, &at, &mut configs));
+        }
+        let mark = if elsewhere.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = elsewhere
+                .iter()
+                .map(|c| format!("config={}", c.display()))
+                .collect();
+            format!(" [{}: not the config checked here]", list.join(", "))
+        };
+        used_by.push(format!("{service}{mark}"));
     }
-    uses.sort_by(|a, b| a.service.cmp(&b.service));
-    if uses.is_empty() {
-        return Err(format!(
-            "no service in {} loads {MODULE_NAME}: nobody is asked for a code (see docs/pam.md)",
-            dir.display()
+    // A line in an included file is reported once, not for every service that includes it.
+    let mut seen = std::collections::HashSet::new();
+    findings.retain(|f| seen.insert(f.clone()));
+    if used_by.is_empty() {
+        findings.push((
+            Tag::Fail,
+            format!(
+                "no service in {} loads {MODULE_NAME}: nobody is asked for a code (see docs/pam.md)",
+                dir.display()
+            ),
         ));
+        return (findings, None);
     }
-    let problems: Vec<String> = uses.iter().filter_map(problem).collect();
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
-    }
-    let services: Vec<&str> = uses.iter().map(|u| u.service.as_str()).collect();
-    Ok(format!("used by {}", services.join(", ")))
+    (findings, Some(format!("used by {}", used_by.join(", "))))
 }
 
-fn find_uses(service: &str, text: &str) -> Vec<Use> {
-    let mut uses = Vec::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let Some((kind, rest)) = line.split_once(char::is_whitespace) else {
+/// Lines of `file` that load the module outside the auth stack.
+fn outside_auth(file: &Path, findings: &mut Vec<Finding>) {
+    let Ok(bytes) = std::fs::read(file) else {
+        return;
+    };
+    for (number, line) in pamstack::logical_lines(&String::from_utf8_lossy(&bytes)) {
+        let Ok(fields) = pamstack::fields(&line) else {
             continue;
         };
-        let rest = rest.trim_start();
-        let (control, rest) = if let Some(inner) = rest.strip_prefix('[') {
-            match inner.split_once(']') {
-                Some((c, r)) => (format!("[{c}]"), r.trim_start()),
-                None => continue,
-            }
-        } else {
-            match rest.split_once(char::is_whitespace) {
-                Some((c, r)) => (c.to_string(), r.trim_start()),
-                None => (rest.to_string(), ""),
-            }
-        };
-        let module = rest.split_whitespace().next().unwrap_or("");
-        // Matches lib-prefixed build outputs too (libpam_twostep.so loaded by absolute path).
-        if module
-            .rsplit('/')
-            .next()
-            .is_some_and(|f| f.ends_with(MODULE_NAME))
+        let kind = fields[0].trim_start_matches('-');
+        if ["account", "password", "session"].contains(&kind)
+            && fields.get(2).is_some_and(|m| m.ends_with(MODULE_NAME))
         {
-            uses.push(Use {
-                service: service.to_string(),
-                kind: kind.trim_start_matches('-').to_string(),
-                control,
-                module: module.to_string(),
-            });
+            findings.push((
+                Tag::Fail,
+                format!(
+                    "{}:{number}: {line}: the module belongs in the auth stack only",
+                    file.display()
+                ),
+            ));
         }
     }
-    uses
 }
 
-/// What is wrong with one use, if anything.
-fn problem(u: &Use) -> Option<String> {
-    let at = format!("{}: {} {} {}", u.service, u.kind, u.control, u.module);
-    if u.kind != "auth" {
-        return Some(format!("{at}: the module belongs in the auth stack only"));
+/// The configs that module lines name, each loaded once.
+#[derive(Default)]
+struct Configs(Vec<(PathBuf, Result<Config, String>)>);
+
+impl Configs {
+    fn get(&mut self, path: &Path) -> &Result<Config, String> {
+        if let Some(i) = self.0.iter().position(|(p, _)| p == path) {
+            return &self.0[i].1;
+        }
+        let loaded = if path.as_os_str() != DEFAULT_CONFIG_PATH && !path.exists() {
+            Err(format!("{} does not exist", path.display()))
+        } else {
+            Config::load(path).map_err(|e| e.to_string())
+        };
+        self.0.push((path.to_path_buf(), loaded));
+        &self.0.last().expect("just pushed").1
     }
-    let weak = matches!(u.control.as_str(), "sufficient" | "optional")
-        || (u.control.starts_with('[')
-            && (u.control.contains("default=ignore") || u.control.contains("success=done")));
-    if weak {
-        return Some(format!(
-            "{at}: this control lets a failed or skipped code pass; use required or requisite"
+}
+
+/// The rules for one module line (docs/pam.md, "What twostep doctor checks").
+fn judge(
+    service: &str,
+    rules: &[pamstack::Rule],
+    i: usize,
+    args: &ModuleArgs,
+    at: &str,
+    configs: &mut Configs,
+) -> Vec<Finding> {
+    let rule = &rules[i];
+    let mut out = Vec::new();
+    let control = &rule.control;
+    let success_ok = control.action("success") == Action::Ok;
+    let failure_counts = pamstack::FAILURE_VALUES
+        .iter()
+        .all(|v| matches!(control.action(v), Action::Bad | Action::Die));
+    if !success_ok || !failure_counts {
+        out.push((
+            Tag::Fail,
+            format!(
+                "{at}: this control lets a failed or skipped code pass; use required or requisite"
+            ),
         ));
     }
-    if !module_path(&u.module).is_some_and(|p| p.exists()) {
-        return Some(format!("{at}: the module file is not installed"));
+    if !module_path(&rule.module).is_some_and(|p| p.exists()) {
+        out.push((Tag::Fail, format!("{at}: the module file is not installed")));
     }
-    None
+    let enroll = match configs.get(&args.config) {
+        Ok(config) => config.policy.on_unenrolled == OnUnenrolled::Enroll,
+        Err(why) => {
+            out.push((Tag::Fail, format!("{at}: its config does not load: {why}")));
+            false
+        }
+    };
+    let line = |j: usize| format!("{}: {}", rules[j].origin, rules[j].text);
+    let find = |mode: Mode, range: Vec<usize>| {
+        range.into_iter().find(|&j| {
+            rules[j].module_name().ends_with(MODULE_NAME)
+                && ModuleArgs::parse(&rules[j].args).is_ok_and(|a| a.mode == mode)
+        })
+    };
+    let from = match args.mode {
+        Mode::Code => Some(0),
+        Mode::Split => {
+            if find(Mode::Verify, (i + 1..rules.len()).collect()).is_none() {
+                out.push((
+                    Tag::Fail,
+                    format!(
+                        "{at}: combined=split without a combined=verify line after the password \
+                         module: the code is never checked. Add `auth required {MODULE_NAME} \
+                         combined=verify` after the password line (docs/pam.md)"
+                    ),
+                ));
+            }
+            None
+        }
+        Mode::Verify => match find(Mode::Split, (0..i).rev().collect()) {
+            Some(split) => Some(split + 1),
+            None => {
+                out.push((
+                    Tag::Fail,
+                    format!(
+                        "{at}: combined=verify without a combined=split line before the \
+                         password module: there is no code to check. Add `auth required \
+                         {MODULE_NAME} combined=split` before the password line (docs/pam.md)"
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    let Some(from) = from else {
+        return out;
+    };
+    let paths = pamstack::paths_to(rules, from, i);
+    for &j in &paths.skipped_by {
+        // `sufficient pam_rootok.so` (su, chfn, chsh): root needs neither password nor code.
+        if rules[j].module_name() == "pam_rootok.so" {
+            continue;
+        }
+        let condition = pamstack::NOT_PASSWORD.contains(&rules[j].module_name());
+        let why = format!(
+            "{at}: {service} can skip the code: a success of {} ends the stack or jumps past \
+             it. Use [policy] exempt_users / trusted_networks in the config instead",
+            line(j)
+        );
+        out.push((if condition { Tag::Warn } else { Tag::Fail }, why));
+    }
+    for &j in &paths.failed_before {
+        let fix = "make it `requisite` (or `[success=ok default=die]`) so that a failure ends \
+                   the stack, or end the password block with `auth requisite pam_deny.so` as \
+                   Debian's common-auth does";
+        let finding = match args.mode {
+            Mode::Verify => (
+                Tag::Fail,
+                format!(
+                    "{at}: {} can fail and the stack still reaches combined=verify: strangers \
+                     without the password would have their codes checked and counted toward \
+                     the user's lockout; {fix}",
+                    line(j)
+                ),
+            ),
+            _ if enroll => (
+                Tag::Fail,
+                format!(
+                    "{at}: {} can fail and the stack still reaches {MODULE_NAME}, and its config \
+                     has on_unenrolled = \"enroll\": someone with a wrong password is offered \
+                     enrollment; {fix}",
+                    line(j)
+                ),
+            ),
+            _ => (
+                Tag::Warn,
+                format!(
+                    "{at}: {} can fail and the stack still reaches {MODULE_NAME}: strangers \
+                     with a wrong password get the code prompt and their wrong codes count \
+                     toward the user's lockout; {fix}",
+                    line(j)
+                ),
+            ),
+        };
+        out.push(finding);
+    }
+    out
 }
 
 fn module_path(module: &str) -> Option<PathBuf> {
@@ -199,6 +419,35 @@ fn module_path(module: &str) -> Option<PathBuf> {
         .iter()
         .map(|d| Path::new(d).join(module))
         .find(|p| p.exists())
+}
+
+/// Without a syslog listener nothing the module logs (failures, lockouts, errors) is kept.
+fn check_log(config: &Config) -> Check {
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    let socket = &config.log.socket;
+    if std::fs::symlink_metadata(socket).is_err() {
+        return Err(format!(
+            "{} does not exist: nothing pam_twostep logs (failures, lockouts, errors) is \
+             kept; start a syslog daemon (systemd-journald, rsyslog)",
+            socket.display()
+        ));
+    }
+    let datagram = UnixDatagram::unbound().and_then(|s| s.connect(socket));
+    match datagram {
+        Ok(()) => Ok(format!("{} accepts log lines", socket.display())),
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => UnixStream::connect(socket)
+            .map(|_| format!("{} accepts log lines (stream)", socket.display()))
+            .map_err(|e| dead(socket, &e)),
+        Err(e) => Err(dead(socket, &e)),
+    }
+}
+
+fn dead(socket: &Path, e: &std::io::Error) -> String {
+    format!(
+        "{}: nobody listens ({e}): nothing pam_twostep logs is kept; start or restart the \
+         syslog daemon (systemd-journald, rsyslog)",
+        socket.display()
+    )
 }
 
 /// TOTP needs a correct clock; the kernel knows whether NTP keeps it synchronised.
@@ -229,20 +478,203 @@ fn check_clock() -> Check {
 mod tests {
     use super::*;
 
+    /// A private PAM directory with `files`, a config with `config_text`, and the module at
+    /// an absolute path that exists (this test binary).
+    fn run_on(files: &[(&str, &str)], config_text: &str) -> (Vec<Finding>, Option<String>) {
+        let dir = std::env::temp_dir().join(format!(
+            "twostep-doctor-{}-{}",
+            std::process::id(),
+            files[0].0
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("pam.d")).unwrap();
+        let config = dir.join("twostep.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let module = std::env::current_exe().unwrap();
+        // Named like the module so that it counts as a use.
+        let fake = dir.join("pam_twostep.so");
+        std::fs::copy(&module, &fake).unwrap();
+        for (name, text) in files {
+            let text = text
+                .replace("{module}", &fake.display().to_string())
+                .replace("{config}", &config.display().to_string());
+            std::fs::write(dir.join("pam.d").join(name), text).unwrap();
+        }
+        check_pam(&dir.join("pam.d"), &config)
+    }
+
+    const ENROLL: &str = "[policy]\non_unenrolled = \"enroll\"\n";
+
+    fn tags(f: &[Finding]) -> Vec<Tag> {
+        f.iter().map(|(t, _)| *t).collect()
+    }
+
     #[test]
-    fn finds_and_judges_module_lines() {
-        let text = "# comment\n@include common-auth\nauth required pam_twostep.so config=/x\n\
-                    auth [success=1 default=ignore] /opt/pam_twostep.so\n\
-                    -auth sufficient pam_twostep.so\naccount required pam_twostep.so\n\
-                    auth required pam_unix.so\n";
-        let uses = find_uses("svc", text);
-        assert_eq!(uses.len(), 4);
-        assert_eq!(uses[0].control, "required");
-        assert_eq!(uses[1].control, "[success=1 default=ignore]");
-        assert_eq!(uses[1].module, "/opt/pam_twostep.so");
-        assert_eq!(uses[2].kind, "auth");
-        assert!(problem(&uses[1]).unwrap().contains("required or requisite"));
-        assert!(problem(&uses[2]).unwrap().contains("required or requisite"));
-        assert!(problem(&uses[3]).unwrap().contains("auth stack only"));
+    fn required_password_line_with_enrollment_fails_without_it_warns() {
+        let stack = "auth required pam_unix.so\nauth required {module} config={config}\n";
+        let (f, ok) = run_on(&[("svc-a", stack)], ENROLL);
+        assert_eq!(tags(&f), [Tag::Fail], "{f:?}");
+        assert!(
+            f[0].1
+                .contains("svc-a:1: auth required pam_unix.so can fail"),
+            "{f:?}"
+        );
+        assert!(f[0].1.contains("on_unenrolled"), "{f:?}");
+        assert!(ok.unwrap().starts_with("used by svc-a"));
+        let (f, _) = run_on(&[("svc-b", stack)], "");
+        assert_eq!(tags(&f), [Tag::Warn], "{f:?}");
+        assert!(f[0].1.contains("count toward the user's lockout"), "{f:?}");
+        let safe = "auth requisite pam_unix.so\nauth required {module} config={config}\n";
+        assert_eq!(run_on(&[("svc-c", safe)], ENROLL).0, []);
+    }
+
+    #[test]
+    fn debian_common_auth_is_safe_and_sufficient_is_not() {
+        let common = "auth\t[success=1 default=ignore]\tpam_unix.so nullok\n\
+                      auth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n\
+                      auth\toptional\t\t\tpam_cap.so\n";
+        let (f, ok) = run_on(
+            &[
+                ("common-auth", common),
+                (
+                    "svc-d",
+                    "@include common-auth\nauth required {module} config={config}\n",
+                ),
+            ],
+            ENROLL,
+        );
+        assert_eq!(f, []);
+        assert_eq!(ok.unwrap(), "used by svc-d");
+        let (f, _) = run_on(
+            &[(
+                "svc-e",
+                "auth sufficient pam_unix.so\nauth required {module} config={config}\n",
+            )],
+            "",
+        );
+        let text = format!("{f:?}");
+        assert!(text.contains("can skip the code"), "{text}");
+        assert!(text.contains("can fail"), "{text}");
+        assert!(
+            f.iter().any(|(t, m)| *t == Tag::Fail && m.contains("skip")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn debian_su_chsh_and_vsftpd_with_the_profile_are_fine() {
+        let common = "auth [success=1 default=ignore] pam_unix.so nullok\n\
+                      auth requisite pam_deny.so\nauth required pam_permit.so\n\
+                      auth requisite {module} config={config}\n";
+        let (f, ok) = run_on(
+            &[
+                ("common-auth", common),
+                (
+                    "su",
+                    "auth sufficient pam_rootok.so\n@include common-auth\n",
+                ),
+                (
+                    "chsh",
+                    "auth required pam_shells.so\nauth sufficient pam_rootok.so\n@include common-auth\n",
+                ),
+                (
+                    "vsftpd",
+                    "auth required pam_listfile.so item=user sense=deny file=/etc/ftpusers onerr=succeed\n@include common-auth\n",
+                ),
+                (
+                    "x-cond",
+                    "auth [success=done default=ignore] pam_succeed_if.so user = backup\n@include common-auth\n",
+                ),
+            ],
+            ENROLL,
+        );
+        assert_eq!(tags(&f), [Tag::Warn], "{f:?}");
+        assert!(
+            f[0].1.starts_with("x-cond: ") && f[0].1.contains("can skip the code"),
+            "{f:?}"
+        );
+        assert_eq!(ok.unwrap(), "used by chsh, common-auth, su, vsftpd, x-cond");
+    }
+
+    #[test]
+    fn one_prompt_lines_come_in_pairs_around_a_password_line_that_ends_the_stack() {
+        let good = "auth required {module} combined=split config={config}\n\
+                    auth requisite pam_unix.so use_first_pass\n\
+                    auth required {module} combined=verify config={config}\n";
+        assert_eq!(run_on(&[("svc-f", good)], "").0, []);
+        let (f, _) = run_on(&[("svc-g", &good.replace("requisite", "required"))], "");
+        assert_eq!(tags(&f), [Tag::Fail], "{f:?}");
+        assert!(f[0].1.contains("reaches combined=verify"), "{f:?}");
+        let (f, _) = run_on(
+            &[(
+                "svc-h",
+                "auth required {module} combined=split config={config}\nauth requisite pam_unix.so\n",
+            )],
+            "",
+        );
+        assert!(f[0].1.contains("without a combined=verify"), "{f:?}");
+        let (f, _) = run_on(
+            &[(
+                "svc-i",
+                "auth requisite pam_unix.so\nauth required {module} combined=verify config={config}\n",
+            )],
+            "",
+        );
+        assert!(f[0].1.contains("without a combined=split"), "{f:?}");
+        let (f, _) = run_on(
+            &[("svc-j", "auth required {module} combined config={config}\n")],
+            "",
+        );
+        assert!(
+            f[0].1.contains("svc-j:1") && f[0].1.contains("no longer accepted"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn arguments_controls_other_stacks_and_other_configs() {
+        let (f, _) = run_on(
+            &[(
+                "svc-k",
+                "auth requisite pam_unix.so\nauth required {module} nullok\n\
+                 auth [success=1 default=ignore] {module} config={config}\n\
+                 session required {module}\n",
+            )],
+            "",
+        );
+        let text = format!("{f:?}");
+        assert!(
+            text.contains("svc-k:2") && text.contains("unknown module argument \\\"nullok\\\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("svc-k:3") && text.contains("use required or requisite"),
+            "{text}"
+        );
+        assert!(
+            text.contains("svc-k:4") && text.contains("auth stack only"),
+            "{text}"
+        );
+        let (f, ok) = run_on(
+            &[
+                (
+                    "svc-l",
+                    "auth requisite pam_unix.so\nauth required {module} config={config}\n",
+                ),
+                (
+                    "svc-m",
+                    "auth requisite pam_unix.so\nauth required {module} config=/nonexistent/t.toml\n",
+                ),
+            ],
+            "",
+        );
+        assert_eq!(
+            ok.unwrap(),
+            "used by svc-l, svc-m [config=/nonexistent/t.toml: not the config checked here]"
+        );
+        assert!(
+            format!("{f:?}").contains("/nonexistent/t.toml does not exist"),
+            "{f:?}"
+        );
     }
 }

@@ -8,6 +8,7 @@ mod enroll;
 mod import_ga;
 mod mail;
 mod output;
+mod pamstack;
 mod prompt;
 mod show;
 mod status;
@@ -64,8 +65,8 @@ pub enum Command {
     SetEmail(email_cmds::SetEmailArgs),
     /// Send a test mail through the configured SMTP server
     EmailTest(email_cmds::EmailTestArgs),
-    /// Check the configuration, state directory, PAM services, clock and SMTP server
-    Doctor,
+    /// Check the configuration, state directory, syslog socket, PAM services, clock and SMTP server
+    Doctor(doctor::DoctorArgs),
     /// Mail a login code (run by pam_twostep; reads the request on standard input)
     #[command(hide = true)]
     SendCode,
@@ -98,7 +99,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let load = || Config::load(&config_path).map_err(|e| e.to_string());
     match cli.command {
         // The doctor reports a broken config instead of stopping at it.
-        Command::Doctor => return Ok(doctor::run(&config_path)),
+        Command::Doctor(args) => return Ok(doctor::run(&config_path, &args)),
         Command::Enroll(mut args) => {
             let config = load()?;
             canonical_user(&config, &mut args.user, Existing::Required)?;
