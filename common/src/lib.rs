@@ -6,6 +6,7 @@ pub mod backend;
 pub mod clock;
 pub mod combined;
 pub mod config;
+pub mod dialogue;
 pub mod email;
 pub mod emergency;
 pub mod enroll;

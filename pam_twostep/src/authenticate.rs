@@ -1,130 +1,112 @@
-//! `pam_sm_authenticate`, start to finish, in the order a login sees it.
+//! The PAM side of a login: arguments, config, PAM items, the conversation, PAM codes and
+//! syslog. Every decision is made by [`twostep_common::dialogue`].
 
 use std::ffi::CStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pam::constants::{
-    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT, PAM_TEXT_INFO, PamFlag, PamMessageStyle,
-    PamResultCode,
+    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PAM_TEXT_INFO, PamFlag,
+    PamMessageStyle, PamResultCode,
 };
 use pam::conv::Conv;
 use pam::items::{RHost, Service};
 use pam::module::PamHandle;
-use pam::secret::SecretBytes;
 use twostep_common::audit::{Level, Sink, Syslog, field};
-use twostep_common::clock::{Clock, SystemClock};
-use twostep_common::config::{Config, OnUnenrolled, Unenrolled};
+use twostep_common::clock::SystemClock;
+use twostep_common::config::Config;
+use twostep_common::dialogue::{self, Answer, ConvError, Conversation, Mailer, Session, Verdict};
 use twostep_common::email;
-use twostep_common::lockout::Locked;
-use twostep_common::login::{self, Accepted, Ask, Attempt, Begin, EmailIssue, Outcome, Rejected};
 use twostep_common::module_args::{Mode, ModuleArgs};
-use twostep_common::policy::{Skip, SystemDirectory};
-use twostep_common::store::{Seen, Store};
+use twostep_common::policy::SystemDirectory;
+use twostep_common::store::Store;
 
-use crate::{enroll, names, one_prompt};
+use crate::{one_prompt, pamenv};
 
 const PROCESS: &str = "pam_twostep";
-const PROMPT: &str = "Verification code: ";
-const FALLBACK_PROMPT: &str = "Verification code (or \"email\" to get a code by email): ";
-const SEND_FAILED: &str = "Could not send the code, try another method.";
-const SEND_LIMITED: &str = "Too many codes were sent; try again later.";
-/// After a failed send, for users whose only other way in is an emergency code.
-const EMERGENCY_PROMPT: &str = "Emergency code: ";
-const LOCKED_MESSAGE: &str = "Too many failed attempts, try again later.";
-/// A valid code for a time step already used (docs/pam.md, "Messages"). The replay still
-/// counts as a failure.
-const REPLAY_MESSAGE: &str = "That code was already used; wait for the next one.";
-/// "N attempts left" is shown when this many or fewer remain before a lockout.
-const ATTEMPTS_LEFT_SHOWN: u32 = 3;
-pub(crate) const REQUIRED_MESSAGE: &str =
-    "Two-step login is required for this account but is not set up. Ask your administrator.";
 const DEFAULT_LOG_SOCKET: &str = "/dev/log";
+/// The PAM environment variable that carries a confirmed enrollment's id to `pam_setcred`.
+pub const ENROLLMENT_ENV: &str = "TWOSTEP_ENROLLMENT";
 
-/// One login: what PAM told us, the config, and where log lines go.
-pub struct Login<'a> {
-    pub pamh: &'a mut PamHandle,
-    pub config: Config,
-    /// Handed to the mail helper so it reads the same config.
-    pub config_path: std::path::PathBuf,
+/// What a hook needs besides the handle: the config, where log lines go, the PAM items.
+pub struct Shell {
+    setup: Setup,
     pub log: Syslog,
-    pub user: String,
-    pub service: String,
-    pub rhost: String,
-    /// PAM_SILENT: no informational messages.
-    pub quiet: bool,
+    store: Store,
+    user: String,
+    service: String,
+    rhost: String,
+    quiet: bool,
 }
 
-impl Login<'_> {
-    pub fn attempt(&self) -> Attempt<'_> {
-        Attempt {
-            user: &self.user,
-            service: &self.service,
-            rhost: &self.rhost,
-        }
-    }
+/// The config and its path, which the mail helper is handed so it reads the same config.
+struct Setup {
+    config: Config,
+    path: PathBuf,
+}
 
-    /// `user=… service=… rhost=…` for log lines.
-    pub fn fields(&self) -> String {
-        format!(
-            "{} {} {}",
-            field("user", &self.user),
-            field("service", &self.service),
-            field("rhost", &self.rhost)
-        )
+impl Mailer for Setup {
+    fn send(&self, request: &email::Request) -> Result<(), email::SendError> {
+        email::send_via_helper(&self.config, &self.path, request)
     }
+}
 
-    pub fn log(&mut self, level: Level, event: &str, details: &str) {
-        let line = if details.is_empty() {
-            format!("{event} {}", self.fields())
-        } else {
-            format!("{event} {} {details}", self.fields())
+/// libpam's conversation function. The first failure's code is kept for the result.
+pub struct PamConversation<'a> {
+    pamh: &'a PamHandle,
+    failed: Option<PamResultCode>,
+}
+
+impl PamConversation<'_> {
+    fn send(&mut self, style: PamMessageStyle, text: &str) -> Result<Answer, ConvError> {
+        let sent = match self.pamh.get_item::<Conv>() {
+            Ok(Some(conv)) => conv.send(style, text),
+            Ok(None) => Err(PamResultCode::PAM_CONV_ERR),
+            Err(code) => Err(code),
         };
-        self.log.log(level, &line);
-    }
-
-    pub fn ask(
-        &self,
-        style: PamMessageStyle,
-        text: &str,
-    ) -> Result<Option<SecretBytes>, PamResultCode> {
-        converse(self.pamh, style, text)
-    }
-
-    /// An informational line; a client that cannot show it does not fail the login.
-    pub fn tell(&self, style: PamMessageStyle, text: &str) {
-        if !self.quiet {
-            let _ = converse(self.pamh, style, text);
+        match sent {
+            Ok(answer) => Ok(Answer::new(
+                answer.as_ref().map_or(Vec::new(), |a| a.as_bytes().to_vec()),
+            )),
+            Err(code) => {
+                self.failed.get_or_insert(code);
+                Err(ConvError)
+            }
         }
     }
 
-    pub fn system_error(&mut self, error: &twostep_common::Error) -> PamResultCode {
-        let detail = field("detail", &error.to_string());
-        self.log(Level::Error, "error", &format!("refusing login {detail}"));
-        PamResultCode::PAM_AUTHINFO_UNAVAIL
+    /// The PAM code a conversation failure ends the login with; never one that lets it go on.
+    fn failure(self) -> PamResultCode {
+        never_pass(self.failed.unwrap_or(PamResultCode::PAM_CONV_ERR))
     }
 }
 
-pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let (mut login, args, store) = match Login::start(pamh, raw_args, flags) {
-        Ok(started) => started,
-        Err(code) => return code,
-    };
-    match args.mode {
-        Mode::Code => two_prompts(&mut login, &store),
-        Mode::Split => one_prompt::split(&mut login, &store),
-        Mode::Verify => one_prompt::verify(&mut login, &store),
+impl Conversation for PamConversation<'_> {
+    fn ask(&mut self, prompt: &str, visible: bool) -> Result<Answer, ConvError> {
+        let style = if visible {
+            PAM_PROMPT_ECHO_ON
+        } else {
+            PAM_PROMPT_ECHO_OFF
+        };
+        self.send(style, prompt)
+    }
+
+    fn info(&mut self, text: &str) -> Result<(), ConvError> {
+        self.send(PAM_TEXT_INFO, text).map(drop)
+    }
+
+    fn error(&mut self, text: &str) -> Result<(), ConvError> {
+        self.send(PAM_ERROR_MSG, text).map(drop)
     }
 }
 
-impl<'a> Login<'a> {
-    /// Reads the arguments, the config and the PAM items every hook needs, opens the store
-    /// and puts the user's canonical name in `user` ([`names::resolve`]); an error is the PAM
-    /// code to return (already logged).
+impl Shell {
+    /// Reads the arguments, the config and the PAM items, and opens the store; an error is
+    /// the PAM code to return (already logged).
     pub fn start(
-        pamh: &'a mut PamHandle,
+        pamh: &mut PamHandle,
         raw_args: &[&CStr],
         flags: PamFlag,
-    ) -> Result<(Login<'a>, ModuleArgs, Store), PamResultCode> {
+    ) -> Result<(Shell, ModuleArgs), PamResultCode> {
         let args = match parse_args(raw_args) {
             Ok(args) => args,
             Err(why) => {
@@ -160,311 +142,116 @@ impl<'a> Login<'a> {
         };
         let service = item_text::<Service>(pamh);
         let rhost = item_text::<RHost>(pamh);
-        let mut login = Login {
-            pamh,
-            config,
-            config_path: args.config.clone(),
+        let store = match Store::open(&config.state_dir) {
+            Ok(store) => store,
+            Err(e) => {
+                let detail = field("detail", &e.to_string());
+                log.log(
+                    Level::Error,
+                    &format!(
+                        "error {} {} {} refusing login {detail}",
+                        field("user", &user),
+                        field("service", &service),
+                        field("rhost", &rhost)
+                    ),
+                );
+                return Err(PamResultCode::PAM_AUTHINFO_UNAVAIL);
+            }
+        };
+        let shell = Shell {
+            setup: Setup {
+                config,
+                path: args.config.clone(),
+            },
             log,
+            store,
             user,
             service,
             rhost,
             quiet: flags & PAM_SILENT != 0,
         };
-        let store = match Store::open(&login.config.state_dir) {
-            Ok(store) => store,
-            Err(e) => return Err(login.system_error(&e)),
-        };
-        names::resolve(&mut login, &store)?;
-        Ok((login, args, store))
+        Ok((shell, args))
+    }
+
+    /// The dialogue's view of this login, talking through `conv`.
+    pub fn session<'a>(&'a mut self, conv: &'a mut dyn Conversation) -> Session<'a, Store> {
+        Session {
+            config: &self.setup.config,
+            store: &self.store,
+            user: self.user.clone(),
+            service: self.service.clone(),
+            rhost: self.rhost.clone(),
+            quiet: self.quiet,
+            conv,
+            log: &mut self.log,
+            clock: &SystemClock,
+            dir: &SystemDirectory,
+            mailer: &self.setup,
+        }
     }
 }
 
-pub(crate) fn decide(
-    login: &Login<'_>,
-    store: &Store,
-) -> Result<(Begin, Seen), twostep_common::Error> {
-    login::begin(
-        store,
-        &login.config,
-        &SystemDirectory,
-        &login.attempt(),
-        SystemClock.now(),
-    )
-}
-
-/// The usual flow: the password was checked by the modules above; ask for the code.
-fn two_prompts(login: &mut Login<'_>, store: &Store) -> PamResultCode {
-    let (decision, seen) = match decide(login, store) {
-        Ok(decided) => decided,
-        Err(e) => return login.system_error(&e),
+/// Runs `flow` on a session of this login once its user name is resolved
+/// ([`dialogue::resolve_user`]). Gives what `flow` returned and the code a conversation
+/// failure ends the login with, or the PAM code the login already ended with.
+pub fn in_session<T>(
+    shell: &mut Shell,
+    pamh: &PamHandle,
+    flow: impl FnOnce(&mut Session<'_, Store>) -> T,
+) -> Result<(T, PamResultCode), PamResultCode> {
+    let mut conv = PamConversation { pamh, failed: None };
+    let ended = {
+        let mut session = shell.session(&mut conv);
+        dialogue::resolve_user(&mut session).map(|()| flow(&mut session))
     };
-    match decision {
-        Begin::Skip(skip) => skipped(login, skip),
-        Begin::NotEnrolled { enforced: false } => not_enrolled(login),
-        Begin::NotEnrolled { enforced: true } => match login.config.policy.on_unenrolled {
-            OnUnenrolled::Deny => enforced_without_enrollment(login),
-            OnUnenrolled::Enroll => enroll::at_login(login, store),
-        },
-        Begin::Locked { until } => locked(login, until),
-        Begin::AskCode(ask) => ask_code(login, store, &ask, seen),
+    let conv_failure = conv.failure();
+    match ended {
+        Ok(done) => Ok((done, conv_failure)),
+        Err(verdict) => Err(pam_code(&verdict, conv_failure)),
     }
 }
 
-/// Asks for the code `ask` says, and checks it.
-fn ask_code(login: &mut Login<'_>, store: &Store, ask: &Ask, seen: Seen) -> PamResultCode {
-    let (prompt, email_to) = match ask {
-        Ask::Totp => (PROMPT, None),
-        Ask::TotpOrEmail { masked } => (FALLBACK_PROMPT, Some(masked)),
-        Ask::Email { masked } => {
-            return emailed_code(login, store, masked, EMERGENCY_PROMPT, seen);
-        }
+pub fn run(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let (mut shell, args) = match Shell::start(pamh, raw_args, flags) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let answer = match login.ask(PAM_PROMPT_ECHO_OFF, prompt) {
-        Ok(answer) => answer,
-        Err(code) => return conversation_failed(login, code),
+    match args.mode {
+        Mode::Code => code_prompt(&mut shell, pamh),
+        Mode::Split => one_prompt::split(&mut shell, pamh),
+        Mode::Verify => one_prompt::verify(&mut shell, pamh),
+    }
+}
+
+/// The usual line after the password module.
+fn code_prompt(shell: &mut Shell, pamh: &mut PamHandle) -> PamResultCode {
+    let (verdict, conv_failure) = match in_session(shell, pamh, dialogue::code_prompt) {
+        Ok(done) => done,
+        Err(code) => return code,
     };
-    let typed: &[u8] = answer.as_ref().map_or(&[], |a| a.as_bytes());
-    if let Some(masked) = email_to
-        && typed.trim_ascii().eq_ignore_ascii_case(b"email")
-    {
-        return emailed_code(login, store, masked, PROMPT, seen);
-    }
-    check(login, store, typed, seen)
-}
-
-/// Checks a typed code and ends the login. The clock is read now, after the answer: the code
-/// was read off the phone just before it was typed, not when the prompt appeared.
-fn check(login: &mut Login<'_>, store: &Store, typed: &[u8], seen: Seen) -> PamResultCode {
-    let outcome = login::verify(
-        store,
-        &login.config,
-        &login.attempt(),
-        typed,
-        SystemClock.now(),
-        seen,
-    );
-    finish(login, outcome)
-}
-
-/// Mails a code (within the send limits) and asks for it. When the mail cannot be sent, asks
-/// `otherwise` instead, so an emergency code (or the app) still works.
-fn emailed_code(
-    login: &mut Login<'_>,
-    store: &Store,
-    masked: &str,
-    otherwise: &str,
-    seen: Seen,
-) -> PamResultCode {
-    let issued = login::issue_email_code(
-        store,
-        &login.config,
-        &login.attempt(),
-        SystemClock.now(),
-        seen,
-    );
-    let mut prompt = format!("Code sent to {masked}: ");
-    match issued {
-        Err(e) => return login.system_error(&e),
-        Ok(EmailIssue::NotEnrolled) => {
-            login.log(Level::Notice, "auth failure", "reason=enrollment-removed");
-            return PamResultCode::PAM_AUTH_ERR;
-        }
-        Ok(EmailIssue::Locked { until }) => return locked(login, until),
-        Ok(EmailIssue::Limited) => {
-            login.log(Level::Notice, "email refused", "reason=send-limit");
-            login.tell(PAM_ERROR_MSG, SEND_LIMITED);
-            return PamResultCode::PAM_AUTH_ERR;
-        }
-        Ok(EmailIssue::Pending) => {
-            login.log(
-                Level::Info,
-                "email not sent",
-                "reason=send-limit detail=code-pending",
+    if let Verdict::Enrolled(id) = &verdict {
+        // Kept for pam_setcred, which stores it once the whole stack has succeeded.
+        if let Err(code) = pamenv::set(pamh, ENROLLMENT_ENV, Some(id.as_str())) {
+            shell.log.log(
+                Level::Error,
+                "error: cannot keep the enrollment for pam_setcred",
             );
-        }
-        Ok(EmailIssue::Send(request)) => {
-            match email::send_via_helper(&login.config, &login.config_path, &request) {
-                Ok(()) => login.log(Level::Info, "email sent", ""),
-                Err(e) => {
-                    let reason = field("reason", &e.to_string());
-                    login.log(Level::Warning, "email failure", &reason);
-                    if let Err(e) = login::email_not_sent(store, &login.attempt(), &request) {
-                        return login.system_error(&e);
-                    }
-                    login.tell(PAM_ERROR_MSG, SEND_FAILED);
-                    prompt = otherwise.to_string();
-                }
-            }
+            return code;
         }
     }
-    let answer = match login.ask(PAM_PROMPT_ECHO_OFF, &prompt) {
-        Ok(answer) => answer,
-        Err(code) => return conversation_failed(login, code),
-    };
-    // The record was just written: nothing seen before is current.
-    let typed = answer.as_ref().map_or(&[][..], |a| a.as_bytes());
-    check(login, store, typed, Seen::default())
+    pam_code(&verdict, conv_failure)
 }
 
-pub(crate) fn finish(
-    login: &mut Login<'_>,
-    outcome: Result<Outcome, twostep_common::Error>,
-) -> PamResultCode {
-    match outcome {
-        Err(e) => login.system_error(&e),
-        Ok(Outcome::Accepted(accepted)) => success(login, accepted),
-        Ok(Outcome::Rejected { why, locked }) => {
-            login.log(
-                Level::Notice,
-                "auth failure",
-                &format!("reason={}", reason(why)),
-            );
-            if why == Rejected::Replay {
-                login.tell(PAM_ERROR_MSG, REPLAY_MESSAGE);
-            }
-            if let Some(scope) = locked {
-                let lockout = &login.config.lockout;
-                let (scope, failures) = match scope {
-                    Locked::Host => ("host", lockout.max_failures),
-                    Locked::User => ("user", lockout.max_failures_user),
-                };
-                let details = format!(
-                    "scope={scope} failures={failures} duration={}s",
-                    lockout.duration_secs
-                );
-                let duration = lockout.duration_secs;
-                login.log(Level::Warning, "lockout", &details);
-                login.tell(PAM_ERROR_MSG, LOCKED_MESSAGE);
-                login.tell(PAM_ERROR_MSG, &try_again_in(duration));
-            } else if why != Rejected::Empty {
-                // Few attempts left: say so, so that a user who mistypes stops before the lockout
-                // (a second read of the state; only after a failure).
-                let left = Store::open(&login.config.state_dir)
-                    .and_then(|store| store.load(&login.user))
-                    .ok()
-                    .flatten()
-                    .map(|record| {
-                        record.lockout.attempts_left(
-                            &login::host_key(&login.rhost),
-                            SystemClock.now(),
-                            &login.config.lockout,
-                        )
-                    });
-                if let Some(left @ 1..=ATTEMPTS_LEFT_SHOWN) = left {
-                    let minutes = login.config.lockout.duration_secs.div_ceil(60);
-                    login.tell(
-                        PAM_ERROR_MSG,
-                        &format!(
-                            "{left} {} left before a {minutes}-minute lockout.",
-                            if left == 1 { "attempt" } else { "attempts" }
-                        ),
-                    );
-                }
-            }
-            PamResultCode::PAM_AUTH_ERR
-        }
-        Ok(Outcome::Locked { until }) => locked(login, until),
-        Ok(Outcome::NotEnrolled) => {
-            // Reset while the prompt was open: the code typed belongs to no enrollment.
-            login.log(Level::Notice, "auth failure", "reason=enrollment-removed");
-            PamResultCode::PAM_AUTH_ERR
-        }
-    }
-}
-
-pub(crate) fn success(login: &mut Login<'_>, accepted: Accepted) -> PamResultCode {
-    match accepted {
-        Accepted::Totp => login.log(Level::Info, "auth success", "method=totp"),
-        Accepted::Email => login.log(Level::Info, "auth success", "method=email"),
-        Accepted::Emergency { remaining } => {
-            login.log(
-                Level::Notice,
-                "auth success",
-                &format!("method=emergency remaining={remaining}"),
-            );
-            let note = if remaining <= 2 {
-                format!(
-                    "Emergency code accepted. {remaining} left: ask your administrator for new ones."
-                )
-            } else {
-                format!("Emergency code accepted. {remaining} left.")
-            };
-            login.tell(PAM_TEXT_INFO, &note);
-        }
-    }
-    PamResultCode::PAM_SUCCESS
-}
-
-pub(crate) fn skipped(login: &mut Login<'_>, skip: Skip) -> PamResultCode {
-    login.log(
-        Level::Info,
-        "auth skipped",
-        &format!("reason={}", skip.reason()),
-    );
-    PamResultCode::PAM_SUCCESS
-}
-
-pub(crate) fn locked(login: &mut Login<'_>, until: u64) -> PamResultCode {
-    login.log(
-        Level::Notice,
-        "auth refused",
-        &format!("reason=locked until={until}"),
-    );
-    login.tell(PAM_ERROR_MSG, LOCKED_MESSAGE);
-    login.tell(
-        PAM_ERROR_MSG,
-        &try_again_in(until.saturating_sub(SystemClock.now())),
-    );
-    PamResultCode::PAM_AUTH_ERR
-}
-
-/// When a lockout ends, as the user reads it: relative, so no time zone is involved.
-fn try_again_in(secs: u64) -> String {
-    match secs.div_ceil(60) {
-        0 | 1 => "Try again in a minute.".to_string(),
-        minutes => format!("Try again in {minutes} minutes."),
-    }
-}
-
-pub(crate) fn not_enrolled(login: &mut Login<'_>) -> PamResultCode {
-    match login.config.unenrolled {
-        Unenrolled::Allow => {
-            login.log(Level::Info, "not enrolled", "action=allow");
-            PamResultCode::PAM_IGNORE
-        }
-        Unenrolled::Deny => {
-            login.log(
-                Level::Notice,
-                "auth failure",
-                "reason=not-enrolled action=deny",
-            );
-            PamResultCode::PAM_AUTH_ERR
-        }
-    }
-}
-
-pub(crate) fn enforced_without_enrollment(login: &mut Login<'_>) -> PamResultCode {
-    login.log(
-        Level::Notice,
-        "auth failure",
-        "reason=not-enrolled policy=enforced action=deny",
-    );
-    login.tell(PAM_ERROR_MSG, REQUIRED_MESSAGE);
-    PamResultCode::PAM_AUTH_ERR
-}
-
-pub fn conversation_failed(login: &mut Login<'_>, code: PamResultCode) -> PamResultCode {
-    login.log(Level::Warning, "auth failure", "reason=conversation-failed");
-    never_pass(code)
-}
-
-fn reason(why: Rejected) -> &'static str {
-    match why {
-        Rejected::Empty => "empty",
-        Rejected::Malformed => "malformed",
-        Rejected::WrongCode => "wrong-code",
-        Rejected::WrongEmergencyCode => "wrong-emergency-code",
-        Rejected::Replay => "replay",
+/// The PAM code of a verdict; `conv_failure` for a failed conversation.
+pub fn pam_code(verdict: &Verdict, conv_failure: PamResultCode) -> PamResultCode {
+    match verdict {
+        Verdict::Success | Verdict::Enrolled(_) => PamResultCode::PAM_SUCCESS,
+        Verdict::Ignore => PamResultCode::PAM_IGNORE,
+        Verdict::Refused => PamResultCode::PAM_AUTH_ERR,
+        Verdict::Unavailable => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        Verdict::ServiceError => PamResultCode::PAM_SERVICE_ERR,
+        Verdict::CredError => PamResultCode::PAM_CRED_ERR,
+        Verdict::Conversation => conv_failure,
     }
 }
 
@@ -474,19 +261,6 @@ pub(crate) fn never_pass(code: PamResultCode) -> PamResultCode {
         PamResultCode::PAM_SUCCESS | PamResultCode::PAM_IGNORE => PamResultCode::PAM_AUTH_ERR,
         other => other,
     }
-}
-
-fn converse(
-    pamh: &PamHandle,
-    style: PamMessageStyle,
-    text: &str,
-) -> Result<Option<SecretBytes>, PamResultCode> {
-    let conv = match pamh.get_item::<Conv>() {
-        Ok(Some(conv)) => conv,
-        Ok(None) => return Err(PamResultCode::PAM_CONV_ERR),
-        Err(code) => return Err(code),
-    };
-    conv.send(style, text)
 }
 
 fn item_text<'a, T: pam::items::Item<'a> + std::ops::Deref<Target = &'a CStr>>(

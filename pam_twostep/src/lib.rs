@@ -8,8 +8,6 @@
 
 mod authenticate;
 mod authtok;
-mod enroll;
-mod names;
 mod one_prompt;
 mod pamenv;
 mod setcred;
