@@ -377,19 +377,13 @@ fn lockout<B: Backend>(s: &mut Session<'_, B>, scope: Locked) {
 /// read of the state, only after a failure).
 fn attempts_left<B: Backend>(s: &mut Session<'_, B>) {
     let now = s.clock.now();
-    let left = s
-        .store
-        .load_seen(&s.user)
-        .ok()
-        .and_then(|seen| {
-            seen.record().map(|record| {
-                record.lockout.attempts_left(
-                    &login::host_key(&s.rhost),
-                    now,
-                    &s.config.lockout,
-                )
-            })
-        });
+    let left = s.store.load_seen(&s.user).ok().and_then(|seen| {
+        seen.record().map(|record| {
+            record
+                .lockout
+                .attempts_left(&login::host_key(&s.rhost), now, &s.config.lockout)
+        })
+    });
     if let Some(left @ 1..=ATTEMPTS_LEFT_SHOWN) = left {
         let minutes = s.config.lockout.duration_secs.div_ceil(60);
         let noun = if left == 1 { "attempt" } else { "attempts" };

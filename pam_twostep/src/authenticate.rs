@@ -65,7 +65,9 @@ impl PamConversation<'_> {
         };
         match sent {
             Ok(answer) => Ok(Answer::new(
-                answer.as_ref().map_or(Vec::new(), |a| a.as_bytes().to_vec()),
+                answer
+                    .as_ref()
+                    .map_or(Vec::new(), |a| a.as_bytes().to_vec()),
             )),
             Err(code) => {
                 self.failed.get_or_insert(code);

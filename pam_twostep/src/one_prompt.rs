@@ -47,7 +47,9 @@ pub fn split(shell: &mut Shell, pamh: &mut PamHandle) -> PamResultCode {
         SplitEnd::HandOn { password, kept } => (password, kept),
     };
     if let Err(code) = authtok::set(pamh, &password) {
-        shell.log.log(Level::Error, "error: cannot hand the password on");
+        shell
+            .log
+            .log(Level::Error, "error: cannot hand the password on");
         return code;
     }
     let carried = Carried {
@@ -55,9 +57,10 @@ pub fn split(shell: &mut Shell, pamh: &mut PamHandle) -> PamResultCode {
         kept: RefCell::new(Some(kept)),
     };
     if pamh.set_data(DATA_KEY, Box::new(carried)).is_err() {
-        shell
-            .log
-            .log(Level::Error, "error: cannot keep the code for combined=verify");
+        shell.log.log(
+            Level::Error,
+            "error: cannot keep the code for combined=verify",
+        );
         return PamResultCode::PAM_SYSTEM_ERR;
     }
     PamResultCode::PAM_IGNORE
