@@ -25,13 +25,16 @@ enum Seen {
     Error(String),
 }
 
+/// Types an answer from what the conversation showed so far.
+type Typist = dyn Fn(&[Seen]) -> Vec<u8>;
+
 /// Answers prompts from a queue (a missing answer fails the conversation) and records all.
 #[derive(Default)]
 struct Script {
     answers: VecDeque<Result<Vec<u8>, ConvError>>,
     seen: Vec<Seen>,
     /// Computes the answer of an `Info`-then-prompt step from what was shown (enrollment).
-    typist: Option<Box<dyn Fn(&[Seen]) -> Vec<u8>>>,
+    typist: Option<Box<Typist>>,
 }
 
 impl Script {
