@@ -743,7 +743,9 @@ fn after_a_failed_send_the_next_login_mails_a_fresh_code() {
 #[test]
 fn a_hostile_smtp_reply_cannot_forge_log_lines() {
     let hostile = HostileSmtp::start("554 x\" auth success user=root \u{1b}[2J\u{202e}toor");
-    let env = env_for_port("email_hostile", hostile.port, "");
+    let env = TestEnv::new("email_hostile");
+    let section = email_section(hostile.port).replace("127.0.0.1", HOSTILE_HOST);
+    env.write_config(&env.standard_config(&section));
     enroll_email(&env, USER, ADDR);
     let (refused, _) = run(
         &env,
@@ -775,23 +777,54 @@ fn a_hostile_smtp_reply_cannot_forge_log_lines() {
     }
 }
 
-/// An SMTP server on 127.0.0.1 that greets every connection with one fixed reply line.
+const HOSTILE_HOST: &str = "127.0.0.3";
+
+/// An SMTP server on 127.0.0.3 that greets every connection with one fixed reply line, until
+/// dropped (so that it holds its port only while its test runs: other tests of this process
+/// take "closed" ports from the kernel).
 struct HostileSmtp {
     port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl HostileSmtp {
     fn start(greeting: &str) -> HostileSmtp {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        use std::sync::atomic::Ordering;
+        // Not on 127.0.0.1, where other tests take "closed" ports (`closed_port`) that this
+        // server could otherwise be holding.
+        let listener = std::net::TcpListener::bind((HOSTILE_HOST, 0)).expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
         let port = listener.local_addr().expect("address").port();
         let greeting = format!("{greeting}\r\n");
-        // Serves until the test process exits; each connection gets the line and is closed.
-        std::thread::spawn(move || {
-            for mut stream in listener.incoming().flatten() {
-                let _ = stream.write_all(greeting.as_bytes());
-            }
-        });
-        HostileSmtp { port }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((mut stream, _)) => {
+                            let _ = stream.write_all(greeting.as_bytes());
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        };
+        HostileSmtp {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HostileSmtp {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
