@@ -1,11 +1,8 @@
 //! Log lines for syslog (facility authpriv). They say who, from where, through what and what
 //! happened; they never carry a key or anything the user typed.
 
-use std::fmt::Display;
-use std::io::Write;
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-
-use syslog::{Facility, LogFormat, Logger, LoggerBackend, Severity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -15,69 +12,71 @@ pub enum Level {
     Error,
 }
 
+impl Level {
+    /// The syslog severity (RFC 5424 numbering).
+    fn severity(self) -> u8 {
+        match self {
+            Level::Error => 3,
+            Level::Warning => 4,
+            Level::Notice => 5,
+            Level::Info => 6,
+        }
+    }
+}
+
 /// Where log lines go; tests collect them to check what would reach syslog.
 pub trait Sink {
     fn log(&mut self, level: Level, message: &str);
 }
 
-/// RFC 3164 without the timestamp and host name, which the syslog daemon adds on arrival
-/// (rsyslog and journald do, as for glibc's messages): `<PRI>TAG[PID]: MESSAGE`. The crate's
-/// Formatter3164 parses a time format description on every message and links the `time`
-/// crate's formatter into every process that loads the module.
-#[derive(Debug, Clone)]
-struct Rfc3164 {
-    process: String,
-    pid: u32,
-}
+/// LOG_AUTHPRIV, the facility of authentication messages.
+const AUTHPRIV: u8 = 10 << 3;
 
-impl<T: Display> LogFormat<T> for Rfc3164 {
-    fn format<W: Write>(&self, w: &mut W, severity: Severity, message: T) -> syslog::Result<()> {
-        let priority = Facility::LOG_AUTHPRIV as u8 | severity as u8;
-        write!(w, "<{priority}>{}[{}]: {message}", self.process, self.pid)
-            .map_err(syslog::Error::Write)
-    }
-}
-
-/// A syslog connection. A missing or dead syslog daemon must never stop a login, so failures
-/// to log are dropped.
+/// A datagram connection to the syslog socket (`/dev/log`: rsyslog and journald both listen
+/// there). Lines are RFC 3164 without the timestamp and host name, which the daemon adds on
+/// arrival, as for glibc's messages: `<PRI>TAG[PID]: MESSAGE`. A missing or dead syslog
+/// daemon must never stop a login, so failures to log are dropped. (A few lines instead of the
+/// `syslog` crate, of which the module used only this.)
 pub struct Syslog {
-    logger: Option<Logger<LoggerBackend, Rfc3164>>,
+    socket: Option<UnixDatagram>,
+    /// `TAG[PID]: `.
+    prefix: String,
 }
 
 impl std::fmt::Debug for Syslog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Syslog")
-            .field("connected", &self.logger.is_some())
+            .field("connected", &self.socket.is_some())
             .finish()
     }
 }
 
 impl Syslog {
     pub fn open(socket: &Path, process: &str) -> Syslog {
-        let formatter = Rfc3164 {
-            process: process.to_string(),
-            pid: std::process::id(),
-        };
+        let socket = UnixDatagram::unbound()
+            .and_then(|s| s.connect(socket).map(|()| s))
+            .ok();
         Syslog {
-            logger: syslog::unix_custom(formatter, socket).ok(),
+            socket,
+            prefix: format!("{process}[{}]: ", std::process::id()),
         }
     }
 }
 
+/// `<PRI>TAG[PID]: MESSAGE` for `level`.
+fn format_line(prefix: &str, level: Level, message: &str) -> String {
+    format!("<{}>{prefix}{message}", AUTHPRIV | level.severity())
+}
+
 impl Sink for Syslog {
     fn log(&mut self, level: Level, message: &str) {
-        let Some(logger) = self.logger.as_mut() else {
+        let Some(socket) = self.socket.as_ref() else {
             return;
         };
         // Last line of defence: whatever a caller put together, no control or
         // direction-changing character reaches the log.
-        let message = printable(message);
-        let _ = match level {
-            Level::Info => logger.info(message),
-            Level::Notice => logger.notice(message),
-            Level::Warning => logger.warning(message),
-            Level::Error => logger.err(message),
-        };
+        let line = format_line(&self.prefix, level, &printable(message));
+        let _ = socket.send(line.as_bytes());
     }
 }
 
@@ -136,16 +135,36 @@ mod tests {
 
     #[test]
     fn lines_carry_authpriv_priority_tag_and_pid() {
-        let formatter = Rfc3164 {
-            process: "pam_twostep".into(),
-            pid: 42,
-        };
-        let mut out = Vec::new();
-        formatter
-            .format(&mut out, Severity::LOG_NOTICE, "auth success user=alice")
-            .unwrap();
         // authpriv (10) * 8 + notice (5) = 85
-        assert_eq!(out, b"<85>pam_twostep[42]: auth success user=alice");
+        assert_eq!(
+            format_line(
+                "pam_twostep[42]: ",
+                Level::Notice,
+                "auth success user=alice"
+            ),
+            "<85>pam_twostep[42]: auth success user=alice"
+        );
+        assert!(format_line("t[1]: ", Level::Error, "x").starts_with("<83>"));
+        assert!(format_line("t[1]: ", Level::Info, "x").starts_with("<86>"));
+    }
+
+    #[test]
+    fn lines_reach_a_datagram_socket() {
+        let dir = std::env::temp_dir().join(format!("twostep-audit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("log.sock");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        let mut log = Syslog::open(&path, "pam_twostep");
+        log.log(Level::Warning, "lockout user=alice\nforged");
+        let mut buf = [0u8; 256];
+        let n = listener.recv(&mut buf).unwrap();
+        let line = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(line.starts_with("<84>pam_twostep["), "{line}");
+        assert!(line.ends_with("]: lockout user=alice?forged"), "{line}");
+        // Nobody listening: dropped, never an error.
+        Syslog::open(&dir.join("none.sock"), "x").log(Level::Error, "lost");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
