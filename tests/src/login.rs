@@ -136,6 +136,18 @@ impl<'a> Attempt<'a> {
         args
     }
 
+    /// Runs pam-drive and times it, without remembering the answers as secrets (for answers
+    /// such as the keyword `email`, which log lines may rightly contain); the result carries
+    /// the log lines the attempt produced.
+    pub fn run_timed(self) -> (Login, std::time::Duration) {
+        let before = self.env.logs().len();
+        let started = std::time::Instant::now();
+        let mut login = pam_drive(&self.args());
+        let elapsed = started.elapsed();
+        login.logs = self.env.logs().split_off(before);
+        (login, elapsed)
+    }
+
     /// Runs pam-drive; the answers are remembered as secrets for
     /// [`TestEnv::assert_logs_clean`]. The result carries the log lines the attempt produced.
     pub fn run(self) -> Login {

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use twostep_tests::login::{Login, pam_drive};
+use twostep_tests::login::Login;
 use twostep_tests::oath::totp;
 use twostep_tests::smtp::{HangingSmtp, Mail, SmtpServer, closed_port};
 use twostep_tests::{Attempt, TestEnv, paths, run};
@@ -110,17 +110,12 @@ fn enroll_totp_with_email(env: &TestEnv, user: &str, address: &str) {
 /// Runs an attempt and times it. Unlike [`Attempt::run`] it does not register the answers as
 /// secrets: the keyword `email` is no secret, and log lines such as `email failure` would count
 /// as leaks. Codes are registered from the received mail instead ([`check_logs`]).
-fn run(env: &TestEnv, attempt: Attempt<'_>) -> (Login, Duration) {
-    let before = env.logs().len();
-    let started = Instant::now();
-    let mut login = pam_drive(&attempt.args());
-    let elapsed = started.elapsed();
-    login.logs = env.logs().split_off(before);
-    (login, elapsed)
+fn run(attempt: Attempt<'_>) -> (Login, Duration) {
+    attempt.run_timed()
 }
 
-fn login(env: &TestEnv, attempt: Attempt<'_>) -> Login {
-    run(env, attempt).0
+fn login(attempt: Attempt<'_>) -> Login {
+    run(attempt).0
 }
 
 /// Registers every code of every received mail as a secret and checks that no log line holds
@@ -266,10 +261,7 @@ fn email_method_user_gets_a_code_at_once_and_logs_in_with_it() {
     let (env, smtp) = env_with_server("email_method", "");
     enroll_email(&env, USER, ADDR);
     let reader = smtp.code_reader();
-    let login = login(
-        &env,
-        env.attempt(USER).rhost(RHOST).answer_exec(&reader).time(T),
-    );
+    let login = login(env.attempt(USER).rhost(RHOST).answer_exec(&reader).time(T));
     login
         .assert_result("PAM_SUCCESS")
         .assert_prompted_once(EMAIL_PROMPT);
@@ -297,14 +289,13 @@ fn totp_user_with_a_recovery_address_can_ask_for_a_code_by_email() {
     let reader = smtp.code_reader();
 
     // The TOTP code still works at the new prompt, and sends nothing.
-    let login1 = login(&env, env.attempt(USER).answer(&totp(SECRET, T)).time(T));
+    let login1 = login(env.attempt(USER).answer(&totp(SECRET, T)).time(T));
     login1
         .assert_result("PAM_SUCCESS")
         .assert_prompted_once(TOTP_PROMPT);
     exactly(&smtp, 0, "TOTP login");
 
     let login2 = login(
-        &env,
         env.attempt(USER)
             .answer("email")
             .answer_exec(&reader)
@@ -320,7 +311,7 @@ fn totp_user_with_a_recovery_address_can_ask_for_a_code_by_email() {
     assert_eq!(mail.envelope_to, [ADDR], "{mail}");
 
     // Without a recovery address the prompt is the plain one, and `email` is a wrong code.
-    let login3 = login(&env, env.attempt(OTHER_USER).answer("email").time(T + 120));
+    let login3 = login(env.attempt(OTHER_USER).answer("email").time(T + 120));
     login3
         .assert_result("PAM_AUTH_ERR")
         .assert_prompted_once(PLAIN_PROMPT);
@@ -335,7 +326,6 @@ fn set_email_gives_a_totp_user_the_fallback() {
     let output = env.cli(&["set-email", USER, OTHER_ADDR, "--yes"]);
     assert!(output.status.success(), "set-email: {}", describe(&output));
     let login = login(
-        &env,
         env.attempt(USER)
             .answer("email")
             .answer_exec(&smtp.code_reader())
@@ -359,7 +349,6 @@ fn mail_holds_code_host_time_and_remote_host_but_no_secret() {
     let (env, smtp) = env_with_server("email_contents", "");
     let emergency = env.enroll_with(USER, SECRET, &["--email", ADDR]);
     let login = login(
-        &env,
         env.attempt(USER)
             .rhost(RHOST)
             .answer("email")
@@ -445,7 +434,6 @@ fn mail_is_well_formed_mime() {
     let (env, smtp) = env_with_server("email_mime", "");
     enroll_email(&env, USER, ADDR);
     login(
-        &env,
         env.attempt(USER)
             .rhost(RHOST)
             .answer_exec(&smtp.code_reader())
@@ -485,10 +473,7 @@ fn wrong_emailed_code_is_refused() {
     let (env, smtp) = env_with_server("email_wrong", "");
     enroll_email(&env, USER, ADDR);
     env.add_secret("000000");
-    let login = login(
-        &env,
-        env.attempt(USER).rhost(RHOST).answer("000000").time(T),
-    );
+    let login = login(env.attempt(USER).rhost(RHOST).answer("000000").time(T));
     let code = code_of(&exactly(&smtp, 1, "one login")[0]);
     assert_ne!(
         code, "000000",
@@ -506,18 +491,17 @@ fn expired_emailed_code_is_refused() {
     let (env, smtp) = env_with_server("email_expired", "");
     enroll_email(&env, USER, ADDR);
     // Gets a code and walks away (no answer: the conversation fails).
-    login(&env, env.attempt(USER).time(T))
+    login(env.attempt(USER).time(T))
         .assert_refused()
         .assert_prompted_once(EMAIL_PROMPT);
     let first = code_of(&exactly(&smtp, 1, "first login")[0]);
     // Past lifetime_secs (600): refused. This login sends a new code first.
-    let late = login(&env, env.attempt(USER).answer(&first).time(T + 601));
+    let late = login(env.attempt(USER).answer(&first).time(T + 601));
     late.assert_result("PAM_AUTH_ERR");
     let second = code_of(&exactly(&smtp, 2, "a login after expiry sends a new code")[1]);
     assert_ne!(first, second, "two codes happened to be equal; rerun");
     // The new code works (no third mail: it is still valid).
     login(
-        &env,
         env.attempt(USER)
             .answer_exec(&smtp.code_reader())
             .time(T + 602),
@@ -532,26 +516,21 @@ fn expired_emailed_code_is_refused() {
 fn used_emailed_code_is_refused() {
     let (env, smtp) = env_with_server("email_reuse", "");
     enroll_email(&env, USER, ADDR);
-    login(
-        &env,
-        env.attempt(USER).answer_exec(&smtp.code_reader()).time(T),
-    )
-    .assert_result("PAM_SUCCESS");
+    login(env.attempt(USER).answer_exec(&smtp.code_reader()).time(T)).assert_result("PAM_SUCCESS");
     let first = code_of(&exactly(&smtp, 1, "first login")[0]);
     // Within the minute: no new code may be sent and the used one is no longer valid.
-    let again = login(&env, env.attempt(USER).answer(&first).time(T + 10));
+    let again = login(env.attempt(USER).answer(&first).time(T + 10));
     again.assert_result("PAM_AUTH_ERR").assert_no_prompt();
     assert_error_msg(&again, TOO_MANY);
     exactly(&smtp, 1, "rate limited");
     // A minute later a new code is sent; the used one is still refused.
-    let later = login(&env, env.attempt(USER).answer(&first).time(T + 61));
+    let later = login(env.attempt(USER).answer(&first).time(T + 61));
     later
         .assert_result("PAM_AUTH_ERR")
         .assert_prompted_once(EMAIL_PROMPT);
     let second = code_of(&exactly(&smtp, 2, "a minute later")[1]);
     assert_ne!(first, second, "two codes happened to be equal; rerun");
     login(
-        &env,
         env.attempt(USER)
             .answer_exec(&smtp.code_reader())
             .time(T + 62),
@@ -567,7 +546,6 @@ fn wrong_emailed_codes_count_toward_the_lockout() {
     env.add_secret("000000");
     for i in 0..3 {
         login(
-            &env,
             env.attempt(USER)
                 .rhost(RHOST)
                 .answer("000000")
@@ -582,7 +560,6 @@ fn wrong_emailed_codes_count_toward_the_lockout() {
         "the emailed code happened to be 000000; rerun"
     );
     let locked = login(
-        &env,
         env.attempt(USER)
             .rhost(RHOST)
             .answer_exec(&smtp.code_reader())
@@ -610,7 +587,7 @@ fn codes_are_limited_to_one_per_minute_and_five_per_hour_per_user() {
     enroll_email(&env, USER, ADDR);
     enroll_email(&env, OTHER_USER, OTHER_ADDR);
     let walk_away = |t: i64| {
-        let login = login(&env, env.attempt(USER).time(t));
+        let login = login(env.attempt(USER).time(t));
         login.assert_refused();
         login
     };
@@ -632,7 +609,7 @@ fn codes_are_limited_to_one_per_minute_and_five_per_hour_per_user() {
     assert_error_msg(&refused, TOO_MANY);
     exactly(&smtp, 5, "hourly limit");
     // The limit is per user.
-    login(&env, env.attempt(OTHER_USER).time(T + 900))
+    login(env.attempt(OTHER_USER).time(T + 900))
         .assert_refused()
         .assert_prompted_once(OTHER_EMAIL_PROMPT);
     assert_eq!(
@@ -672,20 +649,15 @@ fn smtp_server_down_fails_the_login_quickly_with_a_message() {
     let env = env_for_port("email_down", port, "");
     enroll_email(&env, USER, ADDR);
     enroll_totp_with_email(&env, OTHER_USER, OTHER_ADDR);
-    let (down, elapsed) = run(
-        &env,
-        env.attempt(USER).rhost(RHOST).answer("000000").time(T),
-    );
+    let (down, elapsed) = run(env.attempt(USER).rhost(RHOST).answer("000000").time(T));
     assert_send_failed(&down, elapsed, "connection refused", &["refused"]);
 
     // A TOTP user who asks for an emailed code is told the same.
-    let (fallback, elapsed) = run(
-        &env,
-        env.attempt(OTHER_USER)
-            .answer("email")
-            .answer("000000")
-            .time(T),
-    );
+    let (fallback, elapsed) = run(env
+        .attempt(OTHER_USER)
+        .answer("email")
+        .answer("000000")
+        .time(T));
     fallback.assert_result("PAM_AUTH_ERR");
     // The app (or an emergency code) is still asked for.
     assert_eq!(
@@ -712,16 +684,12 @@ fn after_a_failed_send_the_next_login_mails_a_fresh_code() {
     configure(&env, stopped.port(), "");
     enroll_email(&env, USER, ADDR);
     drop(stopped);
-    let (down, elapsed) = run(
-        &env,
-        env.attempt(USER).rhost(RHOST).answer("000000").time(T),
-    );
+    let (down, elapsed) = run(env.attempt(USER).rhost(RHOST).answer("000000").time(T));
     assert_send_failed(&down, elapsed, "server stopped", &["refused"]);
 
     let smtp = SmtpServer::start(&env.dir().join("smtp-again"));
     configure(&env, smtp.port(), "");
     let up = login(
-        &env,
         env.attempt(USER)
             .rhost(RHOST)
             .answer_exec(&smtp.code_reader())
@@ -747,10 +715,7 @@ fn a_hostile_smtp_reply_cannot_forge_log_lines() {
     let section = email_section(hostile.port).replace("127.0.0.1", HOSTILE_HOST);
     env.write_config(&env.standard_config(&section));
     enroll_email(&env, USER, ADDR);
-    let (refused, _) = run(
-        &env,
-        env.attempt(USER).rhost(RHOST).answer("000000").time(T),
-    );
+    let (refused, _) = run(env.attempt(USER).rhost(RHOST).answer("000000").time(T));
     refused.assert_result("PAM_AUTH_ERR");
     let line = refused.assert_logged(&["email failure", "user=daemon", "reason=\""]);
     assert!(
@@ -832,7 +797,7 @@ impl Drop for HostileSmtp {
 fn emergency_code_still_works_when_mail_cannot_be_sent() {
     let env = env_for_port("email_down_emergency", closed_port(), "");
     let codes = enroll_email(&env, USER, ADDR);
-    let (login, _) = run(&env, env.attempt(USER).answer(&codes[0]).time(T));
+    let (login, _) = run(env.attempt(USER).answer(&codes[0]).time(T));
     login.assert_result("PAM_SUCCESS");
     assert_eq!(login.prompts(), [EMERGENCY_PROMPT], "{login}");
     assert_error_msg(&login, SEND_FAILED);
@@ -844,10 +809,7 @@ fn smtp_server_that_never_answers_times_out() {
     let hanging = HangingSmtp::start();
     let env = env_for_port("email_hang", hanging.port(), "");
     enroll_email(&env, USER, ADDR);
-    let (login, elapsed) = run(
-        &env,
-        env.attempt(USER).rhost(RHOST).answer("000000").time(T),
-    );
+    let (login, elapsed) = run(env.attempt(USER).rhost(RHOST).answer("000000").time(T));
     assert!(
         hanging.connections() >= 1,
         "the module never connected to the hanging server\n{login}"
@@ -908,7 +870,7 @@ fn concurrent_logins_send_one_code() {
     enroll_email(&env, USER, ADDR);
     let logins: Vec<Login> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
-            .map(|_| scope.spawn(|| login(&env, env.attempt(USER).time(T))))
+            .map(|_| scope.spawn(|| login(env.attempt(USER).time(T))))
             .collect();
         handles
             .into_iter()
@@ -936,7 +898,7 @@ fn unsafe_helper_is_not_run() {
     let cli = paths::cli().display().to_string();
     assert!(config.contains(&cli));
     env.write_config(&config.replace(&cli, &helper.display().to_string()));
-    let (refused, _) = run(&env, env.attempt(USER).answer("000000").time(T));
+    let (refused, _) = run(env.attempt(USER).answer("000000").time(T));
     refused.assert_result("PAM_AUTH_ERR");
     assert_eq!(refused.prompts(), [EMERGENCY_PROMPT], "{refused}");
     assert_error_msg(&refused, SEND_FAILED);
@@ -952,7 +914,7 @@ fn email_method_user_is_refused_when_email_is_off() {
     let (env, smtp) = env_with_server("email_off", "");
     enroll_email(&env, USER, ADDR);
     env.write_config(&env.standard_config(""));
-    let (off, _) = run(&env, env.attempt(USER).answer("000000").time(T));
+    let (off, _) = run(env.attempt(USER).answer("000000").time(T));
     off.assert_refused();
     off.assert_logged(&["refusing login", "user=daemon"]);
     exactly(&smtp, 0, "email is off");
@@ -967,12 +929,12 @@ fn emergency_code_works_at_the_emailed_code_prompt() {
         !codes.is_empty(),
         "enroll --method email printed no emergency codes"
     );
-    login(&env, env.attempt(USER).answer(&codes[0]).time(T))
+    login(env.attempt(USER).answer(&codes[0]).time(T))
         .assert_result("PAM_SUCCESS")
         .assert_prompted_once(EMAIL_PROMPT);
     exactly(&smtp, 1, "the code is mailed before the prompt");
     // Once only; the mailed code is still pending, so it is asked for again, not resent.
-    login(&env, env.attempt(USER).answer(&codes[0]).time(T + 5))
+    login(env.attempt(USER).answer(&codes[0]).time(T + 5))
         .assert_result("PAM_AUTH_ERR")
         .assert_prompted_once(EMAIL_PROMPT);
     exactly(&smtp, 1, "within the minute");

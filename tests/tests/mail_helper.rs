@@ -8,7 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use twostep_tests::login::pam_drive;
 use twostep_tests::smtp::closed_port;
 use twostep_tests::{Login, TestEnv};
 
@@ -52,12 +51,7 @@ fn timed_login(env: &TestEnv, open_fd: Option<&Path>) -> (Login, Duration) {
     if let Some(path) = open_fd {
         attempt = attempt.open_fd(path);
     }
-    let before = env.logs().len();
-    let started = Instant::now();
-    let mut login = pam_drive(&attempt.args());
-    let elapsed = started.elapsed();
-    login.logs = env.logs().split_off(before);
-    (login, elapsed)
+    attempt.run_timed()
 }
 
 fn read_pid(path: &Path) -> i32 {
