@@ -2,6 +2,7 @@
 //! man page and shell completions are generated from them (see `src/bin/twostep-gen.rs`).
 
 mod admin;
+mod config_cmd;
 mod doctor;
 mod email_cmds;
 mod enroll;
@@ -66,6 +67,9 @@ pub enum Command {
     EmailTest(email_cmds::EmailTestArgs),
     /// Check the configuration, state directory, PAM services, clock and SMTP server
     Doctor,
+    /// Read or change the config file (comments and layout are kept)
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
     /// Mail a login code (run by pam_twostep; reads the request on standard input)
     #[command(hide = true)]
     SendCode,
@@ -99,6 +103,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         // The doctor reports a broken config instead of stopping at it.
         Command::Doctor => return Ok(doctor::run(&config_path)),
+        Command::Config(config_cmd::ConfigCommand::Get(args)) => {
+            config_cmd::get(&config_path, &args)
+        }
+        Command::Config(config_cmd::ConfigCommand::Set(args)) => {
+            config_cmd::set(&config_path, &args)
+        }
         Command::Enroll(mut args) => {
             let config = load()?;
             canonical_user(&config, &mut args.user, Existing::Required)?;
