@@ -121,10 +121,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             status::run(&config, &args)
         }
-        Command::Reset(mut args) => with_user(load()?, &mut args.user, admin::reset),
-        Command::Restore(mut args) => with_user(load()?, &mut args.user, admin::restore),
-        Command::Unlock(mut args) => with_user(load()?, &mut args.user, admin::unlock),
-        Command::Codes(mut args) => with_user(load()?, &mut args.user, admin::codes),
+        Command::Reset(mut args) => with_user(load()?, &mut args, admin::reset),
+        Command::Restore(mut args) => with_user(load()?, &mut args, admin::restore),
+        Command::Unlock(mut args) => with_user(load()?, &mut args, admin::unlock),
+        Command::Codes(mut args) => with_user(load()?, &mut args, admin::codes),
         Command::ShowQr(mut args) => {
             let config = load()?;
             canonical_user(&config, &mut args.user, Existing::NotRequired)?;
@@ -184,11 +184,11 @@ fn canonical_user(config: &Config, user: &mut String, existing: Existing) -> Res
 
 fn with_user(
     config: Config,
-    user: &mut String,
-    command: fn(&Config, &str) -> Result<(), String>,
+    args: &mut admin::UserArg,
+    command: fn(&Config, &str, bool) -> Result<(), String>,
 ) -> Result<(), String> {
-    canonical_user(&config, user, Existing::NotRequired)?;
-    command(&config, user)
+    canonical_user(&config, &mut args.user, Existing::NotRequired)?;
+    command(&config, &args.user, args.json)
 }
 
 /// Rust ignores SIGPIPE, so `twostep status | head` would end in a "broken pipe" panic; a
