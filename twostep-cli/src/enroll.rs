@@ -109,12 +109,8 @@ fn parse_digits(text: &str) -> Result<u8, String> {
 
 pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     if args.method == MethodArg::Email {
-        if args.begin || args.confirm_stdin || args.json {
-            return Err(
-                "--begin, --confirm-stdin and --json are for --method totp (the email method is \
-                 enrolled from a terminal)"
-                    .into(),
-            );
+        if args.begin || args.confirm_stdin {
+            return Err("--begin and --confirm-stdin are for --method totp".into());
         }
         return run_email(config, args);
     }
@@ -360,7 +356,7 @@ fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     }
     let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
     refuse_existing(&store, &args.user, args.force)?;
-    if !args.yes && !confirm_address(config, &args.user, address, false)? {
+    if !args.yes && !confirm_address(config, &args.user, address, args.json)? {
         return Err(format!(
             "enrollment of {} aborted: no code from the mail verified; nothing was stored",
             args.user
@@ -369,6 +365,20 @@ fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     let new = enroll::new_email(config, &args.user, address, SystemClock.now())
         .map_err(|e| e.to_string())?;
     save(&store, config, args, &new)?;
+    if args.json {
+        // One line, like the events of confirm_address before it.
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "enrolled",
+                "user": args.user,
+                "state": "enabled",
+                "email": email::mask(address),
+                "emergency_codes": codes_json(&new.emergency_codes),
+            })
+        );
+        return Ok(());
+    }
     println!(
         "Two-step login is on for {}: codes will be mailed to {} at each login.",
         args.user,

@@ -73,7 +73,14 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<(), String> {
         }
     }
     if args.json {
-        let rows: Vec<JsonRow<'_>> = rows.iter().map(JsonRow::from).collect();
+        let archived = store.archived_users().map_err(|e| e.to_string())?;
+        let rows: Vec<JsonRow<'_>> = rows
+            .iter()
+            .map(|row| JsonRow {
+                archived: archived.contains(&row.user),
+                ..JsonRow::from(row)
+            })
+            .collect();
         let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
         println!("{text}");
     } else {
@@ -95,6 +102,7 @@ struct JsonRow<'a> {
     recent_failures: usize,
     locked_until: Option<u64>,
     locked_hosts: &'a [String],
+    archived: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +131,7 @@ impl<'a> From<&'a UserStatus> for JsonRow<'a> {
             recent_failures: row.recent_failures,
             locked_until: row.locked_until,
             locked_hosts: &row.locked_hosts,
+            archived: false,
         }
     }
 }
@@ -225,7 +234,7 @@ mod tests {
              \"email\":\"a•••@example.com\",\"emergency_codes_left\":9,\"enrolled_at\":1800000000,\
              \"last_login\":{\"time\":1800000050,\"rhost\":\"192.0.2.7\",\"service\":\"sshd\",\
              \"method\":\"totp\"},\"recent_failures\":3,\"locked_until\":1800000900,\
-             \"locked_hosts\":[\"\"]}]"
+             \"locked_hosts\":[\"\"],\"archived\":false}]"
         );
         let empty = UserStatus {
             state: State::Disabled,
