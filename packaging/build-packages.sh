@@ -11,7 +11,8 @@
 # The package metadata is in twostep-cli/Cargo.toml; everything else in packaging/ (README.md).
 #
 # Needs a Rust toolchain and, on Debian, libpam0g-dev, libssl-dev, gcc, pkg-config, dpkg-dev
-# (dpkg-shlibdeps computes the .deb's Depends) and binutils; `--install-deps` installs those with apt-get first (as root).
+# (dpkg-shlibdeps computes the .deb's Depends), binutils and rpm (rpmbuild, for cockpit-twostep);
+# `--install-deps` installs those with apt-get first (as root).
 set -euo pipefail
 
 CARGO_DEB_VERSION=3.8.0
@@ -26,7 +27,7 @@ die() { log "$*"; exit 1; }
 if [ "${1:-}" = --install-deps ]; then
     shift
     missing=()
-    for pkg in libpam0g-dev libssl-dev gcc pkg-config dpkg-dev binutils gzip; do
+    for pkg in libpam0g-dev libssl-dev gcc pkg-config dpkg-dev binutils gzip rpm; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -110,3 +111,5 @@ if [ ${#debs[@]} -ne 1 ] || [ ${#rpms[@]} -ne 1 ]; then
     die "expected one .deb and one .rpm in $out"
 fi
 ls -l "${debs[0]}" "${rpms[0]}"
+# The Cockpit page, cockpit-twostep (architecture-independent): packaging/cockpit/build.sh.
+bash packaging/cockpit/build.sh "$version"
