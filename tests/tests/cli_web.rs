@@ -444,4 +444,36 @@ fn set_email_json_takes_the_mailed_code_on_stdin() {
     assert!(status.success());
     let rows = json_ok(&env.cli(&["status", USER, "--json"]));
     assert_eq!(rows[0]["email"], "c•••@example.test");
+
+    // The email method, enrolled the same way: the emergency codes come in the last line.
+    let mut child = Command::new(paths::cli())
+        .env_remove("TWOSTEP_CONFIG")
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["enroll", "bin", "--method", "email", "--email", "bin@example.test", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start twostep");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut event = || -> Value {
+        let line = lines.next().expect("a line").expect("read");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    assert_eq!(event()["event"], "sent");
+    assert!(!env.record_path("bin").exists(), "nothing stored before the code");
+    let mail = smtp.wait_for_messages(2, Duration::from_secs(20));
+    let code = mail[1].code().expect("a code in the mail");
+    env.add_secret(&code);
+    writeln!(stdin, "{code}").expect("write");
+    let enrolled = event();
+    assert_eq!(enrolled["event"], "enrolled");
+    assert_eq!(enrolled["email"], "b•••@example.test");
+    assert_eq!(enrolled["emergency_codes"].as_array().expect("codes").len(), 10);
+    drop(stdin);
+    assert!(child.wait().expect("wait").success());
+    let rows = json_ok(&env.cli(&["status", "bin", "--json"]));
+    assert_eq!(rows[0]["methods"][0], "email");
 }

@@ -17,7 +17,7 @@
 //!    overwrite it and shows the new file; then enforces a group and a grace period: the TOML
 //!    file keeps its comments, and the group's member shows as Incomplete;
 //! 3. resets and restores the user (the restored emergency codes work again);
-//! 4. sees the doctor's lines on the Health tab.
+//! 4. sees the doctor's lines on the Health tab, and the page in Cockpit's dark mode.
 //!
 //! Then a user without administrative rights opens the page: it says admin access is needed and
 //! offers no control. Screenshots go to `<target>/test-artifacts/web-admin/` (docs/web-admin.md
@@ -293,6 +293,20 @@ fn cockpit_admin_page_enrolls_edits_policy_resets_and_refuses_non_admins() {
         "{lines}"
     );
     b.screenshot("health.png");
+
+    // Dark mode follows Cockpit's (the shell's choice, in localStorage `shell:style`).
+    b.leave_frame();
+    b.execute("localStorage.setItem('shell:style', 'dark'); return true;", &[])
+        .expect("set the style");
+    open_page(&b, &base);
+    b.wait_script(
+        "the dark theme",
+        Duration::from_secs(20),
+        "return document.documentElement.classList.contains('pf-theme-dark') \
+             && document.querySelectorAll('#ts-users-body tr').length > 0;",
+        &[],
+    );
+    b.screenshot("users-dark.png");
     drop(b);
 
     // --- a user without administrative rights ---
