@@ -91,7 +91,10 @@ fn config_get_describes_the_file_and_set_keeps_comments() {
     assert_eq!(got["exists"], true);
     assert_eq!(got["values"]["policy.grace_period"], 0);
     assert_eq!(got["values"]["policy.enforce_users"][0], "nobody");
-    assert_eq!(got["values"]["lockout.max_failures"], 5, "defaults are filled in");
+    assert_eq!(
+        got["values"]["lockout.max_failures"], 5,
+        "defaults are filled in"
+    );
     let set: Vec<&str> = got["set"]
         .as_array()
         .expect("set")
@@ -162,7 +165,10 @@ fn config_get_describes_the_file_and_set_keeps_comments() {
             "lockout.max_failures must be at least 1",
         ),
         (vec!["lockout.max_failures_user", "2"], "would not load"),
-        (vec!["policy.trusted_networks", "10.0.0.0/33"], "would not load"),
+        (
+            vec!["policy.trusted_networks", "10.0.0.0/33"],
+            "would not load",
+        ),
         (vec!["policy.grace_everywhere", "1"], "unknown setting"),
         (vec!["policy.trust_local", "yes"], "true or false"),
         (vec!["policy.grace_period", "ten"], "whole number"),
@@ -177,13 +183,7 @@ fn config_get_describes_the_file_and_set_keeps_comments() {
 
     // --unset brings the default back; no temp file is left.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let out = json_ok(&env.cli(&[
-        "config",
-        "set",
-        "--unset",
-        "policy.grace_period",
-        "--json",
-    ]));
+    let out = json_ok(&env.cli(&["config", "set", "--unset", "policy.grace_period", "--json"]));
     assert_eq!(out["values"]["policy.grace_period"], 0);
     assert_eq!(mode(&path), 0o644);
     let written = std::fs::read_to_string(&path).expect("read config");
@@ -376,15 +376,24 @@ fn per_user_commands_have_json_forms() {
     assert!(row("nobody").is_none(), "nobody is not a person");
 
     let shown = json_ok(&env.cli(&["show-qr", USER, "--json"]));
-    assert_eq!(shown["secret"].as_str().expect("secret").replace(' ', ""), secret);
+    assert_eq!(
+        shown["secret"].as_str().expect("secret").replace(' ', ""),
+        secret
+    );
     let codes = json_ok(&env.cli(&["codes", USER, "--json"]));
-    assert_eq!(codes["emergency_codes"].as_array().expect("codes").len(), 10);
+    assert_eq!(
+        codes["emergency_codes"].as_array().expect("codes").len(),
+        10
+    );
     codes["emergency_codes"]
         .as_array()
         .expect("codes")
         .iter()
         .for_each(|c| env.add_secret(c.as_str().unwrap_or_default()));
-    assert_eq!(json_ok(&env.cli(&["unlock", USER, "--json"]))["unlocked"], true);
+    assert_eq!(
+        json_ok(&env.cli(&["unlock", USER, "--json"]))["unlocked"],
+        true
+    );
     let reset = json_ok(&env.cli(&["reset", USER, "--json"]));
     assert!(Path::new(reset["archived"].as_str().expect("archived")).exists());
     let rows = json_ok(&env.cli(&["status", USER, "--json"]));
@@ -450,7 +459,15 @@ fn set_email_json_takes_the_mailed_code_on_stdin() {
         .env_remove("TWOSTEP_CONFIG")
         .arg("--config")
         .arg(env.config_path())
-        .args(["enroll", "bin", "--method", "email", "--email", "bin@example.test", "--json"])
+        .args([
+            "enroll",
+            "bin",
+            "--method",
+            "email",
+            "--email",
+            "bin@example.test",
+            "--json",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -463,7 +480,10 @@ fn set_email_json_takes_the_mailed_code_on_stdin() {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
     };
     assert_eq!(event()["event"], "sent");
-    assert!(!env.record_path("bin").exists(), "nothing stored before the code");
+    assert!(
+        !env.record_path("bin").exists(),
+        "nothing stored before the code"
+    );
     let mail = smtp.wait_for_messages(2, Duration::from_secs(20));
     let code = mail[1].code().expect("a code in the mail");
     env.add_secret(&code);
@@ -471,7 +491,10 @@ fn set_email_json_takes_the_mailed_code_on_stdin() {
     let enrolled = event();
     assert_eq!(enrolled["event"], "enrolled");
     assert_eq!(enrolled["email"], "b•••@example.test");
-    assert_eq!(enrolled["emergency_codes"].as_array().expect("codes").len(), 10);
+    assert_eq!(
+        enrolled["emergency_codes"].as_array().expect("codes").len(),
+        10
+    );
     drop(stdin);
     assert!(child.wait().expect("wait").success());
     let rows = json_ok(&env.cli(&["status", "bin", "--json"]));

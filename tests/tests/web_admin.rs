@@ -17,7 +17,7 @@
 //!    overwrite it and shows the new file; then enforces a group and a grace period: the TOML
 //!    file keeps its comments, and the group's member shows as Incomplete;
 //! 3. resets and restores the user (the restored emergency codes work again);
-//! 4. sees the doctor's lines on the Health tab, and the page in Cockpit's dark mode.
+//! 4. sees the error text when the CLI is missing, the doctor's lines on the Health tab, and the page in Cockpit's dark mode.
 //!
 //! Then a user without administrative rights opens the page: it says admin access is needed and
 //! offers no control. Screenshots go to `<target>/test-artifacts/web-admin/` (docs/web-admin.md
@@ -102,6 +102,27 @@ fn cockpit_admin_page_enrolls_edits_policy_resets_and_refuses_non_admins() {
     wait_state(&b, &dave.name, "disabled");
     wait_state(&b, "root", "disabled");
     b.screenshot("users.png");
+
+    // The CLI missing: the page shows the error text, and recovers when it is back.
+    let link = env.dir().join("cli");
+    std::fs::rename(&link, env.dir().join("cli.away")).expect("take the CLI away");
+    b.click("#ts-refresh");
+    let error = b.wait_script(
+        "the missing CLI's error",
+        Duration::from_secs(20),
+        "const e = document.getElementById('ts-error'); \
+         return !e.hidden ? document.getElementById('ts-error-text').textContent : null;",
+        &[],
+    );
+    assert!(
+        error.as_str().unwrap_or_default().contains("not found"),
+        "the page shows the failure: {error}"
+    );
+    b.screenshot("cli-missing.png");
+    std::fs::rename(env.dir().join("cli.away"), &link).expect("bring the CLI back");
+    b.click("#ts-refresh");
+    wait_state(&b, &carol.name, "disabled");
+    visible_not(&b, "#ts-error");
 
     // 1. Enroll carol: the QR code the page shows, a wrong code, then the app's code.
     action(&b, &carol.name, "enroll");
@@ -296,8 +317,11 @@ fn cockpit_admin_page_enrolls_edits_policy_resets_and_refuses_non_admins() {
 
     // Dark mode follows Cockpit's (the shell's choice, in localStorage `shell:style`).
     b.leave_frame();
-    b.execute("localStorage.setItem('shell:style', 'dark'); return true;", &[])
-        .expect("set the style");
+    b.execute(
+        "localStorage.setItem('shell:style', 'dark'); return true;",
+        &[],
+    )
+    .expect("set the style");
     open_page(&b, &base);
     b.wait_script(
         "the dark theme",
@@ -386,13 +410,15 @@ fn start_admin_cockpit(env: &TestEnv) -> Server {
     for dir in [&packages, &package] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
+    // The wrapper runs the CLI through a link the test can take away (the "CLI missing" case).
+    std::os::unix::fs::symlink(paths::cli(), env.dir().join("cli")).expect("link the CLI");
     let wrapper = env.dir().join("twostep-wrapper");
     std::fs::write(
         &wrapper,
         format!(
             "#!/bin/sh\nTWOSTEP_CONFIG='{}' exec '{}' \"$@\"\n",
             env.config_path().display(),
-            paths::cli().display()
+            env.dir().join("cli").display()
         ),
     )
     .expect("write the wrapper");
@@ -541,6 +567,17 @@ fn visible(b: &Browser, css: &str) {
         )
         .expect("check visibility");
     assert_eq!(shown, json!(true), "{css} is not shown");
+}
+
+fn visible_not(b: &Browser, css: &str) {
+    let shown = b
+        .execute(
+            "const e = document.querySelector(arguments[0]); \
+             return !!e && e.getClientRects().length > 0;",
+            &[json!(css)],
+        )
+        .expect("check visibility");
+    assert_eq!(shown, json!(false), "{css} is still shown");
 }
 
 // --- QR codes ------------------------------------------------------------------------------

@@ -382,7 +382,7 @@ fn apply(doc: &mut DocumentMut, key: &str, value: Option<toml_edit::Value>) {
 }
 
 pub fn set(path: &Path, args: &SetArgs) -> Result<(), String> {
-    if args.pairs.len() % 2 != 0 {
+    if args.pairs.chunks(2).any(|pair| pair.len() != 2) {
         return Err("config set takes KEY VALUE pairs (an even number of arguments)".into());
     }
     if args.pairs.is_empty() && args.unset.is_empty() {
