@@ -310,13 +310,14 @@
             const address = el("input", { class: "pf-c-form-control", id: "ts-address", type: "email", placeholder: "name@example.com" });
             modal("Enroll " + u.user, [
                 el("div", { class: "pf-c-form__group" }, [el("label", { class: "pf-c-form__label", htmlFor: "ts-method", text: "Method" }), method]),
-                el("div", { class: "pf-c-form__group" }, [el("label", { class: "pf-c-form__label", htmlFor: "ts-address", text: "Recovery address (required for codes by email)" }), address]),
+                el("div", { class: "pf-c-form__group" }, [el("label", { class: "pf-c-form__label", htmlFor: "ts-address", text: "Address for codes by email (confirmed with a mailed code)" }), address]),
+                para("With the app, a recovery address is set afterwards (Set recovery address…), also confirmed by mail.", "ts-hint"),
             ], [
                 {
                     text: "Next",
                     id: "ts-next",
                     primary: true,
-                    run: () => (method.value === "email" ? enrollEmail(u, address.value.trim()) : enrollApp(u, address.value.trim())),
+                    run: () => (method.value === "email" ? enrollEmail(u, address.value.trim()) : enrollApp(u)),
                 },
                 { text: "Cancel", id: "ts-cancel", run: closeModal },
             ]);
@@ -391,10 +392,8 @@
         ]);
     }
 
-    async function enrollApp(u, address) {
-        const args = ["enroll", u.user, "--begin", "--json"];
-        if (address) args.push("--email", address);
-        const info = await twostepJson(args);
+    async function enrollApp(u) {
+        const info = await twostepJson(["enroll", u.user, "--begin", "--json"]);
         modal("Enroll " + u.user, qrNodes(info).concat([codeInput("ts-code", "Code shown by the app")]), [
             {
                 text: "Confirm",
@@ -418,6 +417,8 @@
     }
 
     function enrollEmail(u, address) {
+        if (!address)
+            throw new Error("Codes by email need the address they are mailed to.");
         return confirmByMail(u, ["enroll", u.user, "--method", "email", "--email", address, "--json"], null);
     }
 
