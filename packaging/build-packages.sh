@@ -13,8 +13,8 @@
 # commit's time) dates the changelog, the RPM build time and every file time.
 #
 # Needs a Rust toolchain and, on Debian, libpam0g-dev, libssl-dev, gcc, pkg-config, dpkg-dev
-# (dpkg-shlibdeps computes the .deb's Depends), binutils and rpm (rpmbuild); `--install-deps`
-# installs those with apt-get first (as root).
+# (dpkg-shlibdeps computes the .deb's Depends), binutils and rpm (rpmbuild, for cockpit-twostep);
+# `--install-deps` installs those with apt-get first (as root).
 set -euo pipefail
 
 CARGO_DEB_VERSION=3.8.0
@@ -121,3 +121,5 @@ if [ ${#debs[@]} -ne 1 ] || [ ${#rpms[@]} -ne 1 ]; then
     die "expected one .deb and one .rpm in $out"
 fi
 ls -l "${debs[0]}" "${rpms[0]}"
+# The Cockpit page, cockpit-twostep (architecture-independent): packaging/cockpit/build.sh.
+bash packaging/cockpit/build.sh "$version"

@@ -352,6 +352,8 @@ for path in /etc/twostep/twostep.toml "$MODULE" "$CLI" "$PROFILE"; do
 done
 version=$("$CLI" --version) || fail "$CLI --version failed"
 [[ $version == "twostep "* ]] || fail "$CLI --version printed $version"
+# The Cockpit page's package: checked, installed and purged by its own script.
+bash packaging/cockpit/package-test.sh || fail "the cockpit-twostep package test failed"
 
 step "enable with pam-auth-update"
 pam-auth-update --enable twostep

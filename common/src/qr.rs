@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use qrcode::render::svg;
 use qrcode::types::QrError as EncodeError;
 use qrcode::{Color, EcLevel, QrCode};
+use zeroize::Zeroizing;
 
 /// Widest terminal output, in columns.
 pub const TERMINAL_COLUMNS: usize = 80;
@@ -158,6 +159,11 @@ pub fn write_png(text: &str, path: &Path) -> Result<(), QrError> {
         source: io::Error::other(e),
     })?;
     write_new_private_file(path, &png)
+}
+
+/// The QR code of `text` as an SVG document (what `write_svg` writes), for `--json` output.
+pub fn svg_document(text: &str) -> Result<Zeroizing<String>, QrError> {
+    Ok(Zeroizing::new(svg_string(&file_code(text)?)))
 }
 
 /// Writes the QR code of `text` as an SVG to a new file at `path` (mode 0600).

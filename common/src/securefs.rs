@@ -216,9 +216,21 @@ impl Dir {
     /// the old or the new file, never a mix. Callers serialize writers of one name (see
     /// [`Dir::lock`]); a temp file left by a crashed writer is removed and recreated.
     pub fn replace_file(&self, name: &OsStr, contents: &[u8]) -> Result<(), Error> {
+        self.replace_file_mode(name, contents, Mode::S_IRUSR | Mode::S_IWUSR)
+    }
+
+    /// [`Dir::replace_file`] with the new file's permission bits (the config file keeps its
+    /// 0644); group and other write bits are never set.
+    pub fn replace_file_mode(
+        &self,
+        name: &OsStr,
+        contents: &[u8],
+        mode: Mode,
+    ) -> Result<(), Error> {
+        let mode = mode & !(Mode::S_IWGRP | Mode::S_IWOTH) & Mode::from_bits_truncate(0o777);
         let tmp_name = temp_name(name);
         let tmp_path = self.child_path(&tmp_name);
-        let file = self.create_exclusive(&tmp_name)?;
+        let file = self.create_exclusive(&tmp_name, mode)?;
         let result = write_synced(file, &tmp_path, contents).and_then(|()| {
             renameat(&self.fd, tmp_name.as_os_str(), &self.fd, name)
                 .map_err(|e| Error::io(self.child_path(name), "replace", e))
@@ -230,10 +242,9 @@ impl Dir {
         self.fsync()
     }
 
-    fn create_exclusive(&self, tmp_name: &OsStr) -> Result<File, Error> {
+    fn create_exclusive(&self, tmp_name: &OsStr, mode: Mode) -> Result<File, Error> {
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let mode = Mode::S_IRUSR | Mode::S_IWUSR;
         let path = self.child_path(tmp_name);
         let fd = match openat(&self.fd, tmp_name, flags, mode) {
             Ok(fd) => fd,
@@ -286,6 +297,15 @@ impl Dir {
         check_file(&path, &fstat_at(&fd, &path)?, Access::Private, false)?;
         Flock::lock(File::from(fd), FlockArg::LockExclusive)
             .map_err(|(_, e)| Error::io(&path, "lock", e))
+    }
+
+    /// Takes an exclusive lock on this directory itself (serializes writers of a file in a
+    /// directory where no lock file should be created, such as /etc/twostep).
+    pub fn lock_self(&self) -> Result<Flock<File>, Error> {
+        let fd = openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
+            .map_err(|e| Error::io(&self.path, "open directory", e))?;
+        Flock::lock(File::from(fd), FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io(&self.path, "lock", e))
     }
 
     /// Names of the entries in this directory (not `.`/`..`), unsorted.

@@ -32,6 +32,12 @@ const PENDING_DIR: &str = "pending";
 const PENDING_EXT: &str = ".pending";
 /// How long an enrollment confirmed at login waits for `pam_setcred` (docs/pam.md).
 pub const PENDING_LIFETIME_SECS: u64 = 600;
+/// Enrollments begun by `twostep enroll --begin` (the Cockpit page), waiting for the app's
+/// first code: `enrolling/<user>.<id>.begun`, one per user, root only.
+const BEGUN_DIR: &str = "enrolling";
+const BEGUN_EXT: &str = ".begun";
+/// How long a begun enrollment waits for `twostep enroll --confirm-stdin`.
+pub const BEGUN_LIFETIME_SECS: u64 = 900;
 /// Enrollments a user may have waiting at once; the oldest goes first.
 const MAX_PENDING_PER_USER: usize = 8;
 const RECORD_EXT: &str = ".toml";
@@ -573,6 +579,103 @@ impl Store {
             found.push((name, created));
         }
         Ok(found)
+    }
+}
+
+/// Enrollments begun without a terminal (`twostep enroll --begin`, then `--confirm-stdin`):
+/// the new key waits in `enrolling/`, never in `users/`, so a login cannot use it before the
+/// app has produced a code. Separate from `pending/` (enrollments confirmed at login).
+impl Store {
+    fn begun_dir(&self, create: bool) -> Result<Option<Dir>, Error> {
+        if create {
+            return self.root.ensure_subdir(OsStr::new(BEGUN_DIR)).map(Some);
+        }
+        self.root
+            .open_subdir(OsStr::new(BEGUN_DIR), Some(Access::Private))
+    }
+
+    /// The names in `enrolling/` of the locked user's begun enrollments.
+    fn begun_names(&self, dir: &Dir, lock: &UserLock) -> Result<Vec<OsString>, Error> {
+        let prefix = format!(
+            "{}.",
+            username::encode(&lock.user)?.to_str().unwrap_or_default()
+        );
+        Ok(dir
+            .entries()?
+            .into_iter()
+            .filter(|name| {
+                name.to_str()
+                    .and_then(|n| n.strip_prefix(&prefix))
+                    .and_then(|rest| rest.strip_suffix(BEGUN_EXT))
+                    .is_some_and(|id| PendingId::parse(id).is_some())
+            })
+            .collect())
+    }
+
+    /// Keeps `record` (an unconfirmed enrollment; its `created` is when it was begun) as the
+    /// user's one begun enrollment, replacing any earlier one; durable, root only.
+    pub fn save_begun(&self, lock: &UserLock, record: &Record) -> Result<PendingId, Error> {
+        self.check_owner(lock, record)?;
+        let dir = self
+            .begun_dir(true)?
+            .ok_or_else(|| Error::Invalid("no enrolling directory".into()))?;
+        for name in self.begun_names(&dir, lock)? {
+            dir.remove_file(&name)?;
+        }
+        let id = PendingId::new()?;
+        let mut name = username::encode(&lock.user)?;
+        name.push(format!(".{}{BEGUN_EXT}", id.as_str()));
+        let text = record.to_full_text().map_err(|message| Error::Corrupt {
+            path: dir.path().join(&name),
+            message,
+        })?;
+        dir.replace_file(&name, text.as_bytes())?;
+        Ok(id)
+    }
+
+    /// The begun enrollment `id` of the locked user, if it is still there and younger than
+    /// [`BEGUN_LIFETIME_SECS`] at `now` (an expired one is removed). It stays until
+    /// [`Store::discard_begun`].
+    pub fn load_begun(
+        &self,
+        lock: &UserLock,
+        id: &PendingId,
+        now: u64,
+    ) -> Result<Option<Record>, Error> {
+        let Some(dir) = self.begun_dir(false)? else {
+            return Ok(None);
+        };
+        let mut name = username::encode(&lock.user)?;
+        name.push(format!(".{}{BEGUN_EXT}", id.as_str()));
+        let Some(bytes) = dir.read_file(&name, Access::Private, MAX_RECORD_BYTES)? else {
+            return Ok(None);
+        };
+        let path = || dir.path().join(&name);
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::Corrupt {
+            path: path(),
+            message: "not valid UTF-8".into(),
+        })?;
+        let record = Record::parse(text, &lock.user).map_err(|message| Error::Corrupt {
+            path: path(),
+            message,
+        })?;
+        if record.created <= now && now - record.created < BEGUN_LIFETIME_SECS {
+            return Ok(Some(record));
+        }
+        dir.remove_file(&name)?;
+        Ok(None)
+    }
+
+    /// Removes every begun enrollment of the locked user; how many there were.
+    pub fn discard_begun(&self, lock: &UserLock) -> Result<usize, Error> {
+        let Some(dir) = self.begun_dir(false)? else {
+            return Ok(0);
+        };
+        let names = self.begun_names(&dir, lock)?;
+        for name in &names {
+            dir.remove_file(name)?;
+        }
+        Ok(names.len())
     }
 }
 

@@ -19,6 +19,7 @@
 //! `cargo build --workspace` before `cargo test`. Set `TWOSTEP_TESTS_KEEP=1` to keep the
 //! directories and service files of the tests for inspection.
 
+pub mod cockpit;
 pub mod env;
 pub mod login;
 pub mod nss;

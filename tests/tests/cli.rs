@@ -345,7 +345,8 @@ fn status_shows_states_and_stable_json() {
             "last_login",
             "recent_failures",
             "locked_until",
-            "locked_hosts"
+            "locked_hosts",
+            "archived",
         ],
         "the documented --json fields, in order"
     );

@@ -6,24 +6,33 @@ use twostep_common::config::{Config, Unenrolled};
 use twostep_common::manage;
 use twostep_common::store::Store;
 
-use crate::output::{audit, print_emergency_codes};
+use serde_json::json;
+
+use crate::output::{audit, codes_json, print_emergency_codes, print_json};
 
 #[derive(Debug, Args)]
 pub struct UserArg {
     /// The login name
     pub user: String,
+
+    /// Machine-readable output (one JSON object; fields in docs/cli.md)
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn open(config: &Config) -> Result<Store, String> {
     Store::open(&config.state_dir).map_err(|e| e.to_string())
 }
 
-pub fn reset(config: &Config, user: &str) -> Result<(), String> {
+pub fn reset(config: &Config, user: &str, json: bool) -> Result<(), String> {
     let store = open(config)?;
     let archived = manage::reset(&store, user, SystemClock.now())
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{user} is not enrolled; nothing to reset"))?;
     audit(config, "reset", user);
+    if json {
+        return print_json(&json!({"user": user, "archived": archived.display().to_string()}));
+    }
     println!("Removed the two-step enrollment of {user}.");
     match config.unenrolled {
         Unenrolled::Allow => println!(
@@ -41,12 +50,15 @@ pub fn reset(config: &Config, user: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn restore(config: &Config, user: &str) -> Result<(), String> {
+pub fn restore(config: &Config, user: &str, json: bool) -> Result<(), String> {
     let store = open(config)?;
     let from = manage::restore(&store, user)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{user} has no archived enrollment"))?;
     audit(config, "restore", user);
+    if json {
+        return print_json(&json!({"user": user, "restored_from": from.display().to_string()}));
+    }
     println!(
         "Restored the enrollment of {user} from {}. Their app and remaining emergency codes work again.",
         from.display()
@@ -54,22 +66,28 @@ pub fn restore(config: &Config, user: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn unlock(config: &Config, user: &str) -> Result<(), String> {
+pub fn unlock(config: &Config, user: &str, json: bool) -> Result<(), String> {
     let store = open(config)?;
     if !manage::unlock(&store, user).map_err(|e| e.to_string())? {
         return Err(format!("{user} is not enrolled"));
     }
     audit(config, "unlock", user);
+    if json {
+        return print_json(&json!({"user": user, "unlocked": true}));
+    }
     println!("Cleared failed attempts and any lockout of {user}.");
     Ok(())
 }
 
-pub fn codes(config: &Config, user: &str) -> Result<(), String> {
+pub fn codes(config: &Config, user: &str, json: bool) -> Result<(), String> {
     let store = open(config)?;
     let codes = manage::new_emergency_codes(&store, config, user)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{user} is not enrolled"))?;
     audit(config, "new-emergency-codes", user);
+    if json {
+        return print_json(&json!({"user": user, "emergency_codes": codes_json(&codes)}));
+    }
     println!("New emergency codes for {user}; the previous ones no longer work.");
     print_emergency_codes(&codes);
     Ok(())

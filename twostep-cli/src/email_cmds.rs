@@ -20,6 +20,10 @@ const CONFIRM_TRIES: u32 = 3;
 pub struct EmailTestArgs {
     /// Where to send the test mail
     pub address: String,
+
+    /// Machine-readable output (`{"sent_to": ADDR}`)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -31,6 +35,11 @@ pub struct SetEmailArgs {
     /// Save without mailing a confirmation code first
     #[arg(long)]
     pub yes: bool,
+
+    /// Machine-readable output for a program that types the mailed code on standard input (the
+    /// Cockpit page): one JSON object per line, `{"event": "sent"|"mismatch"|"saved", …}`
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Run by pam_twostep: reads one request on standard input and mails the code.
@@ -58,6 +67,9 @@ pub fn email_test(config: &Config, args: &EmailTestArgs) -> Result<(), String> {
     );
     mail::send(config, &args.address, "twostep test mail", &body)?;
     audit(config, "email-test", &args.address);
+    if args.json {
+        return crate::output::print_json(&serde_json::json!({"sent_to": args.address}));
+    }
     println!("Sent a test mail to {}.", args.address);
     Ok(())
 }
@@ -68,7 +80,7 @@ pub fn set_email(config: &Config, args: &SetEmailArgs) -> Result<(), String> {
     if store.load(&args.user).map_err(|e| e.to_string())?.is_none() {
         return Err(format!("{} is not enrolled", args.user));
     }
-    if !args.yes && !confirm_address(config, &args.user, &args.address)? {
+    if !args.yes && !confirm_address(config, &args.user, &args.address, args.json)? {
         return Err(format!(
             "no code from the mail to {} verified; the address was not saved",
             args.address
@@ -83,6 +95,14 @@ pub fn set_email(config: &Config, args: &SetEmailArgs) -> Result<(), String> {
     store.save(&lock, &record).map_err(|e| e.to_string())?;
     drop(lock);
     audit(config, "set-email", &args.user);
+    if args.json {
+        return print_json_line(&serde_json::json!({
+            "event": "saved",
+            "user": args.user,
+            "email": email::mask(&args.address),
+            "email_enabled": config.email.enabled(),
+        }));
+    }
     println!(
         "Saved {} as the recovery address of {}.",
         email::mask(&args.address),
@@ -94,8 +114,20 @@ pub fn set_email(config: &Config, args: &SetEmailArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// One JSON object on one line (the `--json` events of `set-email`).
+fn print_json_line(value: &serde_json::Value) -> Result<(), String> {
+    println!("{value}");
+    std::io::Write::flush(&mut std::io::stdout()).map_err(|e| e.to_string())
+}
+
 /// Mails a one-time code to `address` and asks for it back; true when it was typed right.
-pub fn confirm_address(config: &Config, user: &str, address: &str) -> Result<bool, String> {
+/// With `json`, says so in JSON lines and asks without a prompt.
+pub fn confirm_address(
+    config: &Config,
+    user: &str,
+    address: &str,
+    json: bool,
+) -> Result<bool, String> {
     let mut code = Zeroizing::new(String::new());
     for _ in 0..config.email.code_digits {
         code.push(char::from(
@@ -113,16 +145,29 @@ pub fn confirm_address(config: &Config, user: &str, address: &str) -> Result<boo
     };
     let (subject, body) = email::compose(&config.email, &request);
     mail::send(config, address, &subject, &body)?;
-    println!("Sent a code to {}.", email::mask(address));
+    if json {
+        print_json_line(&serde_json::json!({
+            "event": "sent",
+            "to": email::mask(address),
+            "tries": CONFIRM_TRIES,
+        }))?;
+    } else {
+        println!("Sent a code to {}.", email::mask(address));
+    }
     for attempt in 1..=CONFIRM_TRIES {
-        let Some(answer) = ask("Code from the mail: ")? else {
+        let Some(answer) = ask(if json { "" } else { "Code from the mail: " })? else {
             return Ok(false);
         };
         let typed: String = answer.chars().filter(|c| !c.is_whitespace()).collect();
         if subtle_eq(typed.as_bytes(), code.as_bytes()) {
             return Ok(true);
         }
-        if attempt < CONFIRM_TRIES {
+        if json {
+            print_json_line(&serde_json::json!({
+                "event": "mismatch",
+                "tries_left": CONFIRM_TRIES - attempt,
+            }))?;
+        } else if attempt < CONFIRM_TRIES {
             println!("That code does not match.");
         }
     }

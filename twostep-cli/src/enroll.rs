@@ -9,14 +9,14 @@ use twostep_common::config::Config;
 use twostep_common::email;
 use twostep_common::enroll::{self, NewEnrollment};
 use twostep_common::manage;
-use twostep_common::store::Store;
+use twostep_common::store::{BEGUN_LIFETIME_SECS, PendingId, Store};
 use twostep_common::totp::{self, Algorithm, Params};
 use zeroize::Zeroizing;
 
 use crate::email_cmds::confirm_address;
-use crate::output::{audit, print_emergency_codes};
+use crate::output::{audit, codes_json, print_emergency_codes, print_json};
 use crate::prompt::ask;
-use crate::show::{QrFiles, present, present_uri};
+use crate::show::{QrFiles, present, present_uri, qr_json};
 
 const CONFIRM_TRIES: u32 = 3;
 
@@ -74,6 +74,25 @@ pub struct EnrollArgs {
 
     #[command(flatten)]
     pub files: QrFiles,
+
+    /// Without a terminal, step 1 (the Cockpit page): make a key, keep it root-only in the
+    /// state directory (for 15 minutes) and print the QR code, key and URI; nothing is enrolled
+    /// yet. Prints an `id` for --confirm-stdin
+    #[arg(long, conflicts_with_all = ["yes", "confirm_stdin"])]
+    pub begin: bool,
+
+    /// Step 2: read the app's code from standard input, check it against the key of --begin
+    /// (named by --id) and, if it matches, enroll and print the emergency codes once
+    #[arg(long, requires = "id", conflicts_with_all = ["yes", "secret", "secret_stdin"])]
+    pub confirm_stdin: bool,
+
+    /// The `id` printed by --begin
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+
+    /// Machine-readable output (with --begin, --confirm-stdin or --yes; fields in docs/cli.md)
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
@@ -90,7 +109,16 @@ fn parse_digits(text: &str) -> Result<u8, String> {
 
 pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     if args.method == MethodArg::Email {
+        if args.begin || args.confirm_stdin {
+            return Err("--begin and --confirm-stdin are for --method totp".into());
+        }
         return run_email(config, args);
+    }
+    if args.confirm_stdin {
+        return confirm_begun(config, args);
+    }
+    if args.json && !args.begin && !args.yes {
+        return Err("--json needs --begin, --confirm-stdin or --yes".into());
     }
     let params = Params {
         algorithm: args.algorithm.unwrap_or(config.totp.algorithm),
@@ -110,6 +138,17 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
     refuse_existing(&store, &args.user, args.force)?;
 
+    if args.begin {
+        return begin(config, args, &store, &key, params);
+    }
+    if args.yes && args.json {
+        let new = build(config, args, &key, params, None)?;
+        save(&store, config, args, &new)?;
+        let mut out = qr_json(config, &args.user, &key, params)?;
+        out["state"] = "enabled".into();
+        out["emergency_codes"] = codes_json(&new.emergency_codes);
+        return print_json(&out);
+    }
     if args.yes {
         println!(
             "Enrolling {} (TOTP, {}, {} digits, {} s).",
@@ -143,6 +182,122 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     println!();
     print_emergency_codes(&new.emergency_codes);
     Ok(())
+}
+
+/// `--begin`: keeps the new key in `enrolling/` and prints what the app needs, with the id.
+fn begin(
+    config: &Config,
+    args: &EnrollArgs,
+    store: &Store,
+    key: &[u8],
+    params: Params,
+) -> Result<(), String> {
+    let now = SystemClock.now();
+    let mut waiting =
+        enroll::new_totp(config, &args.user, key, params, now).map_err(|e| e.to_string())?;
+    waiting.record.email = args.email.clone();
+    let lock = store.lock(&args.user).map_err(|e| e.to_string())?;
+    let id = store
+        .save_begun(&lock, &waiting.record)
+        .map_err(|e| e.to_string())?;
+    drop(lock);
+    audit(config, "enroll-begin", &args.user);
+    let mut out = qr_json(config, &args.user, key, params)?;
+    out["id"] = id.as_str().into();
+    out["expires_at"] = (now + BEGUN_LIFETIME_SECS).into();
+    if args.json {
+        return print_json(&out);
+    }
+    present(config, &args.user, key, params, &args.files)?;
+    println!(
+        "Enrollment begun; confirm with a code from the app within {} minutes:",
+        BEGUN_LIFETIME_SECS / 60
+    );
+    println!(
+        "  echo CODE | twostep enroll {} --confirm-stdin --id {}",
+        args.user,
+        id.as_str()
+    );
+    Ok(())
+}
+
+/// `--confirm-stdin --id ID`: the app's code from standard input against the begun key.
+fn confirm_begun(config: &Config, args: &EnrollArgs) -> Result<(), String> {
+    let text = args.id.as_deref().unwrap_or_default();
+    let id = PendingId::parse(text)
+        .ok_or_else(|| format!("--id {text:?} is not an id printed by --begin"))?;
+    let code = read_code()?;
+    let store = Store::open(&config.state_dir).map_err(|e| e.to_string())?;
+    let lock = store.lock(&args.user).map_err(|e| e.to_string())?;
+    let now = SystemClock.now();
+    let Some(waiting) = store
+        .load_begun(&lock, &id, now)
+        .map_err(|e| e.to_string())?
+    else {
+        return Err(format!(
+            "no enrollment of {} is waiting under this id: it expired ({} minutes), was begun \
+             again elsewhere, or was already confirmed; begin again",
+            args.user,
+            BEGUN_LIFETIME_SECS / 60
+        ));
+    };
+    let Some(totp_record) = waiting.totp.as_ref() else {
+        return Err("the waiting enrollment has no key".into());
+    };
+    let key = totp::decode_secret(totp_record.secret.expose()).map_err(|e| e.to_string())?;
+    let params = totp_record.params();
+    let Some(step) = totp::matching_step(&key, params, config.totp.skew, &code, now) else {
+        return Err(
+            "that code does not match; check the phone's clock and try the next code (nothing \
+             was stored)"
+                .into(),
+        );
+    };
+    if !args.force
+        && store
+            .load_locked(&lock)
+            .map_err(|e| e.to_string())?
+            .is_some()
+    {
+        return Err(format!(
+            "{} was enrolled meanwhile; nothing was changed (use --force to replace)",
+            args.user
+        ));
+    }
+    let mut new =
+        enroll::new_totp(config, &args.user, &key, params, now).map_err(|e| e.to_string())?;
+    new.record.email = waiting.email.clone();
+    if let Some(totp) = new.record.totp.as_mut() {
+        totp.last_step = step;
+    }
+    store.save(&lock, &new.record).map_err(|e| e.to_string())?;
+    store.discard_begun(&lock).map_err(|e| e.to_string())?;
+    drop(lock);
+    audit(config, "enroll", &args.user);
+    if args.json {
+        return print_json(&serde_json::json!({
+            "user": args.user,
+            "state": "enabled",
+            "emergency_codes": codes_json(&new.emergency_codes),
+        }));
+    }
+    println!("Code verified. Two-step login is on for {}.", args.user);
+    println!();
+    print_emergency_codes(&new.emergency_codes);
+    Ok(())
+}
+
+/// The code on the first line of standard input, spaces removed.
+fn read_code() -> Result<Zeroizing<String>, String> {
+    let mut line = Zeroizing::new(String::new());
+    std::io::Read::take(std::io::stdin().lock(), 256)
+        .read_line(&mut line)
+        .map_err(|e| format!("--confirm-stdin: cannot read standard input: {e}"))?;
+    let code: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+    if code.is_empty() {
+        return Err("--confirm-stdin: no code on standard input".into());
+    }
+    Ok(Zeroizing::new(code))
 }
 
 /// The key given with `--secret` (with a warning: argv is world-readable in /proc) or on the
@@ -201,7 +356,7 @@ fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     }
     let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
     refuse_existing(&store, &args.user, args.force)?;
-    if !args.yes && !confirm_address(config, &args.user, address)? {
+    if !args.yes && !confirm_address(config, &args.user, address, args.json)? {
         return Err(format!(
             "enrollment of {} aborted: no code from the mail verified; nothing was stored",
             args.user
@@ -210,6 +365,20 @@ fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     let new = enroll::new_email(config, &args.user, address, SystemClock.now())
         .map_err(|e| e.to_string())?;
     save(&store, config, args, &new)?;
+    if args.json {
+        // One line, like the events of confirm_address before it.
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "enrolled",
+                "user": args.user,
+                "state": "enabled",
+                "email": email::mask(address),
+                "emergency_codes": codes_json(&new.emergency_codes),
+            })
+        );
+        return Ok(());
+    }
     println!(
         "Two-step login is on for {}: codes will be mailed to {} at each login.",
         args.user,

@@ -2,6 +2,7 @@
 //! man page and shell completions are generated from them (see `src/bin/twostep-gen.rs`).
 
 mod admin;
+mod config_cmd;
 mod doctor;
 mod email_cmds;
 mod enroll;
@@ -67,6 +68,9 @@ pub enum Command {
     EmailTest(email_cmds::EmailTestArgs),
     /// Check the configuration, state directory, syslog socket, PAM services, clock and SMTP server
     Doctor(doctor::DoctorArgs),
+    /// Read or change the config file (comments and layout are kept)
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
     /// Mail a login code (run by pam_twostep; reads the request on standard input)
     #[command(hide = true)]
     SendCode,
@@ -100,6 +104,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         // The doctor reports a broken config instead of stopping at it.
         Command::Doctor(args) => return Ok(doctor::run(&config_path, &args)),
+        Command::Config(config_cmd::ConfigCommand::Get(args)) => {
+            config_cmd::get(&config_path, &args)
+        }
+        Command::Config(config_cmd::ConfigCommand::Set(args)) => {
+            config_cmd::set(&config_path, &args)
+        }
         Command::Enroll(mut args) => {
             let config = load()?;
             canonical_user(&config, &mut args.user, Existing::Required)?;
@@ -112,10 +122,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             status::run(&config, &args)
         }
-        Command::Reset(mut args) => with_user(load()?, &mut args.user, admin::reset),
-        Command::Restore(mut args) => with_user(load()?, &mut args.user, admin::restore),
-        Command::Unlock(mut args) => with_user(load()?, &mut args.user, admin::unlock),
-        Command::Codes(mut args) => with_user(load()?, &mut args.user, admin::codes),
+        Command::Reset(mut args) => with_user(load()?, &mut args, admin::reset),
+        Command::Restore(mut args) => with_user(load()?, &mut args, admin::restore),
+        Command::Unlock(mut args) => with_user(load()?, &mut args, admin::unlock),
+        Command::Codes(mut args) => with_user(load()?, &mut args, admin::codes),
         Command::ShowQr(mut args) => {
             let config = load()?;
             canonical_user(&config, &mut args.user, Existing::NotRequired)?;
@@ -175,11 +185,11 @@ fn canonical_user(config: &Config, user: &mut String, existing: Existing) -> Res
 
 fn with_user(
     config: Config,
-    user: &mut String,
-    command: fn(&Config, &str) -> Result<(), String>,
+    args: &mut admin::UserArg,
+    command: fn(&Config, &str, bool) -> Result<(), String>,
 ) -> Result<(), String> {
-    canonical_user(&config, user, Existing::NotRequired)?;
-    command(&config, user)
+    canonical_user(&config, &mut args.user, Existing::NotRequired)?;
+    command(&config, &args.user, args.json)
 }
 
 /// Rust ignores SIGPIPE, so `twostep status | head` would end in a "broken pipe" panic; a

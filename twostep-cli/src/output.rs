@@ -29,3 +29,15 @@ pub fn print_emergency_codes(codes: &[Zeroizing<String>]) {
         println!("{}", code.as_str());
     }
 }
+
+/// The emergency codes for `--json` output (shown once, like the printed ones).
+pub fn codes_json(codes: &[Zeroizing<String>]) -> serde_json::Value {
+    codes.iter().map(|c| c.as_str()).collect::<Vec<_>>().into()
+}
+
+/// Prints one JSON value (pretty, one trailing newline): the `--json` output of a command.
+pub fn print_json(value: &serde_json::Value) -> Result<(), String> {
+    let text = Zeroizing::new(serde_json::to_string_pretty(value).map_err(|e| e.to_string())?);
+    println!("{}", text.as_str());
+    Ok(())
+}

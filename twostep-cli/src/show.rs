@@ -32,6 +32,33 @@ pub struct ShowQrArgs {
 
     #[command(flatten)]
     pub files: QrFiles,
+
+    /// Machine-readable output: the key, URI and QR code as SVG (fields in docs/cli.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What an app needs for `key`, as JSON: `user`, `issuer`, `account`, `algorithm`, `digits`,
+/// `period`, `secret` (base32 in groups of four), `uri`, `qr_svg`.
+pub fn qr_json(
+    config: &Config,
+    user: &str,
+    key: &[u8],
+    params: Params,
+) -> Result<serde_json::Value, String> {
+    let uri = uri(config, user, key, params);
+    let svg = qr::svg_document(&uri).map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({
+        "user": user,
+        "issuer": config.issuer_or_hostname(),
+        "account": config.account_label(user),
+        "algorithm": params.algorithm.name(),
+        "digits": params.digits,
+        "period": params.period,
+        "secret": key_groups(&totp::encode_secret(key)).as_str(),
+        "uri": uri.as_str(),
+        "qr_svg": svg.as_str(),
+    }))
 }
 
 /// Prints everything an authenticator app needs for `key`.
@@ -127,5 +154,13 @@ pub fn run(config: &Config, args: &ShowQrArgs) -> Result<(), String> {
         args.user
     );
     audit(config, "show-qr", &args.user);
+    if args.json {
+        return crate::output::print_json(&qr_json(
+            config,
+            &args.user,
+            &key,
+            totp_record.params(),
+        )?);
+    }
     present(config, &args.user, &key, totp_record.params(), &args.files)
 }

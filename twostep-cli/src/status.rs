@@ -4,7 +4,7 @@ use clap::Args;
 use serde::Serialize;
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
-use twostep_common::manage::{self, UserStatus};
+use twostep_common::manage::{self, State, UserStatus};
 use twostep_common::policy::SystemDirectory;
 use twostep_common::store::Store;
 use twostep_common::timefmt::utc;
@@ -17,6 +17,27 @@ pub struct StatusArgs {
     /// Machine-readable output (a JSON array; fields in docs/cli.md)
     #[arg(long)]
     pub json: bool,
+
+    /// Also list every local account (in /etc/passwd: uid 1000 or more, and root) that has no
+    /// row otherwise, as `disabled`
+    #[arg(long, conflicts_with = "user")]
+    pub all: bool,
+}
+
+/// Local accounts of people (uid 1000 or more, not `nobody`) and root, from /etc/passwd.
+fn local_accounts() -> Result<Vec<String>, String> {
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+    Ok(passwd
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let uid: u32 = fields.nth(1)?.parse().ok()?;
+            let person = (1000..65534).contains(&uid);
+            (!name.is_empty() && (uid == 0 || person)).then(|| name.to_string())
+        })
+        .collect())
 }
 
 pub fn run(config: &Config, args: &StatusArgs) -> Result<(), String> {
@@ -24,6 +45,25 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<(), String> {
     let now = SystemClock.now();
     let mut rows =
         manage::status(&store, config, &SystemDirectory, now).map_err(|e| e.to_string())?;
+    if args.all {
+        for user in local_accounts()? {
+            if !rows.iter().any(|r| r.user == user) {
+                rows.push(UserStatus {
+                    user,
+                    state: State::Disabled,
+                    methods: Vec::new(),
+                    email: None,
+                    emergency_codes_left: None,
+                    enrolled_at: None,
+                    last_login: None,
+                    recent_failures: 0,
+                    locked_until: None,
+                    locked_hosts: Vec::new(),
+                });
+            }
+        }
+        rows.sort_by(|a, b| a.user.cmp(&b.user));
+    }
     if let Some(user) = &args.user {
         rows.retain(|r| &r.user == user);
         if rows.is_empty() {
@@ -33,7 +73,14 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<(), String> {
         }
     }
     if args.json {
-        let rows: Vec<JsonRow<'_>> = rows.iter().map(JsonRow::from).collect();
+        let archived = store.archived_users().map_err(|e| e.to_string())?;
+        let rows: Vec<JsonRow<'_>> = rows
+            .iter()
+            .map(|row| JsonRow {
+                archived: archived.contains(&row.user),
+                ..JsonRow::from(row)
+            })
+            .collect();
         let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
         println!("{text}");
     } else {
@@ -55,6 +102,7 @@ struct JsonRow<'a> {
     recent_failures: usize,
     locked_until: Option<u64>,
     locked_hosts: &'a [String],
+    archived: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +131,7 @@ impl<'a> From<&'a UserStatus> for JsonRow<'a> {
             recent_failures: row.recent_failures,
             locked_until: row.locked_until,
             locked_hosts: &row.locked_hosts,
+            archived: false,
         }
     }
 }
@@ -156,7 +205,6 @@ fn cells(row: &UserStatus) -> [String; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use twostep_common::manage::State;
     use twostep_common::record::LastLogin;
 
     /// The field names and order of docs/cli.md, as the serde derive on `UserStatus` wrote them.
@@ -186,7 +234,7 @@ mod tests {
              \"email\":\"a•••@example.com\",\"emergency_codes_left\":9,\"enrolled_at\":1800000000,\
              \"last_login\":{\"time\":1800000050,\"rhost\":\"192.0.2.7\",\"service\":\"sshd\",\
              \"method\":\"totp\"},\"recent_failures\":3,\"locked_until\":1800000900,\
-             \"locked_hosts\":[\"\"]}]"
+             \"locked_hosts\":[\"\"],\"archived\":false}]"
         );
         let empty = UserStatus {
             state: State::Disabled,
