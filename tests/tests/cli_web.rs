@@ -92,7 +92,7 @@ fn config_get_describes_the_file_and_set_keeps_comments() {
     assert_eq!(got["values"]["policy.grace_period"], 0);
     assert_eq!(got["values"]["policy.enforce_users"][0], "nobody");
     assert_eq!(
-        got["values"]["lockout.max_failures"], 5,
+        got["values"]["lockout.max_failures"], 10,
         "defaults are filled in"
     );
     let set: Vec<&str> = got["set"]
