@@ -18,18 +18,15 @@ pub struct Split {
 /// Otherwise the last `digits` bytes are taken, and will not verify.
 pub fn split(token: &[u8], digits: u8) -> Split {
     let digits = usize::from(digits);
-    let cut = if let Some(suffix) = tail(token, emergency::CODE_CHARS + 2)
-        && is_dashed_emergency(suffix)
-    {
-        token.len() - suffix.len()
-    } else if let Some(suffix) = tail(token, digits)
-        && suffix.iter().all(u8::is_ascii_digit)
-    {
+    let dashed = emergency::CODE_CHARS + 2;
+    let cut = if tail(token, dashed).is_some_and(is_dashed_emergency) {
+        token.len() - dashed
+    } else if tail(token, digits).is_some_and(|suffix| suffix.iter().all(u8::is_ascii_digit)) {
         token.len() - digits
-    } else if let Some(suffix) = tail(token, emergency::CODE_CHARS)
-        && suffix.iter().all(|&b| emergency::is_code_char(b))
+    } else if tail(token, emergency::CODE_CHARS)
+        .is_some_and(|suffix| suffix.iter().all(|&b| emergency::is_code_char(b)))
     {
-        token.len() - suffix.len()
+        token.len() - emergency::CODE_CHARS
     } else {
         token.len().saturating_sub(digits)
     };

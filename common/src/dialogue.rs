@@ -263,10 +263,10 @@ fn ask_code<B: Backend>(s: &mut Session<'_, B>, ask: &Ask, seen: B::Seen) -> Ver
         Ok(answer) => answer,
         Err(e) => return s.conversation_failed(e),
     };
-    if let Some(masked) = email_to
-        && answer.trim_ascii().eq_ignore_ascii_case(b"email")
-    {
-        return emailed_code(s, masked, PROMPT, seen);
+    if let Some(masked) = email_to {
+        if answer.trim_ascii().eq_ignore_ascii_case(b"email") {
+            return emailed_code(s, masked, PROMPT, seen);
+        }
     }
     check(s, &answer, seen)
 }

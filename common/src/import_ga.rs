@@ -333,9 +333,7 @@ impl<'a> Options<'a> {
             ));
         }
 
-        if let Some(steps) = self.time_skew.and_then(leading_integer)
-            && steps != 0
-        {
+        if let Some(steps) = self.time_skew.and_then(leading_integer).filter(|&s| s != 0) {
             let seconds = steps.saturating_mul(i64::from(period));
             let mut note = format!(
                 "TIME_SKEW {steps}: google-authenticator was compensating a clock difference of \

@@ -326,11 +326,10 @@ fn check_code(
     let digits_only = input.bytes().all(|b| b.is_ascii_digit());
     let totp_digits = record.totp.as_ref().map(|t| t.digits);
     let mut result = None;
-    if let Some(totp) = record.totp.as_mut()
-        && digits_only
-        && input.len() == usize::from(totp.digits)
-    {
-        result = Some(check_totp(totp, config, input, now));
+    if let Some(totp) = record.totp.as_mut() {
+        if digits_only && input.len() == usize::from(totp.digits) {
+            result = Some(check_totp(totp, config, input, now));
+        }
     }
     let email_shaped = digits_only && input.len() == usize::from(config.email.code_digits);
     if email_shaped && matches!(result, None | Some(Err(Rejected::WrongCode))) {

@@ -95,10 +95,10 @@ pub fn rhost_addr(rhost: &str) -> Option<IpAddr> {
         IpAddr::V4(_) if bracketed || zone.is_some() => None,
         IpAddr::V4(v4) => Some(IpAddr::V4(v4)),
         IpAddr::V6(v6) => {
-            if let Some(zone) = zone
-                && !(v6.is_unicast_link_local() && valid_zone(zone))
-            {
-                return None;
+            if let Some(zone) = zone {
+                if !(v6.is_unicast_link_local() && valid_zone(zone)) {
+                    return None;
+                }
             }
             Some(v6.to_ipv4_mapped().map_or(addr, IpAddr::V4))
         }

@@ -221,10 +221,10 @@ fn file_code(text: &str) -> Result<QrCode, QrError> {
 /// quiet zone (4 down to 2 modules) that fits.
 fn terminal_bitmap(text: &str) -> Result<Bitmap, QrError> {
     let fits = |code: &QrCode, quiet_zone: usize| code.width() + 2 * quiet_zone <= TERMINAL_COLUMNS;
-    if let Some(code) = try_encode(text, EcLevel::M)?
-        && fits(&code, QUIET_ZONE)
-    {
-        return Ok(Bitmap::from_code(&code, QUIET_ZONE));
+    if let Some(code) = try_encode(text, EcLevel::M)? {
+        if fits(&code, QUIET_ZONE) {
+            return Ok(Bitmap::from_code(&code, QUIET_ZONE));
+        }
     }
     let Some(code) = try_encode(text, EcLevel::L)? else {
         return Err(QrError::TooLong { len: text.len() });

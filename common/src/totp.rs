@@ -2,6 +2,7 @@
 //! base32 input, and the window search that reports which time step matched (replay checks
 //! need it).
 
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -128,19 +129,21 @@ pub fn new_secret() -> Result<Key, Error> {
     crate::random::bytes(NEW_SECRET_BYTES)
 }
 
-fn engine(key: &[u8], params: Params, skew: u8) -> totp_rs::Totp {
-    totp_rs::Builder::new()
-        .with_algorithm(params.algorithm.to_lib())
-        .with_digits(params.digits)
-        .with_skew(u16::from(skew))
-        .with_step_duration(u64::from(params.period.max(1)))
-        .with_secret(totp_rs::Secret::new(key.to_vec().into_boxed_slice()))
-        .build_noncompliant()
+fn engine(key: &[u8], params: Params) -> totp_rs::TOTP {
+    // Skew 0: the window search is `matching_step`'s (totp-rs 5's `check` answers only yes or
+    // no, and underflows near time 0).
+    totp_rs::TOTP::new_unchecked(
+        params.algorithm.to_lib(),
+        usize::from(params.digits),
+        0,
+        u64::from(params.period.max(1)),
+        key.to_vec(),
+    )
 }
 
 /// The code for the time step holding `time`.
 pub fn code_at(key: &[u8], params: Params, time: u64) -> Zeroizing<String> {
-    Zeroizing::new(engine(key, params, 0).generate(time).to_string())
+    Zeroizing::new(engine(key, params).generate(time))
 }
 
 /// The time step (counter) whose code is `code` within ±`skew` steps of `now`, compared in
@@ -149,7 +152,14 @@ pub fn matching_step(key: &[u8], params: Params, skew: u8, code: &str, now: u64)
     if code.len() != usize::from(params.digits) || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    engine(key, params, skew).check(code, now)
+    let totp = engine(key, params);
+    let step = totp.step;
+    let origin = now / step;
+    let mut window = origin.saturating_sub(u64::from(skew))..=(origin + u64::from(skew));
+    window.find(|&counter| {
+        let candidate = Zeroizing::new(totp.generate(counter * step));
+        bool::from(candidate.as_bytes().ct_eq(code.as_bytes()))
+    })
 }
 
 pub fn step_of(params: Params, time: u64) -> u64 {

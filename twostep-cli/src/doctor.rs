@@ -481,8 +481,11 @@ mod tests {
     /// A private PAM directory with `files`, a config with `config_text`, and the module at
     /// an absolute path that exists (this test binary).
     fn run_on(files: &[(&str, &str)], config_text: &str) -> (Vec<Finding>, Option<String>) {
+        // Unique per call: tests run in parallel, and several start with the same file.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
-            "twostep-doctor-{}-{}",
+            "twostep-doctor-{}-{call}-{}",
             std::process::id(),
             files[0].0
         ));

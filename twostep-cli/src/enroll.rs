@@ -424,9 +424,7 @@ fn build(
         enroll::new_totp(config, &args.user, key, params, now).map_err(|e| e.to_string())?;
     new.record.email = args.email.clone();
     // The code typed to confirm has been seen: it must not also open a login.
-    if let Some(step) = confirmed_step
-        && let Some(totp) = new.record.totp.as_mut()
-    {
+    if let (Some(step), Some(totp)) = (confirmed_step, new.record.totp.as_mut()) {
         totp.last_step = step;
     }
     Ok(new)
