@@ -155,9 +155,11 @@ pub fn matching_step(key: &[u8], params: Params, skew: u8, code: &str, now: u64)
     let totp = engine(key, params);
     let step = totp.step;
     let origin = now / step;
-    let mut window = origin.saturating_sub(u64::from(skew))..=(origin + u64::from(skew));
+    // Saturating: a clock near the end of time must not wrap around to codes of the past.
+    let mut window =
+        origin.saturating_sub(u64::from(skew))..=origin.saturating_add(u64::from(skew));
     window.find(|&counter| {
-        let candidate = Zeroizing::new(totp.generate(counter * step));
+        let candidate = Zeroizing::new(totp.generate(counter.saturating_mul(step)));
         bool::from(candidate.as_bytes().ct_eq(code.as_bytes()))
     })
 }
