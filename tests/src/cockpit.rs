@@ -775,9 +775,10 @@ impl Browser {
         let deadline = Instant::now() + timeout.min(remaining(what));
         loop {
             let last = self.execute(script, args);
-            if let Ok(value) = &last
-                && !value.is_null()
-                && value != &json!(false)
+            if let Some(value) = last
+                .as_ref()
+                .ok()
+                .filter(|v| !v.is_null() && **v != json!(false))
             {
                 return value.clone();
             }
