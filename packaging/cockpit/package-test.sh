@@ -70,12 +70,18 @@ apt-get -o DPkg::Lock::Timeout=300 install -y -qq "./$deb" >/dev/null || fail "a
 for f in "${files[@]}"; do
     cmp -s "$DIR/$f" "cockpit/$f" || fail "$DIR/$f is not cockpit/$f"
 done
-cockpit-bridge --packages | grep -qE '^twostep[[:space:]]' ||
-    fail "cockpit-bridge does not list the package: $(cockpit-bridge --packages)"
+# Outputs are captured before grep -q reads them: grep stops at the first match, and with
+# pipefail the writer's SIGPIPE would fail the pipeline.
+packages=$(cockpit-bridge --packages)
+grep -qE '^twostep[[:space:]]' <<<"$packages" ||
+    fail "cockpit-bridge does not list the package: $packages"
 # What the page runs first, against the installed CLI and the packaged config.
-twostep config get --json | grep -q '"path": "/etc/twostep/twostep.toml"' ||
+config=$(twostep config get --json) ||
     fail "twostep config get --json failed with the installed config"
-twostep status --all --json | grep -q '"user": "root"' || fail "twostep status --all --json failed"
+grep -q '"path": "/etc/twostep/twostep.toml"' <<<"$config" ||
+    fail "twostep config get --json does not describe the installed config: $config"
+users=$(twostep status --all --json) || fail "twostep status --all --json failed"
+grep -q '"user": "root"' <<<"$users" || fail "twostep status --all --json lists no root: $users"
 apt-get -o DPkg::Lock::Timeout=300 purge -y -qq cockpit-twostep >/dev/null || fail "apt-get purge failed"
 [ -z "$(status)" ] || fail "cockpit-twostep is still known to dpkg: $(status)"
 [ ! -e "$DIR" ] || fail "$DIR is left after the purge"
