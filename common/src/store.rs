@@ -254,15 +254,7 @@ impl Store {
     }
 
     fn parse(&self, user: &str, name: &OsStr, bytes: &[u8]) -> Result<Record, Error> {
-        let path = || self.users.path().join(name);
-        let text = std::str::from_utf8(bytes).map_err(|_| Error::Corrupt {
-            path: path(),
-            message: "not valid UTF-8".into(),
-        })?;
-        Record::parse(text, user).map_err(|message| Error::Corrupt {
-            path: path(),
-            message,
-        })
+        parse_record(&self.users, name, bytes, user)
     }
 
     /// Writes `record` durably: the record file (see [`Dir::replace_file`]), then its login
@@ -502,11 +494,7 @@ impl Store {
         }
         let id = PendingId::new()?;
         let name = pending_name(&encoded, &id);
-        let text = record.to_full_text().map_err(|message| Error::Corrupt {
-            path: dir.path().join(&name),
-            message,
-        })?;
-        dir.replace_file(&name, text.as_bytes())?;
+        write_full(&dir, &name, record)?;
         Ok(id)
     }
 
@@ -526,15 +514,7 @@ impl Store {
             return Ok(None);
         };
         dir.remove_file(&name)?;
-        let path = || dir.path().join(&name);
-        let text = std::str::from_utf8(&bytes).map_err(|_| Error::Corrupt {
-            path: path(),
-            message: "not valid UTF-8".into(),
-        })?;
-        let record = Record::parse(text, &lock.user).map_err(|message| Error::Corrupt {
-            path: path(),
-            message,
-        })?;
+        let record = parse_record(&dir, &name, &bytes, &lock.user)?;
         let fresh = record.created <= now && now - record.created < PENDING_LIFETIME_SECS;
         Ok(fresh.then_some(record))
     }
@@ -625,11 +605,7 @@ impl Store {
         let id = PendingId::new()?;
         let mut name = username::encode(&lock.user)?;
         name.push(format!(".{}{BEGUN_EXT}", id.as_str()));
-        let text = record.to_full_text().map_err(|message| Error::Corrupt {
-            path: dir.path().join(&name),
-            message,
-        })?;
-        dir.replace_file(&name, text.as_bytes())?;
+        write_full(&dir, &name, record)?;
         Ok(id)
     }
 
@@ -650,15 +626,7 @@ impl Store {
         let Some(bytes) = dir.read_file(&name, Access::Private, MAX_RECORD_BYTES)? else {
             return Ok(None);
         };
-        let path = || dir.path().join(&name);
-        let text = std::str::from_utf8(&bytes).map_err(|_| Error::Corrupt {
-            path: path(),
-            message: "not valid UTF-8".into(),
-        })?;
-        let record = Record::parse(text, &lock.user).map_err(|message| Error::Corrupt {
-            path: path(),
-            message,
-        })?;
+        let record = parse_record(&dir, &name, &bytes, &lock.user)?;
         if record.created <= now && now - record.created < BEGUN_LIFETIME_SECS {
             return Ok(Some(record));
         }
@@ -723,6 +691,28 @@ impl crate::backend::Backend for Store {
     fn discard_pendings(&self, lock: &UserLock) -> Result<usize, Error> {
         Store::discard_pendings(self, lock)
     }
+}
+
+/// Reads a record file `name` of `dir` (its bytes) for `user`.
+fn parse_record(dir: &Dir, name: &OsStr, bytes: &[u8], user: &str) -> Result<Record, Error> {
+    let path = || dir.path().join(name);
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::Corrupt {
+        path: path(),
+        message: "not valid UTF-8".into(),
+    })?;
+    Record::parse(text, user).map_err(|message| Error::Corrupt {
+        path: path(),
+        message,
+    })
+}
+
+/// Writes `record` with its login state folded in as `name` in `dir` (waiting enrollments).
+fn write_full(dir: &Dir, name: &OsStr, record: &Record) -> Result<(), Error> {
+    let text = record.to_full_text().map_err(|message| Error::Corrupt {
+        path: dir.path().join(name),
+        message,
+    })?;
+    dir.replace_file(name, text.as_bytes())
 }
 
 /// When a record was archived: Unix time and a counter for several in one second.
