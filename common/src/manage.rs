@@ -56,7 +56,8 @@ pub struct UserStatus {
 }
 
 impl UserStatus {
-    fn not_enrolled(user: String, state: State) -> UserStatus {
+    /// A user without a record, in `state` (disabled, or incomplete when enforced).
+    pub fn not_enrolled(user: String, state: State) -> UserStatus {
         UserStatus {
             user,
             state,

@@ -48,18 +48,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<(), String> {
     if args.all {
         for user in local_accounts()? {
             if !rows.iter().any(|r| r.user == user) {
-                rows.push(UserStatus {
-                    user,
-                    state: State::Disabled,
-                    methods: Vec::new(),
-                    email: None,
-                    emergency_codes_left: None,
-                    enrolled_at: None,
-                    last_login: None,
-                    recent_failures: 0,
-                    locked_until: None,
-                    locked_hosts: Vec::new(),
-                });
+                rows.push(UserStatus::not_enrolled(user, State::Disabled));
             }
         }
         rows.sort_by(|a, b| a.user.cmp(&b.user));
