@@ -313,6 +313,47 @@ impl Email {
     }
 }
 
+/// The gate that opens services which cannot prompt (Samba) to users who completed a two-step
+/// login from the same address recently (docs/smb.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// How long a two-step login keeps the gate open for its address; 0 turns the gate off
+    /// (the account mode then refuses every enrolled user).
+    pub window_secs: u64,
+    /// PAM services whose two-step logins open the gate; empty means every service that asked
+    /// for a code.
+    pub opened_by: Vec<String>,
+}
+
+/// 12 hours: a working day's SMB use after one login on the web page or by SSH.
+pub const DEFAULT_GATE_WINDOW: u64 = 43_200;
+const MAX_GATE_WINDOW: u64 = 30 * 24 * 3600;
+
+impl Gate {
+    fn read(mut f: Fields) -> Result<Gate, toml_subset::Error> {
+        let mut g = Gate::default();
+        set(&mut g.window_secs, f.u64("window_secs")?);
+        set(&mut g.opened_by, f.strings("opened_by")?);
+        f.finish()?;
+        Ok(g)
+    }
+
+    /// Whether a two-step login through `service` opens the gate.
+    pub fn opened_by(&self, service: &str) -> bool {
+        self.window_secs > 0
+            && (self.opened_by.is_empty() || self.opened_by.iter().any(|s| s == service))
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            window_secs: DEFAULT_GATE_WINDOW,
+            opened_by: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
     /// Syslog socket; events go to facility authpriv.
@@ -349,6 +390,7 @@ pub struct Config {
     pub lockout: Lockout,
     pub emergency: Emergency,
     pub email: Email,
+    pub gate: Gate,
     pub log: Log,
 }
 
@@ -364,6 +406,7 @@ impl Default for Config {
             lockout: Lockout::default(),
             emergency: Emergency::default(),
             email: Email::default(),
+            gate: Gate::default(),
             log: Log::default(),
         }
     }
@@ -469,6 +512,7 @@ impl Config {
             &mut c.email,
             f.table("email")?.map(Email::read).transpose()?,
         );
+        set(&mut c.gate, f.table("gate")?.map(Gate::read).transpose()?);
         set(&mut c.log, f.table("log")?.map(Log::read).transpose()?);
         f.finish()?;
         Ok(c)
@@ -498,6 +542,17 @@ impl Config {
         }
         if self.policy.grace_period > 30 * 24 * 3600 {
             return Err("policy.grace_period must be at most 30 days (2592000 seconds)".into());
+        }
+        if self.gate.window_secs > MAX_GATE_WINDOW {
+            return Err("gate.window_secs must be at most 30 days (2592000 seconds)".into());
+        }
+        if self
+            .gate
+            .opened_by
+            .iter()
+            .any(|s| s.is_empty() || s.len() > 64)
+        {
+            return Err("gate.opened_by names PAM services: 1 to 64 characters each".into());
         }
         if !(1..=50).contains(&self.emergency.count) {
             return Err("emergency.count must be between 1 and 50".into());

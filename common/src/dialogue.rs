@@ -8,7 +8,10 @@
 //! (pam_setcred: store an enrollment confirmed at login) and [`resolve_user`] (the canonical
 //! user name, first of all).
 
+mod account;
 mod enroll;
+
+pub use account::check as account;
 
 use zeroize::Zeroizing;
 

@@ -79,6 +79,7 @@ fn new_record(
         lockout: LockoutState::default(),
         last_login: None,
         grace: Vec::new(),
+        gates: Vec::new(),
         email_code: None,
     };
     Ok(NewEnrollment {

@@ -11,6 +11,7 @@ pub mod email;
 pub mod emergency;
 pub mod enroll;
 pub mod error;
+pub mod gate;
 pub mod import_ga;
 pub mod lockout;
 pub mod login;

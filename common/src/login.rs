@@ -293,6 +293,8 @@ fn record_success(
         }
         .into(),
     });
+    let service = clean_field(attempt.service);
+    crate::gate::open(record, &config.gate, &host, &service, now);
     record.grace.retain(|g| g.host != host);
     if config.policy.grace_period > 0 && !host.is_empty() {
         if record.grace.len() >= MAX_GRACE_HOSTS {
@@ -300,6 +302,52 @@ fn record_success(
         }
         record.grace.push(GraceHost { host, time: now });
     }
+}
+
+/// What the account mode found (the gate of services that cannot prompt; src/gate.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountCheck {
+    /// A two-step login from this address opened the gate at `opened`, through `service`.
+    Open { opened: u64, service: String },
+    /// The address is trusted (`trusted_networks`, or `trust_local` without an address).
+    Skip(Skip),
+    /// No record. `enforced`: the policy requires two-step login for this user.
+    NotEnrolled { enforced: bool },
+    /// `[gate] window_secs = 0`: no gate opens, enrolled users are refused.
+    Off,
+    /// No recent two-step login of this user from this address.
+    Closed,
+}
+
+/// The account mode's check, for services such as Samba that run the account stack with no
+/// conversation. Reads without the lock: nothing is written.
+pub fn account_check<B: Backend>(
+    store: &B,
+    config: &Config,
+    dir: &dyn Directory,
+    attempt: &Attempt<'_>,
+    now: u64,
+) -> Result<AccountCheck, Error> {
+    if let Some(skip) = policy::network_skip(&config.policy, attempt.rhost) {
+        return Ok(AccountCheck::Skip(skip));
+    }
+    let seen = store.load_seen(attempt.user)?;
+    let Some(record) = seen.record() else {
+        let enforced = policy::is_enforced(&config.policy, attempt.user, dir)?;
+        return Ok(AccountCheck::NotEnrolled { enforced });
+    };
+    if config.gate.window_secs == 0 {
+        return Ok(AccountCheck::Off);
+    }
+    Ok(
+        match crate::gate::find(record, &config.gate, &host_key(attempt.rhost), now) {
+            Some(gate) => AccountCheck::Open {
+                opened: gate.time,
+                service: gate.service.clone(),
+            },
+            None => AccountCheck::Closed,
+        },
+    )
 }
 
 /// Strips the white space people type ("123 456") and refuses what cannot be a code.

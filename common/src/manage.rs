@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::emergency::CodeSet;
 use crate::error::Error;
+use crate::gate;
 use crate::policy::{self, Directory};
 use crate::record::{LastLogin, Method, Record};
 use crate::store::Store;
@@ -53,6 +54,8 @@ pub struct UserStatus {
     pub locked_until: Option<u64>,
     /// Remote hosts from which the user is locked out (too many failures from there).
     pub locked_hosts: Vec<String>,
+    /// Addresses whose gate is open (src/gate.rs).
+    pub open_gates: usize,
 }
 
 impl UserStatus {
@@ -69,6 +72,7 @@ impl UserStatus {
             recent_failures: 0,
             locked_until: None,
             locked_hosts: Vec::new(),
+            open_gates: 0,
         }
     }
 }
@@ -132,7 +136,65 @@ fn enrolled_status(record: &Record, config: &Config, now: u64) -> UserStatus {
         recent_failures: record.lockout.recent_failures(now, &config.lockout),
         locked_until: locked.then_some(record.lockout.locked_until),
         locked_hosts: record.lockout.locked_hosts(now),
+        open_gates: gate::open_gates(record, &config.gate, now).len(),
     }
+}
+
+/// One open gate, for `twostep gate list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenGate {
+    pub user: String,
+    pub host: String,
+    pub opened: u64,
+    pub expires: u64,
+    /// The PAM service of the two-step login that opened it.
+    pub service: String,
+}
+
+/// The open gates of `user`, or of every enrolled user, by user then opening time.
+pub fn open_gates(
+    store: &Store,
+    config: &Config,
+    user: Option<&str>,
+    now: u64,
+) -> Result<Vec<OpenGate>, Error> {
+    let users = match user {
+        Some(user) => vec![user.to_string()],
+        None => store.users()?,
+    };
+    let mut gates = Vec::new();
+    for user in users {
+        let Some(record) = store.load(&user)? else {
+            continue;
+        };
+        gates.extend(
+            gate::open_gates(&record, &config.gate, now)
+                .into_iter()
+                .map(|g| OpenGate {
+                    user: user.clone(),
+                    host: g.host.clone(),
+                    opened: g.time,
+                    expires: gate::expires(g, &config.gate),
+                    service: g.service.clone(),
+                }),
+        );
+    }
+    Ok(gates)
+}
+
+/// Closes the gate of `host`, or all gates, of `user`, under the lock; how many were closed
+/// (expired ones included), or `None` when the user has no record.
+pub fn close_gates(store: &Store, user: &str, host: Option<&str>) -> Result<Option<usize>, Error> {
+    let lock = store.lock(user)?;
+    let Some(mut record) = store.load_locked(&lock)? else {
+        return Ok(None);
+    };
+    let closed = gate::close(&mut record, host);
+    if closed > 0 {
+        // Synced: a gate closed by an admin must stay closed after a power cut.
+        store.save_state(&lock, &record, true)?;
+    }
+    Ok(Some(closed))
 }
 
 /// `alice@example.com` → `a•••@example.com`.

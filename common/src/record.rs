@@ -168,6 +168,30 @@ impl GraceHost {
     }
 }
 
+/// An open gate: the user completed a two-step login from `host` at `time`, through
+/// `service`. Services that cannot prompt (Samba) let the user in from that address for a
+/// while (`[gate]`, src/gate.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    pub host: String,
+    pub time: u64,
+    pub service: String,
+}
+
+impl Gate {
+    fn read(mut f: Fields) -> Result<Gate, toml_subset::Error> {
+        let host = f.string("host")?.ok_or_else(|| f.missing("host"))?;
+        let time = f.u64("time")?.ok_or_else(|| f.missing("time"))?;
+        let service = f.string("service")?.unwrap_or_default();
+        f.finish()?;
+        Ok(Gate {
+            host,
+            time,
+            service,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub version: u32,
@@ -182,6 +206,8 @@ pub struct Record {
     pub lockout: LockoutState,
     pub last_login: Option<LastLogin>,
     pub grace: Vec<GraceHost>,
+    /// Oldest first; at most [`crate::gate::MAX_GATES`].
+    pub gates: Vec<Gate>,
     pub email_code: Option<EmailState>,
 }
 
@@ -192,6 +218,7 @@ struct LoginState {
     lockout: LockoutState,
     last_login: Option<LastLogin>,
     grace: Vec<GraceHost>,
+    gates: Vec<Gate>,
     email_code: Option<EmailState>,
 }
 
@@ -212,6 +239,12 @@ impl LoginState {
                 .unwrap_or_default()
                 .into_iter()
                 .map(GraceHost::read)
+                .collect::<Result<_, _>>()?,
+            gates: f
+                .tables("gate")?
+                .unwrap_or_default()
+                .into_iter()
+                .map(Gate::read)
                 .collect::<Result<_, _>>()?,
             email_code: f.table("email_code")?.map(EmailState::read).transpose()?,
         })
@@ -263,6 +296,7 @@ impl Record {
             lockout: state.lockout,
             last_login: state.last_login,
             grace: state.grace,
+            gates: state.gates,
             email_code: state.email_code,
         })
     }
@@ -384,6 +418,7 @@ impl Record {
         self.lockout = state.lockout;
         self.last_login = state.last_login;
         self.grace = state.grace;
+        self.gates = state.gates;
         self.email_code = state.email_code;
         Ok(())
     }
@@ -400,6 +435,12 @@ impl Record {
             w.array_table(&["grace"]);
             w.string("host", &grace.host);
             w.u64("time", grace.time);
+        }
+        for gate in &self.gates {
+            w.array_table(&["gate"]);
+            w.string("host", &gate.host);
+            w.u64("time", gate.time);
+            w.string("service", &gate.service);
         }
         if let Some(code) = &self.email_code {
             w.table(&["email_code"]);
@@ -435,6 +476,7 @@ mod tests {
             lockout: LockoutState::default(),
             last_login: None,
             grace: Vec::new(),
+            gates: Vec::new(),
             email_code: None,
         }
     }
@@ -469,6 +511,11 @@ mod tests {
         record.grace = vec![GraceHost {
             host: "host\nname".into(),
             time: 1_800_000_050,
+        }];
+        record.gates = vec![Gate {
+            host: "198.51.100.4".into(),
+            time: 1_800_000_050,
+            service: "cockpit\t\"x\"".into(),
         }];
         record.email_code = Some(EmailState {
             salt: "00ff".into(),

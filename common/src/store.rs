@@ -335,6 +335,9 @@ impl Store {
         // Failure counts can run to hundreds of KB at the largest lockout limits, more than a
         // record may be; a restored enrollment starts without lockouts.
         record.lockout.clear();
+        // `reset` closes the gates (src/gate.rs): a restored enrollment opens none until its
+        // next two-step login.
+        record.gates.clear();
         let encoded = username::encode(&lock.user)?;
         let taken = self.archive_names(&lock.user)?;
         let name = (0u32..)

@@ -9,7 +9,7 @@ use pam::constants::{
     PamMessageStyle, PamResultCode,
 };
 use pam::conv::Conv;
-use pam::items::{RHost, Service};
+use pam::items::{RHost, Service, User};
 use pam::module::PamHandle;
 use twostep_common::audit::{Level, Sink, Syslog, field};
 use twostep_common::clock::SystemClock;
@@ -36,6 +36,15 @@ pub struct Shell {
     service: String,
     rhost: String,
     quiet: bool,
+}
+
+/// Where the user name comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserItem {
+    /// pam_get_user: the application's user, or asked through the conversation.
+    AskIfUnset,
+    /// PAM_USER as the application set it; never asked (the account mode talks to nobody).
+    MustBeSet,
 }
 
 /// The config and its path, which the mail helper is handed so it reads the same config.
@@ -109,6 +118,16 @@ impl Shell {
         raw_args: &[&CStr],
         flags: PamFlag,
     ) -> Result<(Shell, ModuleArgs), PamResultCode> {
+        Shell::start_as(pamh, raw_args, flags, UserItem::AskIfUnset)
+    }
+
+    /// [`Shell::start`]; `user` says whether libpam may ask for a user name not yet set.
+    pub fn start_as(
+        pamh: &mut PamHandle,
+        raw_args: &[&CStr],
+        flags: PamFlag,
+        user: UserItem,
+    ) -> Result<(Shell, ModuleArgs), PamResultCode> {
         let args = match parse_args(raw_args) {
             Ok(args) => args,
             Err(why) => {
@@ -135,7 +154,17 @@ impl Shell {
             }
         };
         let mut log = Syslog::open(&config.log.socket, PROCESS);
-        let user = match pamh.get_user(None) {
+        let user = match user {
+            UserItem::AskIfUnset => pamh.get_user(None),
+            UserItem::MustBeSet => match pamh.get_item::<User>() {
+                Ok(Some(user)) if !user.to_bytes().is_empty() => {
+                    Ok(user.to_string_lossy().into_owned())
+                }
+                Ok(_) => Err(PamResultCode::PAM_USER_UNKNOWN),
+                Err(code) => Err(code),
+            },
+        };
+        let user = match user {
             Ok(user) => user,
             Err(code) => {
                 log.log(Level::Error, "cannot get the user name from PAM");
@@ -288,7 +317,7 @@ pub fn misplaced(stack: &str, raw_args: &[&CStr]) -> PamResultCode {
         .unwrap_or_else(|| DEFAULT_LOG_SOCKET.into());
     Syslog::open(&socket, PROCESS).log(
         Level::Error,
-        &format!("pam_twostep is an auth module; it was called from the {stack} stack: refusing"),
+        &format!("pam_twostep belongs in the auth and account stacks; it was called from the {stack} stack: refusing"),
     );
     PamResultCode::PAM_SERVICE_ERR
 }

@@ -2,10 +2,12 @@
 //! conversation, maps outcomes to PAM codes and logs. Every decision is made in
 //! `twostep_common::login`.
 //!
-//! Rules kept here: every path starts from failure; PAM_SUCCESS only for an accepted code;
-//! PAM_IGNORE only for "no record and the admin allows that"; panics are caught by
+//! Rules kept here: every path starts from failure; PAM_SUCCESS only for an accepted code (in
+//! the account stack: an open gate or a trusted address); PAM_IGNORE only for "no record and
+//! the admin allows that"; panics are caught by
 //! `pam_hooks!` and become PAM_ABORT.
 
+mod account;
 mod authenticate;
 mod authtok;
 mod one_prompt;
@@ -30,8 +32,10 @@ impl PamHooks for TwoStep {
         setcred::run(pamh, &args, flags)
     }
 
-    fn acct_mgmt(_: &mut PamHandle, args: Vec<&CStr>, _: PamFlag) -> PamResultCode {
-        authenticate::misplaced("account", &args)
+    /// The gate for services that cannot prompt (Samba): a recent two-step login of this
+    /// user from the same address.
+    fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        account::run(pamh, &args, flags)
     }
 
     fn sm_chauthtok(_: &mut PamHandle, args: Vec<&CStr>, _: PamFlag) -> PamResultCode {

@@ -18,6 +18,8 @@ pub struct Attempt<'a> {
     setcred: bool,
     envs: Vec<(OsString, OsString)>,
     open_fds: Vec<std::path::PathBuf>,
+    /// `--account` and its flags: pam_acct_mgmt alone.
+    account: Vec<&'static str>,
 }
 
 impl<'a> Attempt<'a> {
@@ -32,6 +34,7 @@ impl<'a> Attempt<'a> {
             setcred: true,
             envs: Vec::new(),
             open_fds: Vec::new(),
+            account: Vec::new(),
         }
     }
 
@@ -103,6 +106,19 @@ impl<'a> Attempt<'a> {
         self
     }
 
+    /// Runs `pam_acct_mgmt` alone, as Samba does (`--account`); `silent` adds PAM_SILENT and
+    /// `no_conv` gives libpam no conversation function at all.
+    pub fn account(mut self, silent: bool, no_conv: bool) -> Self {
+        self.account = vec!["--account"];
+        if silent {
+            self.account.push("--silent");
+        }
+        if no_conv {
+            self.account.push("--no-conv");
+        }
+        self
+    }
+
     /// The pam-drive arguments for this attempt.
     pub fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--service".into(), self.env.service().into()];
@@ -122,6 +138,7 @@ impl<'a> Attempt<'a> {
         for path in &self.open_fds {
             args.extend(["--open-fd".into(), path.into()]);
         }
+        args.extend(self.account.iter().map(OsString::from));
         for answer in &self.answers {
             match answer {
                 AnswerArg::Bytes(bytes) => match std::str::from_utf8(bytes) {

@@ -312,3 +312,68 @@ unsafe fn free_replies(replies: *mut PamResponse, count: usize) {
     // SAFETY: per this function's contract, the array itself was calloc'ed.
     unsafe { libc::free(replies.cast()) };
 }
+
+/// `pam_conv` with a conversation function that may be absent, as some applications pass it.
+#[repr(C)]
+struct MaybePamConv {
+    conv: Option<ConvFn>,
+    appdata_ptr: *mut c_void,
+}
+
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
+}
+
+/// `pam_acct_mgmt(flags)` alone for `user` on `service`, as Samba calls it after checking the
+/// password itself. With `handler` `None` the conversation function is NULL: a module that
+/// tried to talk would crash the process.
+pub fn account(
+    service: &CStr,
+    user: &CStr,
+    rhost: Option<&CStr>,
+    flags: c_int,
+    handler: Option<Handler<'_>>,
+) -> Outcome {
+    let start = Instant::now();
+    let handler_ref: Option<&Handler<'_>> = handler.as_ref();
+    let conv = MaybePamConv {
+        conv: handler_ref.map(|_| converse as ConvFn),
+        appdata_ptr: handler_ref.map_or(std::ptr::null_mut(), |h| {
+            (h as *const Handler<'_>).cast_mut().cast()
+        }),
+    };
+    let mut pamh: *mut PamHandle = std::ptr::null_mut();
+    // SAFETY: service and user are NUL-terminated strings; `conv` has pam_conv's layout (an
+    // Option of a function pointer is a nullable pointer) and, when a handler is given, its
+    // appdata points at it; all outlive the handle, which is ended below.
+    let rc = unsafe {
+        pam_start(
+            service.as_ptr(),
+            user.as_ptr(),
+            (&conv as *const MaybePamConv).cast(),
+            &mut pamh,
+        )
+    };
+    if rc != PAM_SUCCESS {
+        let text = strerror(pamh, rc);
+        if !pamh.is_null() {
+            // SAFETY: pamh was returned by pam_start and is ended only here.
+            unsafe { pam_end(pamh, rc) };
+        }
+        return outcome(rc, "pam_start", text, Duration::ZERO, start);
+    }
+    let (rc, call, took) = match set_items(pamh, rhost) {
+        Err((rc, call)) => (rc, call, Duration::ZERO),
+        Ok(()) => {
+            let call_start = Instant::now();
+            // SAFETY: pamh is the live handle returned by pam_start.
+            let rc = unsafe { pam_acct_mgmt(pamh, flags) };
+            (rc, "pam_acct_mgmt", call_start.elapsed())
+        }
+    };
+    let text = strerror(pamh, rc);
+    // SAFETY: pamh is the live handle returned by pam_start; it is not used afterwards.
+    unsafe { pam_end(pamh, rc) };
+    outcome(rc, call, text, took, start)
+}

@@ -6,6 +6,7 @@ mod config_cmd;
 mod doctor;
 mod email_cmds;
 mod enroll;
+mod gate;
 mod import_ga;
 mod mail;
 mod output;
@@ -68,6 +69,10 @@ pub enum Command {
     EmailTest(email_cmds::EmailTestArgs),
     /// Check the configuration, state directory, syslog socket, PAM services, clock and SMTP server
     Doctor(doctor::DoctorArgs),
+    /// List or close the gates that open SMB (and other services that cannot prompt) after a
+    /// two-step login from the same address
+    #[command(subcommand)]
+    Gate(gate::GateCommand),
     /// Read or change the config file (comments and layout are kept)
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -140,6 +145,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let config = load()?;
             canonical_user(&config, &mut args.user, Existing::NotRequired)?;
             email_cmds::set_email(&config, &args)
+        }
+        Command::Gate(gate::GateCommand::List(mut args)) => {
+            let config = load()?;
+            if let Some(user) = args.user.as_mut() {
+                canonical_user(&config, user, Existing::NotRequired)?;
+            }
+            gate::list(&config, &args)
+        }
+        Command::Gate(gate::GateCommand::Close(mut args)) => {
+            let config = load()?;
+            canonical_user(&config, &mut args.user, Existing::NotRequired)?;
+            gate::close(&config, &args)
         }
         Command::EmailTest(args) => email_cmds::email_test(&load()?, &args),
         Command::SendCode => email_cmds::send_code(&load()?),

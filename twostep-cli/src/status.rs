@@ -91,6 +91,7 @@ struct JsonRow<'a> {
     recent_failures: usize,
     locked_until: Option<u64>,
     locked_hosts: &'a [String],
+    open_gates: usize,
     archived: bool,
 }
 
@@ -120,6 +121,7 @@ impl<'a> From<&'a UserStatus> for JsonRow<'a> {
             recent_failures: row.recent_failures,
             locked_until: row.locked_until,
             locked_hosts: &row.locked_hosts,
+            open_gates: row.open_gates,
             archived: false,
         }
     }
@@ -135,8 +137,9 @@ fn print_table(rows: &[UserStatus]) {
         "LAST LOGIN",
         "FROM",
         "FAILURES",
+        "GATES",
     ];
-    let cells: Vec<[String; 8]> = rows.iter().map(cells).collect();
+    let cells: Vec<[String; 9]> = rows.iter().map(cells).collect();
     let mut widths = header.map(|h| h.chars().count());
     for row in &cells {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -157,7 +160,7 @@ fn print_table(rows: &[UserStatus]) {
     }
 }
 
-fn cells(row: &UserStatus) -> [String; 8] {
+fn cells(row: &UserStatus) -> [String; 9] {
     let dash = || "-".to_string();
     let state = match (row.locked_until, row.locked_hosts.len()) {
         (Some(until), _) => format!("{} until {}", row.state.name(), utc(until)),
@@ -188,6 +191,7 @@ fn cells(row: &UserStatus) -> [String; 8] {
             })
             .unwrap_or_else(dash),
         row.recent_failures.to_string(),
+        row.open_gates.to_string(),
     ]
 }
 
@@ -215,6 +219,7 @@ mod tests {
             recent_failures: 3,
             locked_until: Some(1_800_000_900),
             locked_hosts: vec![String::new()],
+            open_gates: 2,
         };
         let json = serde_json::to_string(&[JsonRow::from(&row)]).unwrap();
         assert_eq!(
@@ -223,7 +228,7 @@ mod tests {
              \"email\":\"a•••@example.com\",\"emergency_codes_left\":9,\"enrolled_at\":1800000000,\
              \"last_login\":{\"time\":1800000050,\"rhost\":\"192.0.2.7\",\"service\":\"sshd\",\
              \"method\":\"totp\"},\"recent_failures\":3,\"locked_until\":1800000900,\
-             \"locked_hosts\":[\"\"],\"archived\":false}]"
+             \"locked_hosts\":[\"\"],\"open_gates\":2,\"archived\":false}]"
         );
         let empty = UserStatus {
             state: State::Disabled,

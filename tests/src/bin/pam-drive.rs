@@ -3,8 +3,12 @@
 //! ```text
 //! pam-drive --service NAME --user USER [--rhost HOST] [--answer TEXT]... [--answer-hex HEX]...
 //!           [--answer-file PATH]... [--answer-exec PROG]... [--time EPOCH] [--dev-log SOCKET]
-//!           [--no-setcred] [--open-fd PATH]...
+//!           [--no-setcred] [--open-fd PATH]... [--account [--silent] [--no-conv]]
 //! ```
+//!
+//! `--account` runs `pam_acct_mgmt` alone instead (as Samba does after checking the password
+//! itself), with PAM_SILENT under `--silent`; `--no-conv` gives libpam a NULL conversation
+//! function, so a module that tries to talk crashes pam-drive.
 //!
 //! After a successful `pam_authenticate` it calls `pam_setcred(PAM_ESTABLISH_CRED)`, as login,
 //! su, sshd and cockpit-session do; `RESULT` is then that call's result. `--no-setcred` skips
@@ -56,7 +60,8 @@ static TRANSCRIPT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 const USAGE: &str = "usage: pam-drive --service NAME --user USER [--rhost HOST] [--answer TEXT]... \
                      [--answer-hex HEX]... [--answer-file PATH]... [--answer-exec PROG]... \
-                     [--time EPOCH] [--dev-log SOCKET] [--no-setcred] [--open-fd PATH]...";
+                     [--time EPOCH] [--dev-log SOCKET] [--no-setcred] [--open-fd PATH]... \
+                     [--account [--silent] [--no-conv]]";
 
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
@@ -101,6 +106,9 @@ struct Args {
     dev_log: Option<PathBuf>,
     no_setcred: bool,
     open_fds: Vec<PathBuf>,
+    account: bool,
+    silent: bool,
+    no_conv: bool,
 }
 
 impl Args {
@@ -129,12 +137,18 @@ impl Args {
                 "--dev-log" => args.dev_log = Some(PathBuf::from(value()?)),
                 "--no-setcred" => args.no_setcred = true,
                 "--open-fd" => args.open_fds.push(PathBuf::from(value()?)),
+                "--account" => args.account = true,
+                "--silent" => args.silent = true,
+                "--no-conv" => args.no_conv = true,
                 "-h" | "--help" => return Err("help requested".into()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
         args.service = service.ok_or("--service is required")?;
         args.user = user.ok_or("--user is required")?;
+        if (args.silent || args.no_conv) && !args.account {
+            return Err("--silent and --no-conv go with --account".into());
+        }
         Ok(args)
     }
 }
@@ -296,13 +310,25 @@ use pam_client::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEX
 /// returns pam_setcred's result after a success, else pam_authenticate's (or that of the call
 /// that failed before it).
 fn authenticate(args: &Args) -> c_int {
-    let outcome = pam_client::login(
-        &args.service,
-        &args.user,
-        args.rhost.as_deref(),
-        !args.no_setcred,
-        &converse,
-    );
+    const PAM_SILENT: c_int = 0x8000;
+    let outcome = if args.account {
+        let handler: pam_client::Handler<'_> = &converse;
+        pam_client::account(
+            &args.service,
+            &args.user,
+            args.rhost.as_deref(),
+            if args.silent { PAM_SILENT } else { 0 },
+            (!args.no_conv).then_some(handler),
+        )
+    } else {
+        pam_client::login(
+            &args.service,
+            &args.user,
+            args.rhost.as_deref(),
+            !args.no_setcred,
+            &converse,
+        )
+    };
     eprintln!(
         "pam-drive: {}: {} ({})",
         outcome.call,
