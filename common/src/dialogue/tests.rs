@@ -326,6 +326,11 @@ fn enrollment_at_login_confirms_then_commits() {
     assert_eq!(verdict, Verdict::Success);
     assert!(w.store.record(USER).is_some());
     assert!(w.logged("enrolled at login"));
+    // Enrollment at login is a two-step login: it opened the gate for its address.
+    assert_eq!(
+        account(&mut w.session(&mut Script::default())),
+        Verdict::Success
+    );
     // Taken once; a malformed id is refused.
     assert_eq!(
         commit(&mut w.session(&mut Script::default()), id.as_str()),
@@ -477,4 +482,54 @@ fn one_prompt_refuses_at_once_what_no_password_can_fix() {
         "{end:?}"
     );
     assert!(w.logged("reason=email-method-in-one-prompt-mode"));
+}
+
+#[test]
+fn the_account_mode_never_talks_and_opens_only_after_a_code_from_the_address() {
+    let mut w = World::new();
+    let key = w.enroll(None);
+    let mut silent = Script::default();
+    assert_eq!(account(&mut w.session(&mut silent)), Verdict::Refused);
+    assert!(w.logged(
+        "account refused user=alice service=sshd rhost=192.0.2.7 reason=no-recent-two-step"
+    ));
+    assert_eq!(
+        w.code_prompt(&mut Script::answering(&[&code(&key, T)])),
+        Verdict::Success
+    );
+    assert_eq!(account(&mut w.session(&mut silent)), Verdict::Success);
+    w.rhost = "192.0.2.8".into();
+    assert_eq!(account(&mut w.session(&mut silent)), Verdict::Refused);
+    w.rhost = "192.0.2.7".into();
+    w.clock = FixedClock::at(T + crate::config::DEFAULT_GATE_WINDOW);
+    assert_eq!(account(&mut w.session(&mut silent)), Verdict::Refused);
+    assert!(silent.seen.is_empty(), "{:?}", silent.seen);
+
+    w.config.gate.window_secs = 0;
+    w.clock = FixedClock::at(T + 1);
+    assert_eq!(account(&mut w.session(&mut silent)), Verdict::Refused);
+    assert!(w.logged("reason=gate-off"));
+
+    w.store.put_texts(USER, "not a record", None);
+    w.config.gate.window_secs = 600;
+    assert_eq!(account(&mut w.session(&mut silent)), Verdict::Unavailable);
+    assert!(silent.seen.is_empty());
+}
+
+#[test]
+fn the_account_mode_follows_the_policy_for_unenrolled_users_and_trusted_addresses() {
+    let mut w = World::new();
+    let mut silent = Script::default();
+    assert_eq!(account(&mut w.session(&mut silent)), Verdict::Ignore);
+    w.config.unenrolled = crate::config::Unenrolled::Deny;
+    assert_eq!(account(&mut w.session(&mut silent)), Verdict::Refused);
+    w.config.unenrolled = crate::config::Unenrolled::Allow;
+    w.config.policy.enforce_users = vec![USER.into()];
+    assert_eq!(account(&mut w.session(&mut silent)), Verdict::Refused);
+    assert!(w.logged("policy=enforced"));
+    w.enroll(None);
+    w.config.policy.trusted_networks = vec![Network::parse("192.0.2.0/24").unwrap()];
+    assert_eq!(account(&mut w.session(&mut silent)), Verdict::Success);
+    assert!(w.logged("reason=trusted-network"));
+    assert!(silent.seen.is_empty());
 }
