@@ -29,6 +29,10 @@ pub struct DoctorArgs {
     /// Check the PAM service files in DIR instead of /etc/pam.d
     #[arg(long, value_name = "DIR", default_value = PAM_DIR)]
     pub pam_dir: PathBuf,
+
+    /// Samba's config, checked when the samba PAM service runs the module in its account stack
+    #[arg(long, value_name = "PATH", default_value = crate::smbconf::DEFAULT_SMB_CONF)]
+    pub smb_conf: PathBuf,
 }
 
 pub fn run(config_path: &Path, args: &DoctorArgs) -> ExitCode {
@@ -60,7 +64,7 @@ pub fn run(config_path: &Path, args: &DoctorArgs) -> ExitCode {
         Err(_) => report("log", Err("not checked: the config does not load".into())),
     }
     let pam_dir = std::path::absolute(&args.pam_dir).unwrap_or_else(|_| args.pam_dir.clone());
-    let (findings, used) = check_pam(&pam_dir, config_path);
+    let (findings, used) = check_pam(&pam_dir, config_path, &args.smb_conf);
     let fails = findings.iter().any(|(t, _)| *t == Tag::Fail);
     for (tag, text) in &findings {
         report_finding(&mut |t, n, x| line(t, n, x), *tag, text);
@@ -165,7 +169,7 @@ fn is_leftover(name: &str) -> bool {
 
 /// Checks every service in `dir` that loads the module: returns the findings and the `ok`
 /// text (which services use it, marking those that use another config than `checked`).
-fn check_pam(dir: &Path, checked: &Path) -> (Vec<Finding>, Option<String>) {
+fn check_pam(dir: &Path, checked: &Path, smb_conf: &Path) -> (Vec<Finding>, Option<String>) {
     let mut findings: Vec<Finding> = Vec::new();
     let mut names: Vec<String> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -183,12 +187,16 @@ fn check_pam(dir: &Path, checked: &Path) -> (Vec<Finding>, Option<String>) {
     names.sort();
     let mut configs = Configs::default();
     let mut used_by = Vec::new();
+    let mut asks_codes = false;
     for service in &names {
         let file = dir.join(service);
         if !std::fs::metadata(&file).is_ok_and(|m| m.is_file()) {
             continue;
         }
         outside_auth(&file, &mut findings);
+        if check_account(dir, service, &mut configs, smb_conf, &mut findings) {
+            used_by.push(format!("{service} (account)"));
+        }
         let stack = pamstack::auth_stack(dir, service);
         let uses: Vec<usize> = (0..stack.rules.len())
             .filter(|&i| stack.rules[i].module_name().ends_with(MODULE_NAME))
@@ -196,6 +204,7 @@ fn check_pam(dir: &Path, checked: &Path) -> (Vec<Finding>, Option<String>) {
         if uses.is_empty() {
             continue;
         }
+        asks_codes = true;
         for problem in &stack.problems {
             findings.push((Tag::Fail, format!("{service}: {problem}")));
         }
@@ -229,7 +238,7 @@ fn check_pam(dir: &Path, checked: &Path) -> (Vec<Finding>, Option<String>) {
     // A line in an included file is reported once, not for every service that includes it.
     let mut seen = std::collections::HashSet::new();
     findings.retain(|f| seen.insert(f.clone()));
-    if used_by.is_empty() {
+    if !asks_codes {
         findings.push((
             Tag::Fail,
             format!(
@@ -242,7 +251,119 @@ fn check_pam(dir: &Path, checked: &Path) -> (Vec<Finding>, Option<String>) {
     (findings, Some(format!("used by {}", used_by.join(", "))))
 }
 
-/// Lines of `file` that load the module outside the auth stack.
+/// The account stack of `service`: the gate (docs/smb.md). Whether the module is in it.
+fn check_account(
+    dir: &Path,
+    service: &str,
+    configs: &mut Configs,
+    smb_conf: &Path,
+    findings: &mut Vec<Finding>,
+) -> bool {
+    let stack = pamstack::stack_of(dir, service, "account");
+    let uses: Vec<&pamstack::Rule> = stack
+        .rules
+        .iter()
+        .filter(|r| r.module_name().ends_with(MODULE_NAME))
+        .collect();
+    if uses.is_empty() {
+        return false;
+    }
+    for problem in &stack.problems {
+        findings.push((Tag::Fail, format!("{service}: {problem}")));
+    }
+    for rule in uses {
+        let at = format!("{service}: {}: {}", rule.origin, rule.text);
+        let args = match ModuleArgs::parse(&rule.args) {
+            Ok(args) => args,
+            Err(why) => {
+                findings.push((Tag::Fail, format!("{at}: {why}")));
+                continue;
+            }
+        };
+        if args.mode != Mode::Code {
+            findings.push((
+                Tag::Fail,
+                format!("{at}: combined= has no meaning in the account stack (refused at login)"),
+            ));
+        }
+        let control = &rule.control;
+        let counts = control.action("success") == Action::Ok
+            && pamstack::FAILURE_VALUES
+                .iter()
+                .all(|v| matches!(control.action(v), Action::Bad | Action::Die));
+        if !counts {
+            findings.push((
+                Tag::Fail,
+                format!(
+                    "{at}: this control lets the account stack pass without the gate; use                      required or requisite"
+                ),
+            ));
+        }
+        if !module_path(&rule.module).is_some_and(|p| p.exists()) {
+            findings.push((Tag::Fail, format!("{at}: the module file is not installed")));
+        }
+        match configs.get(&args.config) {
+            Ok(config) if config.gate.window_secs == 0 => findings.push((
+                Tag::Warn,
+                format!(
+                    "{at}: [gate] window_secs = 0 in its config: every enrolled user is refused"
+                ),
+            )),
+            Ok(_) => {}
+            Err(why) => {
+                findings.push((Tag::Fail, format!("{at}: its config does not load: {why}")))
+            }
+        }
+    }
+    if service == "samba" {
+        findings.extend(check_smb_conf(smb_conf));
+    }
+    true
+}
+
+/// Samba runs the account stack for SMB sessions only with `obey pam restrictions = yes`.
+fn check_smb_conf(path: &Path) -> Vec<Finding> {
+    let global = match crate::smbconf::read(path) {
+        Ok(global) => global,
+        Err(why) => {
+            return vec![(
+                Tag::Fail,
+                format!("samba loads {MODULE_NAME} in its account stack, but {why}"),
+            )];
+        }
+    };
+    let mut out = Vec::new();
+    if !global.obey_pam_restrictions {
+        out.push((
+            Tag::Fail,
+            format!(
+                "{}: [global] has no `obey pam restrictions = yes`: smbd never runs the account                  stack for SMB sessions, so the gate is not checked (docs/smb.md)",
+                path.display()
+            ),
+        ));
+    }
+    if global.hostname_lookups {
+        out.push((
+            Tag::Warn,
+            format!(
+                "{}: `hostname lookups = yes`: PAM_RHOST is the client's host name, which matches                  only gates opened by logins that also report that name (docs/smb.md)",
+                path.display()
+            ),
+        ));
+    }
+    for include in &global.includes {
+        out.push((
+            Tag::Warn,
+            format!(
+                "{}: includes {include}, which doctor does not read",
+                path.display()
+            ),
+        ));
+    }
+    out
+}
+
+/// Lines of `file` that load the module in the password or session stack.
 fn outside_auth(file: &Path, findings: &mut Vec<Finding>) {
     let Ok(bytes) = std::fs::read(file) else {
         return;
@@ -252,13 +373,13 @@ fn outside_auth(file: &Path, findings: &mut Vec<Finding>) {
             continue;
         };
         let kind = fields[0].trim_start_matches('-');
-        if ["account", "password", "session"].contains(&kind)
+        if ["password", "session"].contains(&kind)
             && fields.get(2).is_some_and(|m| m.ends_with(MODULE_NAME))
         {
             findings.push((
                 Tag::Fail,
                 format!(
-                    "{}:{number}: {line}: the module belongs in the auth stack only",
+                    "{}:{number}: {line}: the module belongs in the auth and account stacks only",
                     file.display()
                 ),
             ));
@@ -481,6 +602,15 @@ mod tests {
     /// A private PAM directory with `files`, a config with `config_text`, and the module at
     /// an absolute path that exists (this test binary).
     fn run_on(files: &[(&str, &str)], config_text: &str) -> (Vec<Finding>, Option<String>) {
+        run_with_smb(files, config_text, None)
+    }
+
+    /// [`run_on`] with an smb.conf next to the PAM directory (none when `None`).
+    fn run_with_smb(
+        files: &[(&str, &str)],
+        config_text: &str,
+        smb_conf: Option<&str>,
+    ) -> (Vec<Finding>, Option<String>) {
         // Unique per call: tests run in parallel, and several start with the same file.
         static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -503,7 +633,10 @@ mod tests {
                 .replace("{config}", &config.display().to_string());
             std::fs::write(dir.join("pam.d").join(name), text).unwrap();
         }
-        check_pam(&dir.join("pam.d"), &config)
+        if let Some(text) = smb_conf {
+            std::fs::write(dir.join("smb.conf"), text).unwrap();
+        }
+        check_pam(&dir.join("pam.d"), &config, &dir.join("smb.conf"))
     }
 
     const ENROLL: &str = "[policy]\non_unenrolled = \"enroll\"\n";
@@ -655,7 +788,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("svc-k:4") && text.contains("auth stack only"),
+            text.contains("svc-k:4") && text.contains("auth and account stacks only"),
             "{text}"
         );
         let (f, ok) = run_on(
@@ -677,6 +810,65 @@ mod tests {
         );
         assert!(
             format!("{f:?}").contains("/nonexistent/t.toml does not exist"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn the_samba_account_line_needs_smb_conf_to_obey_pam_restrictions() {
+        let sshd = (
+            "sshd",
+            "auth requisite pam_unix.so\nauth required {module} config={config}\n",
+        );
+        let samba = (
+            "samba",
+            "@include common-account\naccount required {module} config={config}\n",
+        );
+        let common = ("common-account", "account required pam_unix.so\n");
+        let files = [sshd, samba, common];
+        let (f, ok) = run_with_smb(&files, "", Some("[global]\nobey pam restrictions = yes\n"));
+        assert!(f.is_empty(), "{f:?}");
+        assert!(ok.unwrap().contains("samba (account)"));
+
+        let (f, _) = run_with_smb(&files, "", Some("[global]\nworkgroup = X\n"));
+        assert_eq!(tags(&f), [Tag::Fail], "{f:?}");
+        assert!(f[0].1.contains("obey pam restrictions"), "{f:?}");
+        let (f, _) = run_with_smb(&files, "", None);
+        assert_eq!(tags(&f), [Tag::Fail], "{f:?}");
+
+        let lookups = "[global]\nobey pam restrictions = yes\nhostname lookups = yes\n";
+        let (f, _) = run_with_smb(&files, "[gate]\nwindow_secs = 0\n", Some(lookups));
+        assert_eq!(tags(&f), [Tag::Warn, Tag::Warn], "{f:?}");
+
+        let weak = ("samba", "account sufficient {module} config={config}\n");
+        let (f, _) = run_with_smb(
+            &[sshd, weak],
+            "",
+            Some(lookups.split("host").next().unwrap()),
+        );
+        assert_eq!(tags(&f), [Tag::Fail], "{f:?}");
+        assert!(f[0].1.contains("without the gate"), "{f:?}");
+
+        // The account line alone asks nobody for a code: no gate ever opens.
+        let (f, _) = run_with_smb(
+            &[samba, common],
+            "",
+            Some("[global]\nobey pam restrictions = yes\n"),
+        );
+        assert!(
+            f.iter()
+                .any(|(t, x)| *t == Tag::Fail && x.contains("nobody is asked")),
+            "{f:?}"
+        );
+
+        let session = (
+            "svc-s",
+            "session required {module}\nauth required {module} config={config}\n",
+        );
+        let (f, _) = run_on(&[session], "");
+        assert!(
+            f.iter()
+                .any(|(_, x)| x.contains("auth and account stacks only")),
             "{f:?}"
         );
     }

@@ -13,6 +13,7 @@ mod output;
 mod pamstack;
 mod prompt;
 mod show;
+mod smbconf;
 mod status;
 
 use std::path::PathBuf;

@@ -231,6 +231,11 @@ pub fn fields(line: &str) -> Result<Vec<String>, String> {
 
 /// Reads `service` from `pam_dir` and flattens its auth stack.
 pub fn auth_stack(pam_dir: &Path, service: &str) -> Stack {
+    stack_of(pam_dir, service, "auth")
+}
+
+/// Reads `service` from `pam_dir` and flattens its stack of `kind` (`auth`, `account`, ...).
+pub fn stack_of(pam_dir: &Path, service: &str, kind: &str) -> Stack {
     let mut stack = Stack::default();
     let mut chain = Vec::new();
     let start = Origin {
@@ -243,20 +248,20 @@ pub fn auth_stack(pam_dir: &Path, service: &str) -> Stack {
         &start,
         &mut chain,
         &mut stack,
-        0,
+        (kind, 0),
     );
     stack
 }
 
-/// Adds the auth lines of `file` to `stack`. `chain` holds the files being read (a file
-/// including itself is a loop).
+/// Adds the lines of `file` for the stack `kind` to `stack`, `depth` includes down. `chain`
+/// holds the files being read (a file including itself is a loop).
 fn add_file(
     pam_dir: &Path,
     file: &Path,
     from: &Origin,
     chain: &mut Vec<PathBuf>,
     stack: &mut Stack,
-    depth: usize,
+    (kind, depth): (&str, usize),
 ) {
     let text = match read_within(pam_dir, file, chain) {
         Ok(text) => text,
@@ -288,7 +293,7 @@ fn add_file(
             match fields.get(1) {
                 Some(name) => {
                     let target = include_path(pam_dir, name);
-                    add_file(pam_dir, &target, &origin, chain, stack, depth + 1);
+                    add_file(pam_dir, &target, &origin, chain, stack, (kind, depth + 1));
                 }
                 None => stack
                     .problems
@@ -296,8 +301,7 @@ fn add_file(
             }
             continue;
         }
-        let kind = fields[0].trim_start_matches('-').to_ascii_lowercase();
-        if kind != "auth" {
+        if fields[0].trim_start_matches('-').to_ascii_lowercase() != kind {
             continue;
         }
         if fields.len() < 3 {
@@ -316,7 +320,7 @@ fn add_file(
         match control {
             Control::Include => {
                 let target = include_path(pam_dir, &fields[2]);
-                add_file(pam_dir, &target, &origin, chain, stack, depth + 1);
+                add_file(pam_dir, &target, &origin, chain, stack, (kind, depth + 1));
             }
             Control::Substack => {
                 let first = stack.rules.len();
@@ -326,7 +330,7 @@ fn add_file(
                     &origin,
                     chain,
                     stack,
-                    depth + 1,
+                    (kind, depth + 1),
                 );
                 let end = stack.rules.len();
                 for rule in &mut stack.rules[first..end] {
@@ -337,7 +341,7 @@ fn add_file(
             control => stack.rules.push(Rule {
                 origin,
                 text: fields.join(" "),
-                kind,
+                kind: kind.to_string(),
                 control,
                 module: fields[2].clone(),
                 args: fields[3..].to_vec(),
