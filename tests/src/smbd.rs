@@ -415,7 +415,8 @@ pub struct SmbResult {
 }
 
 impl SmbResult {
-    fn text(&self) -> String {
+    /// The run as a transcript: exit status, output, log lines (also printed on failures).
+    pub fn text(&self) -> String {
         format!(
             "--- smbclient exit {:?}\nstdout:\n{}\nstderr:\n{}\n--- syslog:\n{}",
             self.output.status.code(),

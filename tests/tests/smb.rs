@@ -56,24 +56,24 @@ fn smb_opens_only_after_a_recent_two_step_login_from_the_same_address() {
     let here = smbd.client_address(From::Loopback).to_string();
     let there = smbd.client_address(From::Namespace).to_string();
 
-    smbd.read_hello(&alice, From::Loopback)
-        .assert_refused()
-        .assert_logged(&[
-            "account refused",
-            "reason=no-recent-two-step",
-            "service=samba",
-        ]);
+    let refused = smbd.read_hello(&alice, From::Loopback);
+    refused.assert_refused().assert_logged(&[
+        "account refused",
+        "reason=no-recent-two-step",
+        "service=samba",
+    ]);
+    eprintln!("refused before a two-step login:\n{}", refused.text());
 
     // Steps apart, so that the second code is not a replay of the first.
     let t = now() - 60;
     two_step_login(&env, &alice, &here, t);
-    smbd.read_hello(&alice, From::Loopback)
-        .assert_read()
-        .assert_logged(&[
-            "account allowed",
-            "reason=recent-two-step",
-            "rhost=127.0.0.1",
-        ]);
+    let allowed = smbd.read_hello(&alice, From::Loopback);
+    allowed.assert_read().assert_logged(&[
+        "account allowed",
+        "reason=recent-two-step",
+        "rhost=127.0.0.1",
+    ]);
+    eprintln!("allowed after it:\n{}", allowed.text());
     smbd.read_hello(&alice, From::Namespace)
         .assert_refused()
         .assert_logged(&["account refused", &format!("rhost={there}")]);
