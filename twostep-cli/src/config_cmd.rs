@@ -104,6 +104,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("email.max_per_hour", Kind::Integer),
     ("email.timeout_secs", Kind::Integer),
     ("email.helper", Kind::Text),
+    ("gate.window_secs", Kind::Integer),
+    ("gate.opened_by", Kind::TextList),
     ("log.socket", Kind::Text),
 ];
 
@@ -279,6 +281,8 @@ fn values(c: &Config) -> serde_json::Map<String, Value> {
         ("email.max_per_hour", c.email.max_per_hour.into()),
         ("email.timeout_secs", c.email.timeout_secs.into()),
         ("email.helper", path(&c.email.helper)),
+        ("gate.window_secs", c.gate.window_secs.into()),
+        ("gate.opened_by", list(&c.gate.opened_by)),
         ("log.socket", path(&c.log.socket)),
     ];
     debug_assert_eq!(pairs.len(), KEYS.len());
