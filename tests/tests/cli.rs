@@ -346,6 +346,7 @@ fn status_shows_states_and_stable_json() {
             "recent_failures",
             "locked_until",
             "locked_hosts",
+            "open_gates",
             "archived",
         ],
         "the documented --json fields, in order"
