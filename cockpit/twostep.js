@@ -169,6 +169,7 @@
             el("td", { "data-label": "Emergency codes", class: "ts-codes-left", text: u.emergency_codes_left === null ? "-" : String(u.emergency_codes_left) }),
             el("td", { "data-label": "Last login", text: login }),
             el("td", { "data-label": "Recent failures", text: String(u.recent_failures) }),
+            el("td", { "data-label": "SMB gates", class: "ts-gates", text: u.open_gates ? String(u.open_gates) : "-" }),
             el("td", { class: "pf-c-table__action" }, [actionsMenu(u)]),
         ]);
         return row;
@@ -186,6 +187,7 @@
             list.push(["codes", "New emergency codes…"]);
             list.push(["set-email", u.email ? "Change recovery address…" : "Set recovery address…"]);
             if (u.email) list.push(["email-test", "Send a test mail…"]);
+            if (u.open_gates) list.push(["close-gates", "Close SMB access…"]);
             list.push(["reset", "Reset (lost phone)…"]);
         }
         return list;
@@ -340,6 +342,17 @@
                 notice("Reset " + u.user + ": the enrollment is archived.");
                 closeModal();
             }, true);
+        },
+        "close-gates"(u) {
+            const n = u.open_gates;
+            confirmAction("Close SMB access of " + u.user,
+                u.user + " has SMB access from " + n + (n === 1 ? " address" : " addresses") +
+                " after a recent two-step login. Closing it means a new two-step login (web page, SSH) before the next SMB connection from there; connections already open stay open.",
+                "Close SMB access", async () => {
+                    const out = await twostepJson(["gate", "close", u.user, "--json"]);
+                    notice("Closed " + out.closed + " SMB gate(s) of " + u.user + ".");
+                    closeModal();
+                }, true);
         },
         restore(u) {
             confirmAction("Restore " + u.user, "Brings back " + u.user + "'s last enrollment: the old app and the remaining emergency codes work again.", "Restore", async () => {

@@ -299,6 +299,35 @@ fn cockpit_admin_page_enrolls_edits_policy_resets_and_refuses_non_admins() {
     env.login(&carol.name, &[&codes[1]], t1 + 60)
         .assert_result("PAM_SUCCESS");
 
+    // SMB gates: a two-step login from an address (now, by the real clock the CLI reads)
+    // opens one; the page shows it and closes it.
+    env.attempt(&carol.name)
+        .rhost("192.0.2.44")
+        .answer(&codes[2])
+        .time(now())
+        .run()
+        .assert_result("PAM_SUCCESS");
+    b.click("#ts-refresh");
+    b.wait_script(
+        "carol's open gate",
+        Duration::from_secs(20),
+        "const c = document.querySelector('tr[data-user=\"' + arguments[0] + '\"] .ts-gates'); \
+         return !!c && c.textContent === '1';",
+        &[json!(carol.name)],
+    );
+    action(&b, &carol.name, "close-gates");
+    b.screenshot("close-smb-access.png");
+    b.click("#ts-confirm");
+    b.wait_script(
+        "carol's gate closed",
+        Duration::from_secs(20),
+        "const c = document.querySelector('tr[data-user=\"' + arguments[0] + '\"] .ts-gates'); \
+         return !!c && c.textContent === '-';",
+        &[json!(carol.name)],
+    );
+    let out = env.cli(&["gate", "list", &carol.name, "--json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]", "{out:?}");
+
     // 4. Health: the doctor's lines.
     b.click("#tab-health");
     let lines = b.wait_script(
