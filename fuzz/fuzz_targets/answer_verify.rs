@@ -73,8 +73,15 @@ fuzz_target!(|data: &[u8]| {
         service: "fuzz",
         rhost: "",
     };
-    let outcome = login::verify(&world.store, &world.config, &attempt, data, now, Seen::default())
-        .expect("verify fails only on I/O errors");
+    let outcome = login::verify(
+        &world.store,
+        &world.config,
+        &attempt,
+        data,
+        now,
+        Seen::default(),
+    )
+    .expect("verify fails only on I/O errors");
     if let Outcome::Accepted(how) = outcome {
         assert_eq!(
             how,

@@ -6,7 +6,8 @@
 //!
 //! Input: one flag byte, then parts separated by NUL: the record text, the state text (empty:
 //! no state file), then one answer per prompt; an answer starting with 0x01 fails the
-//! conversation at that prompt.
+//! conversation at that prompt. Flag 64 runs the account mode (the SMB gate) instead, which
+//! must never use the conversation.
 #![no_main]
 
 use std::cell::RefCell;
@@ -27,10 +28,12 @@ use twostep_common::policy::Directory;
 const USER: &str = "alice";
 const NOW: u64 = 1_800_000_015;
 
-struct Script(RefCell<VecDeque<Vec<u8>>>);
+/// The answers still to give, and how many times the dialogue talked.
+struct Script(RefCell<VecDeque<Vec<u8>>>, usize);
 
 impl Conversation for Script {
     fn ask(&mut self, _: &str, _: bool) -> Result<Answer, ConvError> {
+        self.1 += 1;
         match self.0.borrow_mut().pop_front() {
             Some(answer) if answer.first() == Some(&1) => Err(ConvError),
             Some(answer) => Ok(Answer::new(answer)),
@@ -38,9 +41,11 @@ impl Conversation for Script {
         }
     }
     fn info(&mut self, _: &str) -> Result<(), ConvError> {
+        self.1 += 1;
         Ok(())
     }
     fn error(&mut self, _: &str) -> Result<(), ConvError> {
+        self.1 += 1;
         Ok(())
     }
 }
@@ -92,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
         store.put_texts(USER, &record, (!state.is_empty()).then_some(state.as_str()));
     }
     let damaged = !record.is_empty() && store.record(USER).is_none();
-    let mut script = Script(RefCell::new(answers));
+    let mut script = Script(RefCell::new(answers), 0);
     let mut log = Memory::default();
     let clock = FixedClock::at(NOW);
     let mut session = Session {
@@ -108,7 +113,11 @@ fuzz_target!(|data: &[u8]| {
         dir: &Groups,
         mailer: &Mail,
     };
-    let verdict = if flags & 32 != 0 {
+    let account = flags & 64 != 0;
+    let verdict = if account {
+        session.quiet = true;
+        dialogue::account(&mut session)
+    } else if flags & 32 != 0 {
         match dialogue::split(&mut session, None) {
             SplitEnd::Decided(verdict) => verdict,
             SplitEnd::HandOn { kept, .. } => dialogue::verify(&mut session, Some(kept)),
@@ -116,6 +125,16 @@ fuzz_target!(|data: &[u8]| {
     } else {
         dialogue::code_prompt(&mut session)
     };
+    if account {
+        assert_eq!(script.1, 0, "the account mode talked");
+        assert!(
+            matches!(
+                verdict,
+                Verdict::Success | Verdict::Ignore | Verdict::Refused | Verdict::Unavailable
+            ),
+            "the account mode gave {verdict:?}"
+        );
+    }
     if damaged {
         assert!(
             !matches!(

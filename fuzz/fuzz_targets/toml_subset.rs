@@ -12,7 +12,6 @@ mod toml_compare;
 
 use toml_compare::{to_toml_table, unsupported};
 
-
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
