@@ -302,15 +302,7 @@ pub fn send_via_helper(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
-    // SAFETY: the hook runs in the forked child before exec and only makes system calls that
-    // are async-signal-safe (close_range, getrlimit, fcntl); it allocates nothing and takes no
-    // lock.
-    unsafe {
-        command.pre_exec(|| {
-            cloexec_inherited();
-            Ok(())
-        });
-    }
+    twostep_sys::process::inherit_only_stdio(&mut command);
     let mut child = command
         .spawn()
         .map_err(|e| SendError::Helper(format!("{}: {e}", helper.display())))?;
@@ -418,44 +410,6 @@ impl Stderr {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => break self.pipe = None,
             }
-        }
-    }
-}
-
-/// In the forked child: marks every descriptor above 2 close-on-exec, so the helper inherits
-/// none of the application's (sshd's sockets, a web server's connections). Close-on-exec
-/// rather than closing keeps the standard library's own exec-error pipe working.
-/// Async-signal-safe: only system calls.
-fn cloexec_inherited() {
-    // SAFETY: close_range takes plain integers and touches only this process's descriptor
-    // table; CLOSE_RANGE_CLOEXEC (Linux 5.11) closes nothing.
-    let done = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-        )
-    } == 0;
-    if done {
-        return;
-    }
-    // Older kernels: every possible descriptor up to the limit.
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the valid, exclusively borrowed `limit`.
-    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur.min(1 << 20) as libc::c_int
-    } else {
-        1 << 16
-    };
-    for fd in 3..max {
-        // SAFETY: fcntl on a descriptor number that may not be open fails with EBADF and has
-        // no other effect.
-        unsafe {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
         }
     }
 }
