@@ -154,6 +154,27 @@ fn hash(salt: &[u8], code: &str) -> String {
     random::hex(&h.finalize())
 }
 
+/// Why a send request could not be written or read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// [`Request::to_text`]: a value the format cannot hold (the writer's message).
+    Write(String),
+    /// [`Request::parse`]: not a request (the codec's message, with line and column; never
+    /// the text itself).
+    Parse(toml_subset::Error),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::Write(why) => f.write_str(why),
+            RequestError::Parse(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
 /// What the module hands to the send helper, as TOML on its standard input.
 #[derive(Debug)]
 pub struct Request {
@@ -168,7 +189,7 @@ pub struct Request {
 
 impl Request {
     /// The helper's input: one `key = value` line per field.
-    pub fn to_text(&self) -> Result<Zeroizing<String>, String> {
+    pub fn to_text(&self) -> Result<Zeroizing<String>, RequestError> {
         let strings = [
             &self.to,
             &self.user,
@@ -189,13 +210,13 @@ impl Request {
         w.string("service", &self.service);
         w.u64("time", self.time);
         w.string("code", &self.code);
-        w.finish()?;
+        w.finish().map_err(RequestError::Write)?;
         Ok(text)
     }
 
     /// Reads what [`Request::to_text`] wrote; every field is required, no other is allowed.
-    pub fn parse(text: &str) -> Result<Request, String> {
-        Request::read(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> Result<Request, RequestError> {
+        Request::read(text).map_err(RequestError::Parse)
     }
 
     fn read(text: &str) -> Result<Request, toml_subset::Error> {
@@ -289,7 +310,9 @@ pub fn send_via_helper(
 ) -> Result<(), SendError> {
     let helper = &config.email.helper;
     securefs::check_root_executable(helper).map_err(|e| SendError::Helper(e.to_string()))?;
-    let input = request.to_text().map_err(SendError::Helper)?;
+    let input = request
+        .to_text()
+        .map_err(|e| SendError::Helper(e.to_string()))?;
     let deadline = Instant::now() + Duration::from_secs(config.email.timeout_secs) + HELPER_GRACE;
     let mut command = Command::new(helper);
     command
@@ -561,7 +584,7 @@ mod tests {
             ),
             (text.replace("\"123456\"", "\"123456"), "line 7"),
         ] {
-            let err = Request::parse(&bad).unwrap_err();
+            let err = Request::parse(&bad).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle}: {err}");
             assert!(!err.contains("123456"), "{err}");
         }
