@@ -13,17 +13,13 @@
 //! mount namespace (own /dev with /dev/log → the bench's drain, own tmpfs), writes PAM services
 //! `/etc/pam.d/twostep-bench-<pid>-*` and a scratch directory, and removes both at the end.
 
-// The fake clock, the libpam client and the private /dev are the tests' (pam-drive's),
-// compiled in here too.
-#[path = "../../tests/src/dev_log.rs"]
-mod dev_log;
-#[path = "../../tests/src/fake_clock.rs"]
-mod fake_clock;
 mod pam;
-#[allow(dead_code)]
-#[path = "../../tests/src/pam_client.rs"]
-mod pam_client;
 mod setup;
+
+// The fake clock, the libpam client and the private /dev are pam-drive's too (twostep-testkit).
+use twostep_testkit::{dev_log, fake_clock};
+// The fake clock's interposers of libc's, exported by build.rs.
+twostep_testkit::export_fake_clock!();
 
 use std::collections::HashMap;
 use std::ffi::CString;

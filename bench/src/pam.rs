@@ -1,11 +1,11 @@
 //! The libpam calls of one login, timed: pam_start, pam_authenticate, pam_end (through the
-//! tests' `pam_client.rs`, shared with pam-drive), and the cost of loading a module.
+//! testkit's `pam_client`, shared with pam-drive), and the cost of loading a module.
 
 use std::ffi::{CStr, CString, c_int};
 use std::time::{Duration, Instant};
 
-pub use crate::pam_client::PAM_SUCCESS;
-use crate::pam_client::{self, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, Reply};
+pub use twostep_testkit::pam_client::PAM_SUCCESS;
+use twostep_testkit::pam_client::{self, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, Reply};
 
 /// One login's result and timings.
 #[derive(Debug, Clone, Copy)]

@@ -21,7 +21,7 @@ pub const SECRET_HEX: &str = "5448495320495320746865206265e3e3e3e3e3e3";
 /// Mounts a tmpfs (root, 0700) on `dir`.
 pub fn mount_tmpfs(dir: &Path) -> Result<(), String> {
     let target = dir.to_str().ok_or("non-UTF-8 path")?;
-    crate::dev_log::mount(
+    twostep_testkit::dev_log::mount(
         Some("tmpfs"),
         target,
         Some("tmpfs"),

@@ -154,6 +154,27 @@ fn hash(salt: &[u8], code: &str) -> String {
     random::hex(&h.finalize())
 }
 
+/// Why a send request could not be written or read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// [`Request::to_text`]: a value the format cannot hold (the writer's message).
+    Write(String),
+    /// [`Request::parse`]: not a request (the codec's message, with line and column; never
+    /// the text itself).
+    Parse(toml_subset::Error),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::Write(why) => f.write_str(why),
+            RequestError::Parse(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
 /// What the module hands to the send helper, as TOML on its standard input.
 #[derive(Debug)]
 pub struct Request {
@@ -168,7 +189,7 @@ pub struct Request {
 
 impl Request {
     /// The helper's input: one `key = value` line per field.
-    pub fn to_text(&self) -> Result<Zeroizing<String>, String> {
+    pub fn to_text(&self) -> Result<Zeroizing<String>, RequestError> {
         let strings = [
             &self.to,
             &self.user,
@@ -189,13 +210,13 @@ impl Request {
         w.string("service", &self.service);
         w.u64("time", self.time);
         w.string("code", &self.code);
-        w.finish()?;
+        w.finish().map_err(RequestError::Write)?;
         Ok(text)
     }
 
     /// Reads what [`Request::to_text`] wrote; every field is required, no other is allowed.
-    pub fn parse(text: &str) -> Result<Request, String> {
-        Request::read(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> Result<Request, RequestError> {
+        Request::read(text).map_err(RequestError::Parse)
     }
 
     fn read(text: &str) -> Result<Request, toml_subset::Error> {
@@ -289,7 +310,9 @@ pub fn send_via_helper(
 ) -> Result<(), SendError> {
     let helper = &config.email.helper;
     securefs::check_root_executable(helper).map_err(|e| SendError::Helper(e.to_string()))?;
-    let input = request.to_text().map_err(SendError::Helper)?;
+    let input = request
+        .to_text()
+        .map_err(|e| SendError::Helper(e.to_string()))?;
     let deadline = Instant::now() + Duration::from_secs(config.email.timeout_secs) + HELPER_GRACE;
     let mut command = Command::new(helper);
     command
@@ -302,15 +325,7 @@ pub fn send_via_helper(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
-    // SAFETY: the hook runs in the forked child before exec and only makes system calls that
-    // are async-signal-safe (close_range, getrlimit, fcntl); it allocates nothing and takes no
-    // lock.
-    unsafe {
-        command.pre_exec(|| {
-            cloexec_inherited();
-            Ok(())
-        });
-    }
+    twostep_sys::process::inherit_only_stdio(&mut command);
     let mut child = command
         .spawn()
         .map_err(|e| SendError::Helper(format!("{}: {e}", helper.display())))?;
@@ -418,44 +433,6 @@ impl Stderr {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => break self.pipe = None,
             }
-        }
-    }
-}
-
-/// In the forked child: marks every descriptor above 2 close-on-exec, so the helper inherits
-/// none of the application's (sshd's sockets, a web server's connections). Close-on-exec
-/// rather than closing keeps the standard library's own exec-error pipe working.
-/// Async-signal-safe: only system calls.
-fn cloexec_inherited() {
-    // SAFETY: close_range takes plain integers and touches only this process's descriptor
-    // table; CLOSE_RANGE_CLOEXEC (Linux 5.11) closes nothing.
-    let done = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-        )
-    } == 0;
-    if done {
-        return;
-    }
-    // Older kernels: every possible descriptor up to the limit.
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the valid, exclusively borrowed `limit`.
-    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur.min(1 << 20) as libc::c_int
-    } else {
-        1 << 16
-    };
-    for fd in 3..max {
-        // SAFETY: fcntl on a descriptor number that may not be open fails with EBADF and has
-        // no other effect.
-        unsafe {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
         }
     }
 }
@@ -607,7 +584,7 @@ mod tests {
             ),
             (text.replace("\"123456\"", "\"123456"), "line 7"),
         ] {
-            let err = Request::parse(&bad).unwrap_err();
+            let err = Request::parse(&bad).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle}: {err}");
             assert!(!err.contains("123456"), "{err}");
         }

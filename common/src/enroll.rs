@@ -24,7 +24,7 @@ pub fn new_totp(
     params: Params,
     now: u64,
 ) -> Result<NewEnrollment, Error> {
-    totp::validate_params(params.digits, params.period).map_err(Error::Invalid)?;
+    totp::validate_params(params.digits, params.period)?;
     if key.len() < totp::MIN_SECRET_BYTES || key.len() > totp::MAX_SECRET_BYTES {
         return Err(Error::Invalid("the key length is out of range".into()));
     }

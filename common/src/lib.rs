@@ -1,5 +1,10 @@
 //! twostep's core: everything the PAM module and the CLI share. No PAM and no terminal here,
 //! and time always comes in as an argument, so all of it can be tested directly.
+//!
+//! No unsafe code either: the few system calls that need it are in `twostep-sys`, behind a
+//! safe API.
+
+#![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod backend;

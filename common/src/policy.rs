@@ -1,9 +1,9 @@
 //! Who must use two-step login (`[policy]` enforce/exempt lists) and when a login may skip
 //! the code (trusted networks, local logins, grace period).
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 
-use nix::unistd::{Gid, Group, User};
+use nix::unistd::{Group, User};
 
 use crate::config::Policy;
 use crate::error::Error;
@@ -196,38 +196,14 @@ impl Directory for SystemDirectory {
             return Ok(Vec::new());
         };
         let mut members = entry.mem.clone();
-        members.extend(primary_members(entry.gid));
+        // The process-global getpwent cursor: the admin command only, never the module.
+        members.extend(twostep_sys::passwd::users_with_primary_group(
+            entry.gid.as_raw(),
+        ));
         members.sort();
         members.dedup();
         Ok(members)
     }
-}
-
-/// Users whose primary group is `gid`, by walking the password database. Uses the
-/// process-global getpwent cursor: call it from the admin command, never from the module.
-fn primary_members(gid: Gid) -> Vec<String> {
-    let mut names = Vec::new();
-    // SAFETY: setpwent/getpwent/endpwent are used by this single thread as a unit; each
-    // returned entry is read (name copied) before the next call invalidates it, and a null
-    // pointer ends the walk.
-    unsafe {
-        libc::setpwent();
-        loop {
-            let entry = libc::getpwent();
-            if entry.is_null() {
-                break;
-            }
-            if (*entry).pw_gid == gid.as_raw() && !(*entry).pw_name.is_null() {
-                names.push(
-                    CStr::from_ptr((*entry).pw_name)
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-        libc::endpwent();
-    }
-    names
 }
 
 #[cfg(test)]

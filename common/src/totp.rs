@@ -2,6 +2,8 @@
 //! base32 input, and the window search that reports which time step matched (replay checks
 //! need it).
 
+use std::fmt;
+
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -64,14 +66,94 @@ pub struct Params {
     pub period: u32,
 }
 
-pub fn validate_params(digits: u8, period: u32) -> Result<(), String> {
+/// Why [`validate_params`] refused a code length or period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamsError {
+    /// Not 6 or 8 digits.
+    Digits(u8),
+    /// Not 1 to 300 seconds.
+    Period(u32),
+}
+
+impl fmt::Display for ParamsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamsError::Digits(digits) => write!(f, "digits must be 6 or 8, not {digits}"),
+            ParamsError::Period(period) => {
+                write!(f, "period must be 1 to 300 seconds, not {period}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParamsError {}
+
+/// For the validators that still report a `String` (the record's, the config's, the CLI's).
+impl From<ParamsError> for String {
+    fn from(e: ParamsError) -> String {
+        e.to_string()
+    }
+}
+
+impl From<ParamsError> for Error {
+    fn from(e: ParamsError) -> Error {
+        Error::Invalid(e.to_string())
+    }
+}
+
+pub fn validate_params(digits: u8, period: u32) -> Result<(), ParamsError> {
     if digits != 6 && digits != 8 {
-        return Err(format!("digits must be 6 or 8, not {digits}"));
+        return Err(ParamsError::Digits(digits));
     }
     if !(1..=300).contains(&period) {
-        return Err(format!("period must be 1 to 300 seconds, not {period}"));
+        return Err(ParamsError::Period(period));
     }
     Ok(())
+}
+
+/// Why [`decode_secret`] refused a key. Never holds the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretError {
+    /// Nothing left after removing spaces, dashes and padding.
+    Empty,
+    /// A character outside A-Z and 2-7.
+    NotBase32Alphabet,
+    /// Base32 letters that do not decode (a length no key has).
+    NotBase32,
+    /// Fewer than [`MIN_SECRET_BYTES`]; the key's length in bits.
+    TooShort(usize),
+    /// More than [`MAX_SECRET_BYTES`]; the key's length in bits.
+    TooLong(usize),
+}
+
+impl fmt::Display for SecretError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretError::Empty => f.write_str("the secret is empty"),
+            SecretError::NotBase32Alphabet => {
+                f.write_str("the secret is not base32 (letters A-Z and digits 2-7)")
+            }
+            SecretError::NotBase32 => f.write_str("the secret is not valid base32"),
+            SecretError::TooShort(bits) => write!(
+                f,
+                "the secret has {bits} bits; at least {} are required",
+                MIN_SECRET_BYTES * 8
+            ),
+            SecretError::TooLong(bits) => write!(
+                f,
+                "the secret has {bits} bits; at most {} are accepted",
+                MAX_SECRET_BYTES * 8
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SecretError {}
+
+impl From<SecretError> for Error {
+    fn from(e: SecretError) -> Error {
+        Error::Invalid(e.to_string())
+    }
 }
 
 /// Raw key bytes, wiped when dropped.
@@ -79,7 +161,7 @@ pub type Key = Zeroizing<Vec<u8>>;
 
 /// Decodes a base32 key the way people type it: any case, spaces and dashes ignored, `=`
 /// padding optional.
-pub fn decode_secret(text: &str) -> Result<Key, Error> {
+pub fn decode_secret(text: &str) -> Result<Key, SecretError> {
     let cleaned: Zeroizing<String> = Zeroizing::new(
         text.chars()
             .filter(|c| !matches!(c, ' ' | '-' | '\t' | '='))
@@ -87,32 +169,22 @@ pub fn decode_secret(text: &str) -> Result<Key, Error> {
             .collect(),
     );
     if cleaned.is_empty() {
-        return Err(Error::Invalid("the secret is empty".into()));
+        return Err(SecretError::Empty);
     }
     if !cleaned
         .bytes()
         .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
     {
-        return Err(Error::Invalid(
-            "the secret is not base32 (letters A-Z and digits 2-7)".into(),
-        ));
+        return Err(SecretError::NotBase32Alphabet);
     }
     let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &cleaned)
         .map(Zeroizing::new)
-        .ok_or_else(|| Error::Invalid("the secret is not valid base32".into()))?;
+        .ok_or(SecretError::NotBase32)?;
     if bytes.len() < MIN_SECRET_BYTES {
-        return Err(Error::Invalid(format!(
-            "the secret has {} bits; at least {} are required",
-            bytes.len() * 8,
-            MIN_SECRET_BYTES * 8
-        )));
+        return Err(SecretError::TooShort(bytes.len() * 8));
     }
     if bytes.len() > MAX_SECRET_BYTES {
-        return Err(Error::Invalid(format!(
-            "the secret has {} bits; at most {} are accepted",
-            bytes.len() * 8,
-            MAX_SECRET_BYTES * 8
-        )));
+        return Err(SecretError::TooLong(bytes.len() * 8));
     }
     Ok(bytes)
 }

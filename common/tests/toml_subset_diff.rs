@@ -7,10 +7,7 @@
 
 use twostep_common::toml_subset::{self, ErrorKind, Writer};
 
-#[path = "support/toml_compare.rs"]
-mod toml_compare;
-
-use toml_compare::{to_toml_table, unsupported};
+use twostep_testkit::toml_compare::{to_toml_table, unsupported};
 
 #[derive(Debug, Default)]
 struct Tally {

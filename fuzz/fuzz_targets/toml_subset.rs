@@ -7,10 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use twostep_common::toml_subset::{self, ErrorKind};
 
-#[path = "../../common/tests/support/toml_compare.rs"]
-mod toml_compare;
-
-use toml_compare::{to_toml_table, unsupported};
+use twostep_testkit::toml_compare::{to_toml_table, unsupported};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -1,6 +1,8 @@
 //! Showing an enrollment's key: terminal QR code, key for typing, otpauth URI, optional image
 //! files. Used by `enroll` and `show-qr`.
 
+mod qr_file;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -47,7 +49,7 @@ pub fn qr_json(
     params: Params,
 ) -> Result<serde_json::Value, String> {
     let uri = uri(config, user, key, params);
-    let svg = qr::svg_document(&uri).map_err(|e| e.to_string())?;
+    let svg = qr_file::svg_document(&uri).map_err(|e| e.to_string())?;
     Ok(serde_json::json!({
         "user": user,
         "issuer": config.issuer_or_hostname(),
@@ -125,11 +127,11 @@ fn uri(config: &Config, user: &str, key: &[u8], params: Params) -> zeroize::Zero
 
 fn write_files(uri: &str, files: &QrFiles) -> Result<(), String> {
     if let Some(path) = &files.qr_png {
-        qr::write_png(uri, path).map_err(|e| e.to_string())?;
+        qr_file::write_png(uri, path).map_err(|e| e.to_string())?;
         println!("QR code written to {}", path.display());
     }
     if let Some(path) = &files.qr_svg {
-        qr::write_svg(uri, path).map_err(|e| e.to_string())?;
+        qr_file::write_svg(uri, path).map_err(|e| e.to_string())?;
         println!("QR code written to {}", path.display());
     }
     Ok(())

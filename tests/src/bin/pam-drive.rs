@@ -53,6 +53,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
+use twostep_testkit::{dev_log, fake_clock};
+
 /// Answers still to be handed out, in order.
 static ANSWERS: Mutex<VecDeque<Answer>> = Mutex::new(VecDeque::new());
 /// Every conversation line printed so far, for `--answer-exec` programs.
@@ -299,12 +301,9 @@ fn emit(style: &str, text: &[u8]) {
     let _ = out.flush();
 }
 
-// Shared with twostep-bench, which also reads the timings.
-#[allow(dead_code)]
-#[path = "../pam_client.rs"]
-mod pam_client;
-
-use pam_client::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO, Reply};
+use twostep_testkit::pam_client::{
+    self, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO, Reply,
+};
 
 /// Runs the login and reports each libpam failure (and the last call's result) on stderr;
 /// returns pam_setcred's result after a success, else pam_authenticate's (or that of the call
@@ -381,11 +380,8 @@ fn prompt(style: &str, text: &[u8]) -> Reply {
 /// Linux-PAM's PAM_CONV_ERR.
 const PAM_CONV_ERR: c_int = 19;
 
-#[path = "../fake_clock.rs"]
-mod fake_clock;
-
-#[path = "../dev_log.rs"]
-mod dev_log;
+// `--time`: the interposers of libc's clocks, exported by build.rs.
+twostep_testkit::export_fake_clock!();
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! messages of libpam and of modules then reach the caller's socket, not the machine's logger
 //! (or nobody, on a machine without one). Nothing outside this process tree sees it.
 //!
-//! Compiled into pam-drive (`--dev-log`) and twostep-bench (`#[path]`).
+//! Used by pam-drive (`--dev-log`) and twostep-bench.
 
 use std::ffi::{CString, c_int};
 use std::path::Path;

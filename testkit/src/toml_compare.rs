@@ -1,7 +1,7 @@
 //! Between twostep's TOML codec and the `toml` crate: the tree in `toml`'s terms, and whether
 //! a document `toml` accepted holds something the codec refuses on purpose (floats,
 //! date-times, nesting deeper than `MAX_DEPTH`). Shared by common/tests/toml_subset_diff.rs and
-//! the fuzz target fuzz/fuzz_targets/toml_subset.rs (`#[path]`).
+//! the fuzz target fuzz/fuzz_targets/toml_subset.rs.
 
 use twostep_common::toml_subset::{MAX_DEPTH, Table, Value};
 

@@ -8,8 +8,13 @@
 //! before `start_at`, comes from the kernel through a raw syscall (libc's own function would
 //! call back into this one).
 //!
-//! Compiled into pam-drive and twostep-bench (`#[path]`); each exports these functions from its
-//! executable (`--dynamic-list`, see their `build.rs`).
+//! The interposers must be defined in the executable itself, not in this rlib: the linker takes
+//! an archive member only for a symbol someone is missing, and nobody misses `clock_gettime`
+//! (libc has it). So an executable invokes [`export_fake_clock!`](crate::export_fake_clock)
+//! once, which defines `clock_gettime`, `gettimeofday` and `time` there as thin calls into this
+//! module, and exports them from its dynamic symbol table (`-Wl,--dynamic-list`, see pam-drive's
+//! and the bench's `build.rs`) so that the dynamic linker binds dlopen()ed PAM modules to them.
+//! Without the macro nothing is interposed and [`start_at`] has no effect.
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -59,12 +64,61 @@ fn realtime() -> libc::timespec {
     fake_now().unwrap_or_else(|| kernel_time(libc::CLOCK_REALTIME))
 }
 
-/// Interposes libc's `clock_gettime`.
+/// Defines the fake clock's interposers of libc's `clock_gettime`, `gettimeofday` and `time` in
+/// the executable that invokes it (once, at its crate root). See the [module](self).
+#[macro_export]
+macro_rules! export_fake_clock {
+    () => {
+        /// The interposers of [`twostep_testkit::fake_clock`], defined in this executable.
+        mod fake_clock_exports {
+            use ::std::ffi::{c_int, c_void};
+            use $crate::__libc as libc;
+            use $crate::fake_clock as imp;
+
+            /// Interposes libc's `clock_gettime`.
+            ///
+            /// # Safety
+            /// As for clock_gettime(2): `tp` must be null or valid for writing a `timespec`.
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn clock_gettime(
+                clock: libc::clockid_t,
+                tp: *mut libc::timespec,
+            ) -> c_int {
+                // SAFETY: the caller's contract is clock_gettime's, passed on unchanged.
+                unsafe { imp::clock_gettime(clock, tp) }
+            }
+
+            /// Interposes libc's `gettimeofday`.
+            ///
+            /// # Safety
+            /// As for gettimeofday(2): `tv` and `tz` must each be null or valid for writing.
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn gettimeofday(
+                tv: *mut libc::timeval,
+                tz: *mut c_void,
+            ) -> c_int {
+                // SAFETY: the caller's contract is gettimeofday's, passed on unchanged.
+                unsafe { imp::gettimeofday(tv, tz) }
+            }
+
+            /// Interposes libc's `time`.
+            ///
+            /// # Safety
+            /// As for time(2): `out` must be null or valid for writing a `time_t`.
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn time(out: *mut libc::time_t) -> libc::time_t {
+                // SAFETY: the caller's contract is time's, passed on unchanged.
+                unsafe { imp::time(out) }
+            }
+        }
+    };
+}
+
+/// libc's `clock_gettime` with the fake wall clock (what [`export_fake_clock!`] exports).
 ///
 /// # Safety
 /// As for clock_gettime(2): `tp` must be null or valid for writing a `timespec`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn clock_gettime(clock: libc::clockid_t, tp: *mut libc::timespec) -> c_int {
+pub unsafe fn clock_gettime(clock: libc::clockid_t, tp: *mut libc::timespec) -> c_int {
     let wall = matches!(clock, libc::CLOCK_REALTIME | libc::CLOCK_REALTIME_COARSE);
     let fake = if wall && !tp.is_null() {
         fake_now()
@@ -81,12 +135,11 @@ pub unsafe extern "C" fn clock_gettime(clock: libc::clockid_t, tp: *mut libc::ti
     unsafe { libc::syscall(libc::SYS_clock_gettime, clock, tp) as c_int }
 }
 
-/// Interposes libc's `gettimeofday`.
+/// libc's `gettimeofday` with the fake wall clock (what [`export_fake_clock!`] exports).
 ///
 /// # Safety
 /// As for gettimeofday(2): `tv` and `tz` must each be null or valid for writing.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn gettimeofday(tv: *mut libc::timeval, tz: *mut c_void) -> c_int {
+pub unsafe fn gettimeofday(tv: *mut libc::timeval, tz: *mut c_void) -> c_int {
     let now = realtime();
     if !tv.is_null() {
         let timeval = libc::timeval {
@@ -103,12 +156,11 @@ pub unsafe extern "C" fn gettimeofday(tv: *mut libc::timeval, tz: *mut c_void) -
     0
 }
 
-/// Interposes libc's `time`.
+/// libc's `time` with the fake wall clock (what [`export_fake_clock!`] exports).
 ///
 /// # Safety
 /// As for time(2): `out` must be null or valid for writing a `time_t`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn time(out: *mut libc::time_t) -> libc::time_t {
+pub unsafe fn time(out: *mut libc::time_t) -> libc::time_t {
     let now = realtime().tv_sec;
     if !out.is_null() {
         // SAFETY: the caller passes a writable time_t (checked non-null).

@@ -3,8 +3,8 @@
 //! off, PAM_RHOST), pam_authenticate, pam_setcred after a success (when asked for, as real
 //! applications do), pam_end; the conversation calls back into a handler.
 //!
-//! Compiled into each of those executables (`#[path]`), not into the test library: both link
-//! libpam and define the fake clock next to it (see `fake_clock.rs`).
+//! Used by those executables, not by the test library: both link libpam and define the fake
+//! clock next to it (see [`fake_clock`](crate::fake_clock)).
 
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::time::{Duration, Instant};
