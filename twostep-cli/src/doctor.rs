@@ -295,7 +295,8 @@ fn check_account(
             findings.push((
                 Tag::Fail,
                 format!(
-                    "{at}: this control lets the account stack pass without the gate; use                      required or requisite"
+                    "{at}: this control lets the account stack pass without the gate; use \
+                     required or requisite"
                 ),
             ));
         }
@@ -337,7 +338,8 @@ fn check_smb_conf(path: &Path) -> Vec<Finding> {
         out.push((
             Tag::Fail,
             format!(
-                "{}: [global] has no `obey pam restrictions = yes`: smbd never runs the account                  stack for SMB sessions, so the gate is not checked (docs/smb.md)",
+                "{}: [global] has no `obey pam restrictions = yes`: smbd never runs the account \
+                 stack for SMB sessions, so the gate is not checked (docs/smb.md)",
                 path.display()
             ),
         ));
@@ -346,7 +348,8 @@ fn check_smb_conf(path: &Path) -> Vec<Finding> {
         out.push((
             Tag::Warn,
             format!(
-                "{}: `hostname lookups = yes`: PAM_RHOST is the client's host name, which matches                  only gates opened by logins that also report that name (docs/smb.md)",
+                "{}: `hostname lookups = yes`: PAM_RHOST is the client's host name, which matches \
+                 only gates opened by logins that also report that name (docs/smb.md)",
                 path.display()
             ),
         ));
