@@ -245,7 +245,7 @@ pub fn code_prompt<B: Backend>(s: &mut Session<'_, B>) -> Verdict {
     };
     match decision {
         Begin::Skip(skip) => skipped(s, skip),
-        Begin::NotEnrolled { enforced: false } => not_enrolled(s),
+        Begin::NotEnrolled { enforced: false } => not_enrolled(s, "auth failure"),
         Begin::NotEnrolled { enforced: true } => match s.config.policy.on_unenrolled {
             OnUnenrolled::Deny => enforced_without_enrollment(s),
             OnUnenrolled::Enroll => enroll::at_login(s),
@@ -448,18 +448,16 @@ fn try_again_in(secs: u64) -> String {
     }
 }
 
-fn not_enrolled<B: Backend>(s: &mut Session<'_, B>) -> Verdict {
+/// A user without a record whom the policy does not enforce: as `unenrolled` says. `refused`
+/// is the event a refusal is logged as (`auth failure`, `account refused`).
+fn not_enrolled<B: Backend>(s: &mut Session<'_, B>, refused: &str) -> Verdict {
     match s.config.unenrolled {
         Unenrolled::Allow => {
             s.log(Level::Info, "not enrolled", "action=allow");
             Verdict::Ignore
         }
         Unenrolled::Deny => {
-            s.log(
-                Level::Notice,
-                "auth failure",
-                "reason=not-enrolled action=deny",
-            );
+            s.log(Level::Notice, refused, "reason=not-enrolled action=deny");
             Verdict::Refused
         }
     }
@@ -572,7 +570,7 @@ pub fn verify<B: Backend>(s: &mut Session<'_, B>, kept: Option<Kept>) -> Verdict
     };
     match kept {
         Kept::Skip(skip) => skipped(s, skip),
-        Kept::NotEnrolled => not_enrolled(s),
+        Kept::NotEnrolled => not_enrolled(s, "auth failure"),
         Kept::Code(code) => check(s, &code, B::Seen::default()),
     }
 }

@@ -286,12 +286,7 @@ fn check_account(
                 format!("{at}: combined= has no meaning in the account stack (refused at login)"),
             ));
         }
-        let control = &rule.control;
-        let counts = control.action("success") == Action::Ok
-            && pamstack::FAILURE_VALUES
-                .iter()
-                .all(|v| matches!(control.action(v), Action::Bad | Action::Die));
-        if !counts {
+        if !decides(&rule.control) {
             findings.push((
                 Tag::Fail,
                 format!(
@@ -409,6 +404,15 @@ impl Configs {
     }
 }
 
+/// Whether the module's own control makes its result count: success goes on, every failure
+/// fails the stack (`required`, `requisite`, or the same in brackets).
+fn decides(control: &pamstack::Control) -> bool {
+    control.action("success") == Action::Ok
+        && pamstack::FAILURE_VALUES
+            .iter()
+            .all(|v| matches!(control.action(v), Action::Bad | Action::Die))
+}
+
 /// The rules for one module line (docs/pam.md, "What twostep doctor checks").
 fn judge(
     service: &str,
@@ -420,12 +424,7 @@ fn judge(
 ) -> Vec<Finding> {
     let rule = &rules[i];
     let mut out = Vec::new();
-    let control = &rule.control;
-    let success_ok = control.action("success") == Action::Ok;
-    let failure_counts = pamstack::FAILURE_VALUES
-        .iter()
-        .all(|v| matches!(control.action(v), Action::Bad | Action::Die));
-    if !success_ok || !failure_counts {
+    if !decides(&rule.control) {
         out.push((
             Tag::Fail,
             format!(

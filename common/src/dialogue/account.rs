@@ -5,7 +5,6 @@
 use super::{Session, Verdict};
 use crate::audit::{Level, field};
 use crate::backend::Backend;
-use crate::config::Unenrolled;
 use crate::login::{self, AccountCheck};
 use crate::timefmt;
 
@@ -40,20 +39,9 @@ pub fn check<B: Backend>(s: &mut Session<'_, B>) -> Verdict {
             );
             Verdict::Refused
         }
-        Ok(AccountCheck::NotEnrolled { enforced: false }) => match s.config.unenrolled {
-            Unenrolled::Allow => {
-                s.log(Level::Info, "not enrolled", "action=allow");
-                Verdict::Ignore
-            }
-            Unenrolled::Deny => {
-                s.log(
-                    Level::Notice,
-                    "account refused",
-                    "reason=not-enrolled action=deny",
-                );
-                Verdict::Refused
-            }
-        },
+        Ok(AccountCheck::NotEnrolled { enforced: false }) => {
+            super::not_enrolled(s, "account refused")
+        }
         Ok(AccountCheck::Off) => {
             s.log(
                 Level::Warning,
