@@ -79,6 +79,20 @@ fn typed(
     (transcript, out.status.code().unwrap_or(-1))
 }
 
+/// Types the password at `prompt`, then the code at the module's prompt.
+fn password_then_code(prompt: &'static str, password: String, code: String) -> [Step<'static>; 2] {
+    [
+        Step {
+            expect: prompt,
+            send: password,
+        },
+        Step {
+            expect: "Verification code: ",
+            send: code,
+        },
+    ]
+}
+
 /// A code that is wrong now (and in the steps next to now).
 fn wrong_code() -> String {
     let right: u32 = oath::totp(SECRET, now()).parse().expect("digits");
@@ -117,16 +131,11 @@ fn sudo_asks_the_password_then_the_code() {
         &env,
         &binds,
         &command,
-        &[
-            Step {
-                expect: "password for",
-                send: alice.password().to_string(),
-            },
-            Step {
-                expect: "Verification code: ",
-                send: oath::totp(SECRET, now()),
-            },
-        ],
+        &password_then_code(
+            "password for",
+            alice.password().to_string(),
+            oath::totp(SECRET, now()),
+        ),
     );
     assert_eq!(status, 0, "{transcript}");
     assert!(
@@ -139,16 +148,7 @@ fn sudo_asks_the_password_then_the_code() {
         &env,
         &binds,
         &command,
-        &[
-            Step {
-                expect: "password for",
-                send: alice.password().to_string(),
-            },
-            Step {
-                expect: "Verification code: ",
-                send: wrong,
-            },
-        ],
+        &password_then_code("password for", alice.password().to_string(), wrong),
     );
     assert_ne!(status, 0, "{transcript}");
     assert!(
@@ -184,16 +184,11 @@ fn su_asks_the_target_users_password_then_their_code() {
         &env,
         &binds,
         &command,
-        &[
-            Step {
-                expect: "Password: ",
-                send: bob.password().to_string(),
-            },
-            Step {
-                expect: "Verification code: ",
-                send: oath::totp(SECRET, now()),
-            },
-        ],
+        &password_then_code(
+            "Password: ",
+            bob.password().to_string(),
+            oath::totp(SECRET, now()),
+        ),
     );
     assert_eq!(status, 0, "{transcript}");
     assert!(
@@ -213,16 +208,7 @@ fn su_asks_the_target_users_password_then_their_code() {
         &env,
         &binds,
         &command,
-        &[
-            Step {
-                expect: "Password: ",
-                send: bob.password().to_string(),
-            },
-            Step {
-                expect: "Verification code: ",
-                send: wrong_code(),
-            },
-        ],
+        &password_then_code("Password: ", bob.password().to_string(), wrong_code()),
     );
     assert_ne!(status, 0, "{transcript}");
     assert!(
