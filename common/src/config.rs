@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::network::Network;
 use crate::securefs;
 use crate::self_service::SelfService;
+use crate::store_config::StoreConfig;
 use crate::toml_subset::{self, Fields};
 use crate::totp::Algorithm;
 
@@ -393,6 +394,7 @@ pub struct Config {
     pub email: Email,
     pub gate: Gate,
     pub self_service: SelfService,
+    pub store: StoreConfig,
     pub log: Log,
 }
 
@@ -410,6 +412,7 @@ impl Default for Config {
             email: Email::default(),
             gate: Gate::default(),
             self_service: SelfService::default(),
+            store: StoreConfig::default(),
             log: Log::default(),
         }
     }
@@ -522,6 +525,10 @@ impl Config {
                 .map(SelfService::read)
                 .transpose()?,
         );
+        set(
+            &mut c.store,
+            f.table("store")?.map(StoreConfig::read).transpose()?,
+        );
         set(&mut c.log, f.table("log")?.map(Log::read).transpose()?);
         f.finish()?;
         Ok(c)
@@ -564,6 +571,7 @@ impl Config {
             return Err("gate.opened_by names PAM services: 1 to 64 characters each".into());
         }
         self.self_service.validate()?;
+        self.store.validate()?;
         if !(1..=50).contains(&self.emergency.count) {
             return Err("emergency.count must be between 1 and 50".into());
         }

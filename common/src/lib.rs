@@ -32,6 +32,7 @@ pub mod securefs;
 pub mod self_service;
 pub mod slotfile;
 pub mod store;
+pub mod store_config;
 pub mod timefmt;
 pub mod toml_subset;
 pub mod totp;

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use toml_edit::{Array, DocumentMut, Item, Table};
 use twostep_common::config::{Config, OnUnenrolled, SmtpSecurity, Unenrolled};
 use twostep_common::securefs::{self, Access, Dir};
+use twostep_common::store_config::Backend as StoreBackend;
 
 use crate::output::audit;
 
@@ -113,6 +114,15 @@ const KEYS: &[(&str, Kind)] = &[
     ("self_service.allow_email", Kind::Boolean),
     ("self_service.allow_disable", Kind::Boolean),
     ("self_service.pam_service", Kind::Text),
+    ("store.backend", Kind::Text),
+    ("store.url", Kind::Text),
+    ("store.password_file", Kind::Text),
+    ("store.ca_file", Kind::Text),
+    ("store.sslmode", Kind::Text),
+    ("store.timeout_secs", Kind::Integer),
+    ("store.host_id", Kind::Text),
+    ("store.socket", Kind::Text),
+    ("store.key_file", Kind::Text),
     ("log.socket", Kind::Text),
 ];
 
@@ -315,6 +325,22 @@ fn values(c: &Config) -> serde_json::Map<String, Value> {
             "self_service.pam_service",
             c.self_service.pam_service.clone().into(),
         ),
+        (
+            "store.backend",
+            match c.store.backend {
+                StoreBackend::File => "file",
+                StoreBackend::Postgresql => "postgresql",
+            }
+            .into(),
+        ),
+        ("store.url", c.store.url.clone().into()),
+        ("store.password_file", path(&c.store.password_file)),
+        ("store.ca_file", path(&c.store.ca_file)),
+        ("store.sslmode", c.store.sslmode.name().into()),
+        ("store.timeout_secs", c.store.timeout_secs.into()),
+        ("store.host_id", c.store.host_id.clone().into()),
+        ("store.socket", path(&c.store.socket)),
+        ("store.key_file", path(&c.store.key_file)),
         ("log.socket", path(&c.log.socket)),
     ];
     debug_assert_eq!(pairs.len(), KEYS.len());
