@@ -27,6 +27,7 @@ pub mod otpauth;
 pub mod policy;
 pub mod qr;
 pub mod random;
+pub mod remote;
 pub mod record;
 pub mod securefs;
 pub mod self_service;

@@ -18,7 +18,7 @@ use twostep_common::dialogue::{self, Answer, ConvError, Conversation, Mailer, Se
 use twostep_common::email;
 use twostep_common::module_args::{Mode, ModuleArgs};
 use twostep_common::policy::SystemDirectory;
-use twostep_common::store::Store;
+use twostep_common::remote::LoginStore;
 
 use crate::{one_prompt, pamenv};
 
@@ -31,7 +31,7 @@ pub const ENROLLMENT_ENV: &str = "TWOSTEP_ENROLLMENT";
 pub struct Shell {
     setup: Setup,
     pub log: Syslog,
-    store: Store,
+    store: LoginStore,
     user: String,
     service: String,
     rhost: String,
@@ -173,7 +173,7 @@ impl Shell {
         };
         let service = item_text::<Service>(pamh);
         let rhost = item_text::<RHost>(pamh);
-        let store = match Store::open(&config.state_dir) {
+        let store = match LoginStore::open(&config) {
             Ok(store) => store,
             Err(e) => {
                 let detail = field("detail", &e.to_string());
@@ -205,7 +205,7 @@ impl Shell {
     }
 
     /// The dialogue's view of this login, talking through `conv`.
-    pub fn session<'a>(&'a mut self, conv: &'a mut dyn Conversation) -> Session<'a, Store> {
+    pub fn session<'a>(&'a mut self, conv: &'a mut dyn Conversation) -> Session<'a, LoginStore> {
         Session {
             config: &self.setup.config,
             store: &self.store,
@@ -228,7 +228,7 @@ impl Shell {
 pub fn in_session<T>(
     shell: &mut Shell,
     pamh: &PamHandle,
-    flow: impl FnOnce(&mut Session<'_, Store>) -> T,
+    flow: impl FnOnce(&mut Session<'_, LoginStore>) -> T,
 ) -> Result<(T, PamResultCode), PamResultCode> {
     let mut conv = PamConversation { pamh, failed: None };
     let ended = {
