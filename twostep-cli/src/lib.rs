@@ -6,6 +6,7 @@ mod config_cmd;
 mod doctor;
 mod email_cmds;
 mod enroll;
+mod fleet;
 mod gate;
 mod import_ga;
 mod mail;
@@ -85,6 +86,12 @@ pub enum Command {
     SelfService(selfservice::client::SelfArgs),
     /// The root service behind `twostep self` (socket-activated by twostep-self.socket)
     ServeSelf(selfservice::server::ServeArgs),
+    /// Fleet mode on PostgreSQL: create the key and schema, import this host's records
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
+    /// The root service between pam_twostep and the fleet's database ([store] backend =
+    /// "postgresql")
+    ServeStore(fleet::server::ServeStoreArgs),
     /// Mail a login code (run by pam_twostep; reads the request on standard input)
     #[command(hide = true)]
     SendCode,
@@ -173,6 +180,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::SelfService(_) => unreachable!("answered above"),
         Command::ServeSelf(args) => selfservice::server::run(&config_path, &args),
+        Command::Fleet(command) => fleet::run(&load()?, &command),
+        Command::ServeStore(args) => fleet::server::run(&config_path, &args),
         Command::EmailTest(args) => email_cmds::email_test(&load()?, &args),
         Command::SendCode => email_cmds::send_code(&load()?),
     }

@@ -1,0 +1,363 @@
+//! The fleet's PostgreSQL database: connecting (TLS, password file, timeouts), the versioned
+//! schema, and records as rows with their key and address sealed ([`super::seal`]).
+//!
+//! `twostep_records` holds one row per enrolled user: `record` is the record file's text with
+//! the key replaced by [`SEALED_SECRET`] and the address by [`SEALED_EMAIL`] (so an admin can
+//! still read the method, the enrollment time and the emergency code hashes); the real values
+//! are the sealed `totp_secret` and `email` columns. `state` is the login-state text,
+//! `last_step` the last accepted TOTP step, the column that a step's acceptance is
+//! conditional on, and `version` counts writes (a write based on an older read fails).
+//! `twostep_locks` holds the row each login locks (`SELECT … FOR UPDATE`), present or not a
+//! record, so that logins of one user serialize across the fleet.
+
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+use twostep_common::record::{Record, SecretString};
+use twostep_common::securefs::{self, Access};
+use twostep_common::store_config::{SslMode, StoreConfig};
+use zeroize::Zeroizing;
+
+use super::seal::FleetKey;
+
+pub const SCHEMA_VERSION: i64 = 1;
+/// Stands for the sealed key in `record` (valid base32, so the text still parses).
+pub const SEALED_SECRET: &str = "SEALEDSEALEDSEALEDSEALEDSEALEDSE";
+pub const SEALED_EMAIL: &str = "(sealed)";
+const KEY_CHECK: &[u8] = b"twostep fleet key check";
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS twostep_meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS twostep_locks (
+    username text PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS twostep_records (
+    username text PRIMARY KEY,
+    record text NOT NULL,
+    totp_secret bytea,
+    email bytea,
+    state text NOT NULL,
+    last_step bigint NOT NULL DEFAULT 0,
+    version bigint NOT NULL DEFAULT 1,
+    host_id text NOT NULL,
+    updated timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS twostep_pending (
+    username text NOT NULL,
+    id text NOT NULL,
+    sealed bytea NOT NULL,
+    created bigint NOT NULL,
+    PRIMARY KEY (username, id)
+);
+";
+
+/// Connects as `[store]` says, with its timeout for connecting and for every statement and
+/// lock wait.
+pub fn connect(config: &StoreConfig) -> Result<Client, String> {
+    let mut pg: postgres::Config = config
+        .url
+        .parse()
+        .map_err(|e| format!("store.url: {e}"))?;
+    pg.connect_timeout(config.timeout())
+        .application_name("twostep-serve-store")
+        .keepalives_idle(Duration::from_secs(30));
+    if !config.password_file.as_os_str().is_empty() {
+        let bytes = securefs::read_root_file(&config.password_file, 4096, Access::Private)
+            .map_err(|e| format!("store.password_file: {e}"))?
+            .ok_or_else(|| format!("{} does not exist", config.password_file.display()))?;
+        let end = bytes
+            .iter()
+            .rposition(|b| !b"\r\n".contains(b))
+            .map_or(0, |i| i + 1);
+        pg.password(&bytes[..end]);
+    }
+    let mut client = match config.sslmode {
+        SslMode::Disable => {
+            pg.ssl_mode(postgres::config::SslMode::Disable);
+            pg.connect(NoTls)
+        }
+        mode => {
+            pg.ssl_mode(postgres::config::SslMode::Require);
+            let mut tls = native_tls::TlsConnector::builder();
+            if !config.ca_file.as_os_str().is_empty() {
+                let pem = securefs::read_root_file(&config.ca_file, 1 << 20, Access::Readable)
+                    .map_err(|e| format!("store.ca_file: {e}"))?
+                    .ok_or_else(|| format!("{} does not exist", config.ca_file.display()))?;
+                let ca = native_tls::Certificate::from_pem(&pem)
+                    .map_err(|e| format!("store.ca_file: {e}"))?;
+                tls.add_root_certificate(ca);
+            }
+            match mode {
+                SslMode::Require => {
+                    tls.danger_accept_invalid_certs(true);
+                }
+                SslMode::VerifyCa => {
+                    tls.danger_accept_invalid_hostnames(true);
+                }
+                _ => {}
+            }
+            let tls = tls.build().map_err(|e| format!("TLS: {e}"))?;
+            pg.connect(postgres_native_tls::MakeTlsConnector::new(tls))
+        }
+    }
+    .map_err(|e| format!("cannot connect to the fleet database: {e}"))?;
+    let ms = config.timeout().as_millis();
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {ms}; SET lock_timeout = {ms}; \
+             SET idle_in_transaction_session_timeout = {}",
+            ms * 10
+        ))
+        .map_err(|e| format!("fleet database: {e}"))?;
+    Ok(client)
+}
+
+/// Creates the schema, or checks (and later upgrades) an existing one; the first `init`
+/// records a check value sealed with `key`, which every later one verifies.
+pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, String> {
+    let db = |e: postgres::Error| format!("fleet database: {e}");
+    let mut tx = client.transaction().map_err(db)?;
+    // Serializes concurrent inits (the number is arbitrary, twostep's own).
+    tx.execute("SELECT pg_advisory_xact_lock(7470657374)", &[])
+        .map_err(db)?;
+    tx.batch_execute(SCHEMA_V1).map_err(db)?;
+    let version = tx
+        .query_opt("SELECT value FROM twostep_meta WHERE key = 'schema_version'", &[])
+        .map_err(db)?
+        .map(|row| row.get::<_, String>(0));
+    let done = match version.as_deref() {
+        None => {
+            let check = twostep_common::random::hex(&key.seal("key_check", "", KEY_CHECK)?);
+            tx.execute(
+                "INSERT INTO twostep_meta (key, value) VALUES ('schema_version', $1), \
+                 ('key_check', $2)",
+                &[&SCHEMA_VERSION.to_string(), &check],
+            )
+            .map_err(db)?;
+            "created"
+        }
+        Some(v) if v == SCHEMA_VERSION.to_string() => "up to date",
+        Some(v) => {
+            return Err(format!(
+                "the fleet database has schema version {v}; this twostep knows {SCHEMA_VERSION} \
+                 (upgrade twostep on this host)"
+            ));
+        }
+    };
+    check_key(&mut tx, key)?;
+    tx.commit().map_err(db)?;
+    Ok(done)
+}
+
+/// Fails unless the schema is the one this twostep knows and `key` is the fleet's.
+pub fn check_schema(client: &mut impl postgres::GenericClient, key: &FleetKey) -> Result<(), String> {
+    let db = |e: postgres::Error| format!("fleet database: {e}");
+    let version = client
+        .query_opt("SELECT value FROM twostep_meta WHERE key = 'schema_version'", &[])
+        .map_err(|e| format!("{} (run twostep fleet init)", db(e)))?
+        .map(|row| row.get::<_, String>(0));
+    match version {
+        Some(v) if v == SCHEMA_VERSION.to_string() => check_key(client, key),
+        Some(v) => Err(format!(
+            "the fleet database has schema version {v}, not {SCHEMA_VERSION}"
+        )),
+        None => Err("the fleet database has no twostep schema (run twostep fleet init)".into()),
+    }
+}
+
+fn check_key(client: &mut impl postgres::GenericClient, key: &FleetKey) -> Result<(), String> {
+    let check = client
+        .query_opt("SELECT value FROM twostep_meta WHERE key = 'key_check'", &[])
+        .map_err(|e| format!("fleet database: {e}"))?
+        .map(|row| row.get::<_, String>(0))
+        .and_then(|hex| twostep_common::random::unhex(&hex))
+        .ok_or("the fleet database has no key check (run twostep fleet init)")?;
+    match key.open("key_check", "", &check) {
+        Ok(plain) if plain[..] == *KEY_CHECK => Ok(()),
+        _ => Err(format!(
+            "the fleet key {} is not the key of this fleet's database (copy the key file from a \
+             host of the fleet): refusing",
+            key.path().display()
+        )),
+    }
+}
+
+/// A record as its row holds it.
+#[derive(Debug)]
+pub struct Stored {
+    pub record: Record,
+    pub version: i64,
+    pub last_step: i64,
+}
+
+/// Reads `user`'s record, unsealed, with its login state applied.
+pub fn read(
+    client: &mut impl postgres::GenericClient,
+    key: &FleetKey,
+    user: &str,
+) -> Result<Option<Stored>, String> {
+    let row = client
+        .query_opt(
+            "SELECT record, totp_secret, email, state, last_step, version FROM twostep_records \
+             WHERE username = $1",
+            &[&user],
+        )
+        .map_err(|e| format!("fleet database: {e}"))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let text: String = row.get(0);
+    let secret: Option<Vec<u8>> = row.get(1);
+    let email: Option<Vec<u8>> = row.get(2);
+    let state: String = row.get(3);
+    let last_step: i64 = row.get(4);
+    let version: i64 = row.get(5);
+    let corrupt = |m: String| format!("{user}'s record in the fleet database: {m}");
+    let mut record = Record::parse(&text, user).map_err(corrupt)?;
+    match (record.totp.as_mut(), secret) {
+        (Some(totp), Some(sealed)) => {
+            totp.secret = SecretString::new(key.open_text("totp_secret", user, &sealed)?);
+        }
+        (None, None) => {}
+        _ => return Err(corrupt("the key and the method disagree".into())),
+    }
+    match (record.email.is_some(), email) {
+        (true, Some(sealed)) => {
+            record.email = Some(key.open_text("email", user, &sealed)?.to_string());
+        }
+        (false, None) => {}
+        _ => return Err(corrupt("the address columns disagree".into())),
+    }
+    record.apply_state(&state).map_err(corrupt)?;
+    if let Some(totp) = record.totp.as_mut() {
+        totp.last_step = totp.last_step.max(u64::try_from(last_step).unwrap_or(0));
+    }
+    Ok(Some(Stored {
+        record,
+        version,
+        last_step,
+    }))
+}
+
+/// The record text and sealed columns of `record`.
+pub struct Sealed {
+    text: Zeroizing<String>,
+    secret: Option<Vec<u8>>,
+    email: Option<Vec<u8>>,
+    state: Zeroizing<String>,
+    last_step: i64,
+}
+
+pub fn seal(key: &FleetKey, record: &Record) -> Result<Sealed, String> {
+    let user = &record.user;
+    let mut bare = record.clone();
+    let secret = match bare.totp.as_mut() {
+        Some(totp) => {
+            let sealed = key.seal("totp_secret", user, totp.secret.expose().as_bytes())?;
+            totp.secret = SecretString::new(Zeroizing::new(SEALED_SECRET.to_string()));
+            Some(sealed)
+        }
+        None => None,
+    };
+    let email = match bare.email.as_mut() {
+        Some(address) => {
+            let sealed = key.seal("email", user, address.as_bytes())?;
+            *address = SEALED_EMAIL.to_string();
+            Some(sealed)
+        }
+        None => None,
+    };
+    Ok(Sealed {
+        text: bare.to_file_text()?,
+        secret,
+        email,
+        state: record.state_text()?,
+        last_step: step_of(record),
+    })
+}
+
+pub fn step_of(record: &Record) -> i64 {
+    record
+        .totp
+        .as_ref()
+        .map_or(0, |t| i64::try_from(t.last_step).unwrap_or(i64::MAX))
+}
+
+/// Inserts a new row for `record`; `None` when one exists already.
+pub fn insert(
+    client: &mut impl postgres::GenericClient,
+    sealed: &Sealed,
+    user: &str,
+    host_id: &str,
+) -> Result<Option<i64>, String> {
+    client
+        .query_opt(
+            "INSERT INTO twostep_records (username, record, totp_secret, email, state, \
+             last_step, host_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (username) DO NOTHING RETURNING version",
+            &[
+                &user,
+                &sealed.text.as_str(),
+                &sealed.secret,
+                &sealed.email,
+                &sealed.state.as_str(),
+                &sealed.last_step,
+                &host_id,
+            ],
+        )
+        .map(|row| row.map(|r| r.get(0)))
+        .map_err(|e| format!("fleet database: {e}"))
+}
+
+/// Replaces the row of version `version` (whole record, or the state only when
+/// `state_only`). When the write accepts a TOTP step later than `loaded_step`, it is also
+/// conditional on the database's `last_step` being earlier: a step is accepted once in the
+/// fleet. The new version, or `None` when the row changed (or the step was used) meanwhile.
+pub fn update(
+    client: &mut impl postgres::GenericClient,
+    sealed: &Sealed,
+    user: &str,
+    host_id: &str,
+    version: i64,
+    loaded_step: i64,
+    state_only: bool,
+) -> Result<Option<i64>, String> {
+    let accepts = sealed.last_step > loaded_step;
+    let step_condition = if accepts { "AND last_step < $4" } else { "" };
+    let sql_state = format!(
+        "UPDATE twostep_records SET state = $2, last_step = GREATEST(last_step, $4), \
+         host_id = $5, version = version + 1, updated = now() \
+         WHERE username = $1 AND version = $3 {step_condition} RETURNING version"
+    );
+    let row = if state_only {
+        client.query_opt(
+            &sql_state,
+            &[&user, &sealed.state.as_str(), &version, &sealed.last_step, &host_id],
+        )
+    } else {
+        let sql = format!(
+            "UPDATE twostep_records SET state = $2, last_step = GREATEST(last_step, $4), \
+             host_id = $5, version = version + 1, updated = now(), record = $6, \
+             totp_secret = $7, email = $8 \
+             WHERE username = $1 AND version = $3 {step_condition} RETURNING version"
+        );
+        client.query_opt(
+            &sql,
+            &[
+                &user,
+                &sealed.state.as_str(),
+                &version,
+                &sealed.last_step,
+                &host_id,
+                &sealed.text.as_str(),
+                &sealed.secret,
+                &sealed.email,
+            ],
+        )
+    };
+    row.map(|row| row.map(|r| r.get(0)))
+        .map_err(|e| format!("fleet database: {e}"))
+}

@@ -1,0 +1,109 @@
+//! Fleet mode: one enrollment for many hosts on PostgreSQL (docs/fleet.md).
+//!
+//! - `seal`: the fleet key and the sealing of keys and addresses;
+//! - `db`: connecting, the schema, records as rows;
+//! - `server`: `twostep serve-store`, the root service pam_twostep talks to;
+//! - here: `twostep fleet init` and `twostep fleet import`.
+
+mod db;
+mod seal;
+pub mod server;
+
+use clap::{Args, Subcommand};
+use twostep_common::config::Config;
+use twostep_common::store::Store;
+
+use seal::FleetKey;
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Create the fleet key file if it is absent (never replaced) and create or upgrade the
+    /// database schema
+    Init(FleetArgs),
+    /// Copy every record of this host's state directory into the fleet database (again: only
+    /// what is missing; a different enrollment already there is reported, never overwritten)
+    Import(FleetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {}
+
+pub fn run(config: &Config, command: &FleetCommand) -> Result<(), String> {
+    match command {
+        FleetCommand::Init(_) => init(config),
+        FleetCommand::Import(_) => import(config),
+    }
+}
+
+fn init(config: &Config) -> Result<(), String> {
+    let path = &config.store.key_file;
+    if FleetKey::create(path)? {
+        println!(
+            "created the fleet key {} (copy it, root 0600, to every host of the fleet)",
+            path.display()
+        );
+    } else {
+        println!("kept the existing fleet key {}", path.display());
+    }
+    let key = FleetKey::load(path)?;
+    let mut client = db::connect(&config.store)?;
+    let done = db::init_schema(&mut client, &key)?;
+    println!(
+        "fleet database schema version {}: {done}",
+        db::SCHEMA_VERSION
+    );
+    Ok(())
+}
+
+fn import(config: &Config) -> Result<(), String> {
+    let key = FleetKey::load(&config.store.key_file)?;
+    let mut client = db::connect(&config.store)?;
+    db::check_schema(&mut client, &key)?;
+    let store = Store::open(&config.state_dir).map_err(|e| e.to_string())?;
+    let host_id = config.store.host_id();
+    let (mut imported, mut unchanged, mut conflicts) = (0, 0, 0);
+    for user in store.users().map_err(|e| e.to_string())? {
+        let lock = store.lock(&user).map_err(|e| e.to_string())?;
+        let Some(record) = store.load_locked(&lock).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        let db_err = |e: postgres::Error| format!("fleet database: {e}");
+        let mut tx = client.transaction().map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO twostep_locks (username) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&user],
+        )
+        .map_err(db_err)?;
+        tx.query_one(
+            "SELECT username FROM twostep_locks WHERE username = $1 FOR UPDATE",
+            &[&user],
+        )
+        .map_err(db_err)?;
+        match db::read(&mut tx, &key, &user)? {
+            None => {
+                let sealed = db::seal(&key, &record)?;
+                db::insert(&mut tx, &sealed, &user, &host_id)?
+                    .ok_or_else(|| format!("{user}: inserted meanwhile"))?;
+                println!("imported {user}");
+                imported += 1;
+            }
+            Some(stored) if stored.record.to_file_text()? == record.to_file_text()? => {
+                println!("unchanged {user} (already in the fleet database)");
+                unchanged += 1;
+            }
+            Some(_) => {
+                println!(
+                    "conflict {user}: the fleet database holds a different enrollment; kept, not \
+                     overwritten (reset one of them, then import again)"
+                );
+                conflicts += 1;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+    }
+    println!("{imported} imported, {unchanged} unchanged, {conflicts} conflicts");
+    if conflicts > 0 {
+        return Err(format!("{conflicts} enrollments conflict (see above)"));
+    }
+    Ok(())
+}

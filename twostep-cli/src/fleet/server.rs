@@ -1,0 +1,633 @@
+//! `twostep serve-store`: the local root service between pam_twostep and the fleet's
+//! PostgreSQL database (docs/fleet.md). It listens on a Unix socket (systemd's, LISTEN_FDS, or
+//! bound here, root only), accepts uid-0 peers only (SO_PEERCRED), and serves each connection
+//! (one login's conversation, `common/src/remote.rs`) on its own thread with a database
+//! connection from a small pool.
+//!
+//! `LOCK` begins a transaction and takes the user's row in `twostep_locks` with `SELECT … FOR
+//! UPDATE`, so the logins of one user serialize across all hosts. Every write is conditional
+//! on the version read under that lock (and a TOTP step's acceptance also on `last_step`
+//! being earlier, [`db::update`]), and commits before it is answered: a login is accepted only
+//! once its use of a code is in the database. The row lock is then taken again for what the
+//! login still does; `UNLOCK`, or the connection's end, finishes the transaction.
+
+use std::io::ErrorKind;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args;
+use nix::sys::socket::{getsockopt, sockopt};
+use postgres::Client;
+use twostep_common::audit::{Level, Sink, Syslog, field};
+use twostep_common::config::Config;
+use twostep_common::record::Record;
+use twostep_common::remote::wire;
+use twostep_common::store::PENDING_LIFETIME_SECS;
+use twostep_common::store_config::{Backend, StoreConfig};
+use twostep_common::username;
+use zeroize::Zeroizing;
+
+use super::db;
+use super::seal::FleetKey;
+
+/// Connections served at once; more are answered with an error at once.
+const MAX_CONNECTIONS: usize = 128;
+/// Idle database connections kept for the next logins.
+const POOL_SIZE: usize = 8;
+/// A login's connection may wait this long between requests while the user types (outside a
+/// lock); a lock is never held while waiting for the user.
+const IDLE_UNLOCKED: Duration = Duration::from_secs(15 * 60);
+const MAX_PENDING_PER_USER: i64 = 8;
+
+#[derive(Debug, Args)]
+pub struct ServeStoreArgs {
+    /// Bind this socket instead of [store] socket, /run/twostep/store.sock (ignored when
+    /// systemd passes the socket: LISTEN_FDS)
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Also print every event to standard error (running by hand, tests); the service never
+    /// forks in any case
+    #[arg(long)]
+    pub foreground: bool,
+}
+
+struct Inner {
+    store: StoreConfig,
+    host_id: String,
+    key: FleetKey,
+    pool: Mutex<Vec<Client>>,
+    connections: AtomicUsize,
+    log_socket: PathBuf,
+    foreground: bool,
+}
+
+impl Inner {
+    fn log(&self, level: Level, line: &str) {
+        Syslog::open(&self.log_socket, "twostep-store").log(level, line);
+        if self.foreground {
+            eprintln!("twostep serve-store: {line}");
+        }
+    }
+
+    /// A pooled database connection, or a new one (whose schema and key are checked).
+    fn take_db(&self) -> Result<Client, String> {
+        while let Some(client) = self.pool.lock().map_err(|_| "pool poisoned")?.pop() {
+            if !client.is_closed() {
+                return Ok(client);
+            }
+        }
+        let mut client = db::connect(&self.store)?;
+        db::check_schema(&mut client, &self.key)?;
+        Ok(client)
+    }
+
+    fn give_back(&self, client: Client) {
+        if client.is_closed() {
+            return;
+        }
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < POOL_SIZE {
+                pool.push(client);
+            }
+        }
+    }
+}
+
+pub fn run(config_path: &Path, args: &ServeStoreArgs) -> Result<(), String> {
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    if config.store.backend != Backend::Postgresql {
+        return Err(format!(
+            "{}: [store] backend is not \"postgresql\"; serve-store serves the fleet store only",
+            config_path.display()
+        ));
+    }
+    let key = FleetKey::load(&config.store.key_file)?;
+    let inner = Arc::new(Inner {
+        host_id: config.store.host_id(),
+        store: config.store.clone(),
+        key,
+        pool: Mutex::new(Vec::new()),
+        connections: AtomicUsize::new(0),
+        log_socket: config.log.socket.clone(),
+        foreground: args.foreground,
+    });
+    // A database that is down now may be up for the first login; a wrong key or schema is an
+    // installation error, refused here where the admin sees it.
+    match db::connect(&inner.store) {
+        Ok(mut client) => {
+            if let Err(e) = db::check_schema(&mut client, &inner.key) {
+                inner.log(Level::Error, &format!("fleet store not started: {e}"));
+                return Err(e);
+            }
+            inner.give_back(client);
+        }
+        Err(e) => inner.log(
+            Level::Warning,
+            &format!(
+                "fleet database unreachable at start (logins fail until it is up) {}",
+                field("detail", &e)
+            ),
+        ),
+    }
+    let (listener, bound) = listener(args, &config.store)?;
+    let name = bound
+        .as_deref()
+        .map_or_else(|| "systemd socket".to_string(), |p| p.display().to_string());
+    inner.log(
+        Level::Info,
+        &format!(
+            "fleet store listening {} {}",
+            field("socket", &name),
+            field("host_id", &inner.host_id)
+        ),
+    );
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => accept(&inner, stream),
+            Err(e) if e.kind() != ErrorKind::Interrupted => {
+                eprintln!("twostep serve-store: accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn accept(inner: &Arc<Inner>, stream: UnixStream) {
+    let Ok(cred) = getsockopt(&stream, sockopt::PeerCredentials) else {
+        return;
+    };
+    let _ = stream.set_write_timeout(Some(inner.store.timeout()));
+    if cred.uid() != 0 {
+        // Logins run as root; anybody else has no business with the store.
+        let _ = send(&stream, &["err", "only root may use the fleet store"]);
+        return;
+    }
+    if inner.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        inner.connections.fetch_sub(1, Ordering::SeqCst);
+        let _ = send(&stream, &["err", "the fleet store is busy; try again"]);
+        return;
+    }
+    let inner = Arc::clone(inner);
+    let spawned = std::thread::Builder::new()
+        .name("store".into())
+        .spawn(move || {
+            let mut conn = Conn {
+                inner: &inner,
+                db: None,
+                locked: None,
+            };
+            conn.serve(&stream);
+            conn.finish();
+            inner.connections.fetch_sub(1, Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        eprintln!("twostep serve-store: cannot start a thread: {e}");
+    }
+}
+
+/// One login's connection.
+struct Conn<'a> {
+    inner: &'a Inner,
+    /// Held while locked; otherwise taken for a request and given back.
+    db: Option<Client>,
+    locked: Option<Locked>,
+}
+
+struct Locked {
+    user: String,
+    /// What `LOAD` read: the record (none: no row) and its version and step.
+    loaded: Option<Loaded>,
+}
+
+struct Loaded {
+    record: Option<Record>,
+    version: i64,
+    last_step: i64,
+}
+
+type Answer = Result<Vec<Zeroizing<String>>, String>;
+
+fn ok(fields: &[&str]) -> Answer {
+    Ok(fields.iter().map(|f| Zeroizing::new(f.to_string())).collect())
+}
+
+impl Conn<'_> {
+    fn serve(&mut self, stream: &UnixStream) {
+        loop {
+            let idle = if self.locked.is_some() {
+                // A root client that stops talking while holding a user's lock: give it up.
+                self.inner.store.timeout() * 2
+            } else {
+                IDLE_UNLOCKED
+            };
+            let _ = stream.set_read_timeout(Some(idle));
+            let request = match wire::read(stream) {
+                Ok(Some(request)) => request,
+                Ok(None) | Err(_) => return,
+            };
+            let verb = request.first().map_or("", |v| v.as_str()).to_string();
+            let answer = self.answer(&verb, &request[1..]);
+            let sent = match &answer {
+                Ok(fields) => {
+                    let mut all = vec!["ok"];
+                    all.extend(fields.iter().map(|f| f.as_str()));
+                    send(stream, &all)
+                }
+                Err(message) => {
+                    let user = self.locked.as_ref().map_or("", |l| l.user.as_str());
+                    self.inner.log(
+                        Level::Error,
+                        &format!(
+                            "fleet store {} {} {}",
+                            field("request", &verb),
+                            field("user", user),
+                            field("detail", message)
+                        ),
+                    );
+                    send(stream, &["err", message])
+                }
+            };
+            if let Err(message) = &answer {
+                if self.locked.is_some() {
+                    // Nothing half-done stays: the transaction ends with the failure.
+                    let _ = message;
+                    self.end_transaction(false);
+                }
+            }
+            if sent.is_err() {
+                return;
+            }
+            if self.locked.is_none() {
+                if let Some(client) = self.db.take() {
+                    self.inner.give_back(client);
+                }
+            }
+        }
+    }
+
+    /// At the connection's end: a transaction still open is rolled back (its writes were all
+    /// committed when they were answered).
+    fn finish(&mut self) {
+        if self.locked.is_some() {
+            self.end_transaction(false);
+        }
+        if let Some(client) = self.db.take() {
+            self.inner.give_back(client);
+        }
+    }
+
+    fn end_transaction(&mut self, commit: bool) {
+        self.locked = None;
+        if let Some(client) = self.db.as_mut() {
+            let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+            if client.batch_execute(sql).is_err() {
+                self.db = None;
+            }
+        }
+    }
+
+    fn db(&mut self) -> Result<&mut Client, String> {
+        if self.db.is_none() {
+            self.db = Some(self.inner.take_db()?);
+        }
+        self.db.as_mut().ok_or_else(|| "no database connection".to_string())
+    }
+
+    fn answer(&mut self, verb: &str, args: &[Zeroizing<String>]) -> Answer {
+        let arg = |i: usize| args.get(i).map(|a| a.as_str()).ok_or("missing argument");
+        match verb {
+            "GET" | "HAS" | "LOCK" => {
+                let user = arg(0)?;
+                username::encode(user).map_err(|e| e.to_string())?;
+                match verb {
+                    "GET" => {
+                        let inner = self.inner;
+                        let found = db::read(self.db()?, &inner.key, user)?;
+                        found_answer(found.map(|s| s.record).as_ref())
+                    }
+                    "HAS" => {
+                        let row = self
+                            .db()?
+                            .query_opt("SELECT 1 FROM twostep_records WHERE username = $1", &[&user])
+                            .map_err(pg)?;
+                        ok(&[if row.is_some() { "yes" } else { "no" }])
+                    }
+                    _ => self.lock(user),
+                }
+            }
+            "LOAD" => self.load(),
+            "SAVE" => self.save(arg(0)?, arg(1)?),
+            "STATE" => self.save_state(arg(0)?),
+            "PEND" => self.pend(arg(0)?),
+            "TAKE" => self.take(arg(0)?),
+            "DISCARD" => self.discard(),
+            "UNLOCK" => {
+                if self.locked.is_some() {
+                    self.end_transaction(true);
+                }
+                ok(&[])
+            }
+            _ => Err("unknown request".into()),
+        }
+    }
+
+    fn lock(&mut self, user: &str) -> Answer {
+        if self.locked.is_some() {
+            return Err("a lock is already held on this connection".into());
+        }
+        take_row_lock(self.db()?, user)?;
+        self.locked = Some(Locked {
+            user: user.to_string(),
+            loaded: None,
+        });
+        ok(&[])
+    }
+
+    fn user(&self) -> Result<String, String> {
+        self.locked
+            .as_ref()
+            .map(|l| l.user.clone())
+            .ok_or_else(|| "no lock held".to_string())
+    }
+
+    fn load(&mut self) -> Answer {
+        let user = self.user()?;
+        let inner = self.inner;
+        let found = db::read(self.db()?, &inner.key, &user)?;
+        let answer = found_answer(found.as_ref().map(|s| &s.record));
+        let loaded = match found {
+            Some(s) => Loaded {
+                record: Some(s.record),
+                version: s.version,
+                last_step: s.last_step,
+            },
+            None => Loaded {
+                record: None,
+                version: 0,
+                last_step: 0,
+            },
+        };
+        if let Some(locked) = self.locked.as_mut() {
+            locked.loaded = Some(loaded);
+        }
+        answer
+    }
+
+    fn loaded(&self) -> Result<&Loaded, String> {
+        self.locked
+            .as_ref()
+            .and_then(|l| l.loaded.as_ref())
+            .ok_or_else(|| "write without a locked read (LOAD) first".to_string())
+    }
+
+    fn save(&mut self, file_text: &str, state: &str) -> Answer {
+        let user = self.user()?;
+        let mut record = Record::parse(file_text, &user)?;
+        record.apply_state(state)?;
+        self.write(&user, &record, false)
+    }
+
+    fn save_state(&mut self, state: &str) -> Answer {
+        let user = self.user()?;
+        let mut record = self
+            .loaded()?
+            .record
+            .clone()
+            .ok_or("no record to save the login state of")?;
+        record.apply_state(state)?;
+        self.write(&user, &record, true)
+    }
+
+    /// Writes, commits, and takes the row lock again.
+    fn write(&mut self, user: &str, record: &Record, state_only: bool) -> Answer {
+        let (version, loaded_step, existed) = {
+            let loaded = self.loaded()?;
+            (loaded.version, loaded.last_step, loaded.record.is_some())
+        };
+        let inner = self.inner;
+        let sealed = db::seal(&inner.key, record)?;
+        let client = self.db()?;
+        let written = if existed {
+            db::update(
+                client,
+                &sealed,
+                user,
+                &inner.host_id,
+                version,
+                loaded_step,
+                state_only,
+            )?
+        } else {
+            db::insert(client, &sealed, user, &inner.host_id)?
+        };
+        let Some(new_version) = written else {
+            return Err(
+                "the record changed in the fleet database meanwhile (a code used on another \
+                 host?): refusing"
+                    .into(),
+            );
+        };
+        client.batch_execute("COMMIT").map_err(pg)?;
+        take_row_lock(client, user)?;
+        if let Some(loaded) = self.locked.as_mut().and_then(|l| l.loaded.as_mut()) {
+            loaded.version = new_version;
+            loaded.last_step = loaded.last_step.max(db::step_of(record));
+            loaded.record = Some(record.clone());
+        }
+        ok(&[])
+    }
+
+    fn commit_and_relock(&mut self, user: &str) -> Result<(), String> {
+        let client = self.db()?;
+        client.batch_execute("COMMIT").map_err(pg)?;
+        take_row_lock(client, user)
+    }
+
+    fn pend(&mut self, full_text: &str) -> Answer {
+        let user = self.user()?;
+        let record = Record::parse(full_text, &user)?;
+        let created = i64::try_from(record.created).map_err(|_| "bad creation time")?;
+        let lifetime = PENDING_LIFETIME_SECS as i64;
+        let id = twostep_common::random::hex(
+            &twostep_common::random::bytes(16).map_err(|e| e.to_string())?,
+        );
+        let sealed = self.inner.key.seal("pending", &user, full_text.as_bytes())?;
+        let client = self.db()?;
+        client
+            .execute(
+                "DELETE FROM twostep_pending WHERE username = $1 AND (created <= $2 - $3 OR id IN \
+                 (SELECT id FROM twostep_pending WHERE username = $1 ORDER BY created DESC \
+                 OFFSET $4))",
+                &[&user, &created, &lifetime, &(MAX_PENDING_PER_USER - 1)],
+            )
+            .map_err(pg)?;
+        client
+            .execute(
+                "INSERT INTO twostep_pending (username, id, sealed, created) VALUES ($1, $2, $3, $4)",
+                &[&user, &id, &sealed, &created],
+            )
+            .map_err(pg)?;
+        self.commit_and_relock(&user)?;
+        ok(&[&id])
+    }
+
+    fn take(&mut self, id: &str) -> Answer {
+        let user = self.user()?;
+        let row = self
+            .db()?
+            .query_opt(
+                "DELETE FROM twostep_pending WHERE username = $1 AND id = $2 RETURNING sealed",
+                &[&user, &id],
+            )
+            .map_err(pg)?;
+        let Some(row) = row else {
+            return ok(&["none"]);
+        };
+        let sealed: Vec<u8> = row.get(0);
+        let text = self.inner.key.open_text("pending", &user, &sealed)?;
+        self.commit_and_relock(&user)?;
+        ok(&["record", &text])
+    }
+
+    fn discard(&mut self) -> Answer {
+        let user = self.user()?;
+        let n = self
+            .db()?
+            .execute("DELETE FROM twostep_pending WHERE username = $1", &[&user])
+            .map_err(pg)?;
+        self.commit_and_relock(&user)?;
+        ok(&[&n.to_string()])
+    }
+}
+
+/// Begins a transaction holding `user`'s row lock (the row is created the first time).
+fn take_row_lock(client: &mut Client, user: &str) -> Result<(), String> {
+    client.batch_execute("BEGIN").map_err(pg)?;
+    client
+        .execute(
+            "INSERT INTO twostep_locks (username) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&user],
+        )
+        .map_err(pg)?;
+    client
+        .query_one(
+            "SELECT username FROM twostep_locks WHERE username = $1 FOR UPDATE",
+            &[&user],
+        )
+        .map_err(pg)?;
+    Ok(())
+}
+
+fn found_answer(record: Option<&Record>) -> Answer {
+    let Some(record) = record else {
+        return ok(&["none"]);
+    };
+    let text = record.to_file_text()?;
+    let state = record.state_text()?;
+    ok(&["record", &text, &state])
+}
+
+fn pg(e: postgres::Error) -> String {
+    format!("fleet database: {e}")
+}
+
+fn send(stream: &UnixStream, fields: &[&str]) -> std::io::Result<()> {
+    let mut frame = Vec::new();
+    wire::write(&mut frame, fields)?;
+    let frame = Zeroizing::new(frame);
+    send_all(stream, &frame)
+}
+
+/// Writes all of `bytes` with MSG_NOSIGNAL: a client that went away must not kill the service
+/// with SIGPIPE (as serve-self does).
+fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    use nix::sys::socket::{MsgFlags, send};
+    use std::os::fd::AsRawFd;
+    while !bytes.is_empty() {
+        match send(stream.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The socket systemd passed (fd 3, `LISTEN_FDS=1` for this pid), else a new one.
+fn listener(
+    args: &ServeStoreArgs,
+    store: &StoreConfig,
+) -> Result<(UnixListener, Option<PathBuf>), String> {
+    if std::env::var("LISTEN_PID").is_ok_and(|p| p == std::process::id().to_string()) {
+        if std::env::var("LISTEN_FDS").as_deref() != Ok("1") {
+            return Err("systemd passed other than one socket (LISTEN_FDS)".into());
+        }
+        // SAFETY: by the sd_listen_fds protocol, LISTEN_PID naming this process means that fd
+        // 3 is an open socket handed to it; nothing else in this process owns fd 3, and it is
+        // taken once.
+        let fd = unsafe { OwnedFd::from_raw_fd(3) };
+        let kind = getsockopt(&fd, sockopt::SockType).map_err(|e| format!("fd 3: {e}"))?;
+        if kind != nix::sys::socket::SockType::Stream {
+            return Err("the socket systemd passed is not a stream socket".into());
+        }
+        let listener = UnixListener::from(fd);
+        listener
+            .local_addr()
+            .map_err(|e| format!("the socket systemd passed is not a Unix socket: {e}"))?;
+        return Ok((listener, None));
+    }
+    let path = args.socket.clone().unwrap_or_else(|| store.socket.clone());
+    let path = std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    bind(&path).map(|l| (l, Some(path)))
+}
+
+/// Binds `path`, mode 0600 (root's logins only), in a root-owned directory only root can write
+/// (created 0755 if missing). A stale socket of root's is replaced; anything else is refused,
+/// as is a live service there.
+fn bind(path: &Path) -> Result<UnixListener, String> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| format!("{}: no directory", path.display()))?;
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+        Ok(meta) => {
+            if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+                return Err(format!(
+                    "{} must be a directory owned by root that only root can write",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() || meta.uid() != 0 {
+            return Err(format!(
+                "{} exists and is not a socket of root's; not replacing it",
+                path.display()
+            ));
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!("a service is already listening on {}", path.display()));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(listener)
+}
