@@ -202,8 +202,9 @@ impl RemoteBackend {
         };
         let stream = UnixStream::connect(socket)
             .map_err(|e| io("connect to twostep serve-store (the fleet store)", e))?;
-        let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-            .map_err(|e| Error::io(socket.clone(), "ask the socket's peer", e))?;
+        let peer =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                .map_err(|e| Error::io(socket.clone(), "ask the socket's peer", e))?;
         if peer.uid() != 0 {
             return Err(Error::unsafe_path(
                 socket,

@@ -153,7 +153,7 @@ impl StoreConfig {
             ("ca_file", &self.ca_file, true),
         ] {
             let empty = path.as_os_str().is_empty();
-            if !(optional && empty) && !path.is_absolute() {
+            if !(path.is_absolute() || (optional && empty)) {
                 return Err(format!("store.{key} must be an absolute path"));
             }
         }

@@ -57,10 +57,7 @@ CREATE TABLE IF NOT EXISTS twostep_pending (
 /// Connects as `[store]` says, with its timeout for connecting and for every statement and
 /// lock wait.
 pub fn connect(config: &StoreConfig) -> Result<Client, String> {
-    let mut pg: postgres::Config = config
-        .url
-        .parse()
-        .map_err(|e| format!("store.url: {e}"))?;
+    let mut pg: postgres::Config = config.url.parse().map_err(|e| format!("store.url: {e}"))?;
     pg.connect_timeout(config.timeout())
         .application_name("twostep-serve-store")
         .keepalives_idle(Duration::from_secs(30));
@@ -125,7 +122,10 @@ pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, 
         .map_err(db)?;
     tx.batch_execute(SCHEMA_V1).map_err(db)?;
     let version = tx
-        .query_opt("SELECT value FROM twostep_meta WHERE key = 'schema_version'", &[])
+        .query_opt(
+            "SELECT value FROM twostep_meta WHERE key = 'schema_version'",
+            &[],
+        )
         .map_err(db)?
         .map(|row| row.get::<_, String>(0));
     let done = match version.as_deref() {
@@ -153,10 +153,16 @@ pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, 
 }
 
 /// Fails unless the schema is the one this twostep knows and `key` is the fleet's.
-pub fn check_schema(client: &mut impl postgres::GenericClient, key: &FleetKey) -> Result<(), String> {
+pub fn check_schema(
+    client: &mut impl postgres::GenericClient,
+    key: &FleetKey,
+) -> Result<(), String> {
     let db = |e: postgres::Error| format!("fleet database: {e}");
     let version = client
-        .query_opt("SELECT value FROM twostep_meta WHERE key = 'schema_version'", &[])
+        .query_opt(
+            "SELECT value FROM twostep_meta WHERE key = 'schema_version'",
+            &[],
+        )
         .map_err(|e| format!("{} (run twostep fleet init)", db(e)))?
         .map(|row| row.get::<_, String>(0));
     match version {
@@ -170,7 +176,10 @@ pub fn check_schema(client: &mut impl postgres::GenericClient, key: &FleetKey) -
 
 fn check_key(client: &mut impl postgres::GenericClient, key: &FleetKey) -> Result<(), String> {
     let check = client
-        .query_opt("SELECT value FROM twostep_meta WHERE key = 'key_check'", &[])
+        .query_opt(
+            "SELECT value FROM twostep_meta WHERE key = 'key_check'",
+            &[],
+        )
         .map_err(|e| format!("fleet database: {e}"))?
         .map(|row| row.get::<_, String>(0))
         .and_then(|hex| twostep_common::random::unhex(&hex))
@@ -335,7 +344,13 @@ pub fn update(
     let row = if state_only {
         client.query_opt(
             &sql_state,
-            &[&user, &sealed.state.as_str(), &version, &sealed.last_step, &host_id],
+            &[
+                &user,
+                &sealed.state.as_str(),
+                &version,
+                &sealed.last_step,
+                &host_id,
+            ],
         )
     } else {
         let sql = format!(

@@ -110,7 +110,12 @@ impl FleetKey {
 
     /// The plaintext of [`FleetKey::seal`]'s output; an error (never a guess) when the key is
     /// not the one it was sealed with, or the value was changed or moved.
-    pub fn open(&self, column: &str, user: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+    pub fn open(
+        &self,
+        column: &str,
+        user: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, String> {
         let wrong = || {
             format!(
                 "the fleet key {} does not open {user}'s {column} in the database (a different \
@@ -136,7 +141,12 @@ impl FleetKey {
     }
 
     /// [`FleetKey::open`] of UTF-8 text.
-    pub fn open_text(&self, column: &str, user: &str, sealed: &[u8]) -> Result<Zeroizing<String>, String> {
+    pub fn open_text(
+        &self,
+        column: &str,
+        user: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<String>, String> {
         let bytes = self.open(column, user, sealed)?;
         std::str::from_utf8(&bytes)
             .map(|t| Zeroizing::new(t.to_string()))
@@ -164,9 +174,15 @@ mod tests {
         let k = key(1);
         let sealed = k.seal("totp_secret", "alice", b"JBSWY3DPEHPK3PXP").unwrap();
         assert!(!sealed.windows(16).any(|w| w == b"JBSWY3DPEHPK3PXP"));
-        assert_eq!(&k.open("totp_secret", "alice", &sealed).unwrap()[..], b"JBSWY3DPEHPK3PXP");
+        assert_eq!(
+            &k.open("totp_secret", "alice", &sealed).unwrap()[..],
+            b"JBSWY3DPEHPK3PXP"
+        );
         // A fresh nonce every time.
-        assert_ne!(sealed, k.seal("totp_secret", "alice", b"JBSWY3DPEHPK3PXP").unwrap());
+        assert_ne!(
+            sealed,
+            k.seal("totp_secret", "alice", b"JBSWY3DPEHPK3PXP").unwrap()
+        );
         assert!(k.open("totp_secret", "bob", &sealed).is_err());
         assert!(k.open("email", "alice", &sealed).is_err());
         let err = key(2).open("totp_secret", "alice", &sealed).unwrap_err();

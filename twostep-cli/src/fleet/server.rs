@@ -216,7 +216,10 @@ struct Loaded {
 type Answer = Result<Vec<Zeroizing<String>>, String>;
 
 fn ok(fields: &[&str]) -> Answer {
-    Ok(fields.iter().map(|f| Zeroizing::new(f.to_string())).collect())
+    Ok(fields
+        .iter()
+        .map(|f| Zeroizing::new(f.to_string()))
+        .collect())
 }
 
 impl Conn<'_> {
@@ -298,7 +301,9 @@ impl Conn<'_> {
         if self.db.is_none() {
             self.db = Some(self.inner.take_db()?);
         }
-        self.db.as_mut().ok_or_else(|| "no database connection".to_string())
+        self.db
+            .as_mut()
+            .ok_or_else(|| "no database connection".to_string())
     }
 
     fn answer(&mut self, verb: &str, args: &[Zeroizing<String>]) -> Answer {
@@ -316,7 +321,10 @@ impl Conn<'_> {
                     "HAS" => {
                         let row = self
                             .db()?
-                            .query_opt("SELECT 1 FROM twostep_records WHERE username = $1", &[&user])
+                            .query_opt(
+                                "SELECT 1 FROM twostep_records WHERE username = $1",
+                                &[&user],
+                            )
                             .map_err(pg)?;
                         ok(&[if row.is_some() { "yes" } else { "no" }])
                     }
@@ -459,7 +467,10 @@ impl Conn<'_> {
         let id = twostep_common::random::hex(
             &twostep_common::random::bytes(16).map_err(|e| e.to_string())?,
         );
-        let sealed = self.inner.key.seal("pending", &user, full_text.as_bytes())?;
+        let sealed = self
+            .inner
+            .key
+            .seal("pending", &user, full_text.as_bytes())?;
         let client = self.db()?;
         client
             .execute(
@@ -622,7 +633,10 @@ fn bind(path: &Path) -> Result<UnixListener, String> {
             ));
         }
         if UnixStream::connect(path).is_ok() {
-            return Err(format!("a service is already listening on {}", path.display()));
+            return Err(format!(
+                "a service is already listening on {}",
+                path.display()
+            ));
         }
         std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
