@@ -25,6 +25,7 @@ pub mod login;
 pub mod nss;
 pub mod oath;
 pub mod paths;
+pub mod postgres;
 pub mod run;
 pub mod self_service;
 pub mod smbd;

@@ -1,0 +1,240 @@
+//! A private PostgreSQL server for the fleet tests: Debian's server binaries, `initdb` as the
+//! `postgres` user into a directory of its own, listening on 127.0.0.1 on a free port (and a
+//! Unix socket in that directory, nothing in /run), password authentication over TCP for the
+//! `twostep` role. Stopped by its pid (SIGINT: fast shutdown) and removed on drop.
+
+use std::ffi::CString;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::run;
+
+/// Where Debian's postgresql-15 puts the server binaries (`postgresql` package).
+pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+pub const ROLE: &str = "twostep";
+pub const PASSWORD: &str = "fleet-test-password";
+
+#[derive(Debug)]
+pub struct Postgres {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    /// Whether the server binaries are installed (the tests fail, not skip, without them).
+    pub fn installed() -> bool {
+        Path::new(BIN_DIR).join("initdb").exists()
+    }
+
+    /// initdb and start; panics with the server's log on failure.
+    pub fn start(name: &str) -> Postgres {
+        crate::require_root();
+        assert!(
+            Postgres::installed(),
+            "the fleet tests need PostgreSQL's server binaries in {BIN_DIR} (apt-get install \
+             postgresql)"
+        );
+        let dir = std::env::temp_dir().join(format!("twostep-pg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("create the database directory");
+        let pwfile = dir.join("pw");
+        std::fs::write(&pwfile, format!("{PASSWORD}\n")).expect("write the password file");
+        chown_postgres(&dir);
+        chown_postgres(&pwfile);
+        let db = Postgres {
+            port: free_port(),
+            dir,
+        };
+        let data = db.data_dir();
+        let out = as_postgres(&[
+            &format!("{BIN_DIR}/initdb"),
+            "-D",
+            data.to_str().expect("utf-8 path"),
+            "-U",
+            ROLE,
+            &format!("--pwfile={}", pwfile.display()),
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "--no-instructions",
+        ]);
+        assert!(out.status.success(), "initdb failed:\n{}", text(&out));
+        db.start_again();
+        db
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A libpq connection string for the `twostep` role (password in [`PASSWORD`]).
+    pub fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={ROLE} dbname=postgres",
+            self.port
+        )
+    }
+
+    /// Starts the server (again), waiting until it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100",
+            self.port,
+            self.dir.display()
+        );
+        let out = as_postgres(&[
+            &format!("{BIN_DIR}/pg_ctl"),
+            "-D",
+            self.data_dir().to_str().expect("utf-8 path"),
+            "-o",
+            &options,
+            "-l",
+            self.dir.join("server.log").to_str().expect("utf-8 path"),
+            "-w",
+            "-t",
+            "30",
+            "start",
+        ]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed:\n{}\n{}",
+            text(&out),
+            std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        );
+    }
+
+    /// The postmaster's pid, from its pid file.
+    pub fn pid(&self) -> Option<libc::pid_t> {
+        std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Stops the server by its pid (SIGINT, PostgreSQL's fast shutdown: sessions are ended),
+    /// waiting for it to exit.
+    pub fn stop(&self) {
+        let Some(pid) = self.pid() else {
+            return;
+        };
+        // SAFETY: kill has no memory-safety preconditions; the pid is the postmaster's, read
+        // from its own pid file while it runs.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // SAFETY: signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops (`SIGSTOP`) or continues (`SIGCONT`) the postmaster and every server process it
+    /// started: a database that hangs instead of refusing.
+    pub fn signal_all(&self, signal: libc::c_int) {
+        let Some(pid) = self.pid() else {
+            return;
+        };
+        let mut pids = vec![pid];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the fields after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<libc::pid_t>().ok());
+            if ppid == Some(pid) {
+                if let Some(child) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    pids.push(child);
+                }
+            }
+        }
+        for pid in pids {
+            // SAFETY: kill has no memory-safety preconditions; the pids are the postmaster's
+            // and its children's, read just now.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
+    /// `pg_dump` of the whole database, as text (every table, every column).
+    pub fn dump(&self) -> String {
+        let out = run::run(
+            Command::new(format!("{BIN_DIR}/pg_dump"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", ROLE])
+                .arg("postgres")
+                .env("PGPASSWORD", PASSWORD),
+            run::TIMEOUT,
+        );
+        assert!(out.status.success(), "pg_dump failed:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs one SQL statement through psql (the local socket, trusted), returning its output.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = run::run(
+            Command::new(format!("{BIN_DIR}/psql"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", ROLE])
+                .args(["-d", "postgres", "-At", "-c", sql])
+                .env("PGPASSWORD", PASSWORD),
+            run::TIMEOUT,
+        );
+        assert!(out.status.success(), "psql {sql:?} failed:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+        if std::env::var_os("TWOSTEP_TESTS_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn as_postgres(args: &[&str]) -> std::process::Output {
+    run::run(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .args(args)
+            .current_dir("/"),
+        Duration::from_secs(120),
+    )
+}
+
+fn chown_postgres(path: &Path) {
+    let name = CString::new("postgres").expect("no NUL");
+    // SAFETY: getpwnam gets a NUL-terminated name and returns NULL or a pointer to a static
+    // entry, read at once before any other call could change it.
+    let (uid, gid) = unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        assert!(
+            !pw.is_null(),
+            "no postgres user (apt-get install postgresql)"
+        );
+        ((*pw).pw_uid, (*pw).pw_gid)
+    };
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL in path");
+    // SAFETY: chown gets a NUL-terminated path; no memory is shared.
+    let rc = unsafe { libc::chown(c.as_ptr(), uid, gid) };
+    assert_eq!(rc, 0, "chown {}", path.display());
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

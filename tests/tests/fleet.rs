@@ -1,0 +1,306 @@
+//! Fleet mode on a real PostgreSQL server (tests/src/postgres.rs): two simulated hosts, each
+//! with its own config, host_id, state directory and `twostep serve-store`, on one database.
+//! Logins go through the real libpam (pam-drive) with a fake clock; codes come from oathtool.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use twostep_tests::oath::totp;
+use twostep_tests::postgres::{self, Postgres};
+use twostep_tests::{TestEnv, paths, run};
+
+const USER: &str = "daemon";
+const SECRET: &str = "6FAF77ZEHFOEBFXVD35S6DUQ5BH6TYYJ";
+const T: i64 = 1_800_000_015;
+const TIMEOUT_SECS: u64 = 2;
+/// How long the race may run, in test time.
+const RACE_BUDGET: Duration = Duration::from_secs(30);
+const RACERS: usize = 16;
+
+/// One simulated host: its environment (config, state dir, PAM service) and store service.
+struct Host {
+    env: TestEnv,
+    serve: Option<Child>,
+}
+
+impl Host {
+    fn new(name: &str, id: &str, db: &Postgres) -> Host {
+        let env = TestEnv::builder(name)
+            .config(&format!(
+                "[lockout]\nmax_failures = 1000\nmax_failures_user = 10000\nwindow_secs = 60\n\
+                 [store]\nbackend = \"postgresql\"\nurl = \"{}\"\n\
+                 password_file = \"{{dir}}/db.pass\"\nsslmode = \"disable\"\n\
+                 timeout_secs = {TIMEOUT_SECS}\nhost_id = \"{id}\"\n\
+                 socket = \"{{dir}}/run/store.sock\"\nkey_file = \"{{dir}}/fleet.key\"\n",
+                db.url()
+            ))
+            .build();
+        write_private(&env.dir().join("db.pass"), postgres::PASSWORD.as_bytes());
+        Host { env, serve: None }
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.env.dir().join("fleet.key")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.env.dir().join("run/store.sock")
+    }
+
+    fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.env.cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "twostep {args:?} failed\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Starts `twostep serve-store --foreground`, waiting for its socket; or, when it exits at
+    /// once, returns its standard error.
+    fn start_serve(&mut self) -> Result<(), String> {
+        let log = std::fs::File::create(self.env.dir().join("serve.err")).expect("log file");
+        let mut child = Command::new(paths::cli())
+            .env_remove("TWOSTEP_CONFIG")
+            .arg("--config")
+            .arg(self.env.config_path())
+            .args(["serve-store", "--foreground"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start serve-store");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Err(
+                    std::fs::read_to_string(self.env.dir().join("serve.err")).unwrap_or_default()
+                );
+            }
+            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+                self.serve = Some(child);
+                return Ok(());
+            }
+            assert!(Instant::now() < deadline, "serve-store did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop_serve(&mut self) {
+        if let Some(mut child) = self.serve.take() {
+            run::stop(&mut child);
+        }
+    }
+
+    fn login(&self, answer: &str, time: i64) -> twostep_tests::Login {
+        self.env.login(USER, &[answer], time)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop_serve();
+    }
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create a private file");
+    file.write_all(bytes).expect("write");
+}
+
+/// One database, hosts `a` and `b`; `daemon` enrolled on a's file store and imported.
+fn fleet(name: &str) -> (Postgres, Host, Host, Vec<String>) {
+    let db = Postgres::start(name);
+    let mut a = Host::new(&format!("{name}_a"), "host-a", &db);
+    let mut b = Host::new(&format!("{name}_b"), "host-b", &db);
+    let init = a.cli_ok(&["fleet", "init"]);
+    assert!(init.contains("created the fleet key"), "{init}");
+    assert!(init.contains("schema version 1: created"), "{init}");
+    // The key goes to the other host as the docs say: the same 32 bytes, root 0600.
+    let key = std::fs::read(a.key_file()).expect("read the fleet key");
+    assert_eq!(key.len(), 32);
+    write_private(&b.key_file(), &key);
+    let again = b.cli_ok(&["fleet", "init"]);
+    assert!(again.contains("kept the existing fleet key"), "{again}");
+    assert!(again.contains("up to date"), "{again}");
+    assert_eq!(
+        std::fs::read(b.key_file()).expect("read the key"),
+        key,
+        "init never replaces a key"
+    );
+
+    let codes = a.env.enroll(USER, SECRET);
+    b.env.add_secret(SECRET);
+    codes.iter().for_each(|c| b.env.add_secret(c));
+    let imported = a.cli_ok(&["fleet", "import"]);
+    assert!(
+        imported.contains("1 imported, 0 unchanged, 0 conflicts"),
+        "{imported}"
+    );
+    let again = a.cli_ok(&["fleet", "import"]);
+    assert!(
+        again.contains("0 imported, 1 unchanged, 0 conflicts"),
+        "{again}"
+    );
+    a.start_serve().expect("serve-store on a");
+    b.start_serve().expect("serve-store on b");
+    (db, a, b, codes)
+}
+
+#[test]
+fn a_code_is_accepted_once_across_the_fleet() {
+    let (db, a, b, codes) = fleet("fleet_once");
+
+    // A TOTP code used on a is a replay on b; b has no record file of its own at all.
+    assert!(!b.env.record_path(USER).exists());
+    let code = totp(SECRET, T);
+    a.login(&code, T).assert_result("PAM_SUCCESS");
+    b.login(&code, T + 5).assert_result("PAM_AUTH_ERR");
+    // The next step works on b.
+    let next = totp(SECRET, T + 30);
+    b.login(&next, T + 30).assert_result("PAM_SUCCESS");
+    a.login(&next, T + 31).assert_result("PAM_AUTH_ERR");
+
+    // An emergency code used on a is refused on b (and on a again).
+    let emergency = &codes[0];
+    a.login(emergency, T + 60).assert_result("PAM_SUCCESS");
+    b.login(emergency, T + 65).assert_result("PAM_AUTH_ERR");
+    a.login(emergency, T + 66).assert_result("PAM_AUTH_ERR");
+    b.login(&codes[1], T + 67).assert_result("PAM_SUCCESS");
+
+    // Where the user last logged in is in the database.
+    let host = db.psql("SELECT host_id FROM twostep_records WHERE username = 'daemon'");
+    assert_eq!(host.trim(), "host-b");
+
+    // The database and its dumps hold no key, no address in the clear.
+    let dump = db.dump();
+    assert!(
+        dump.contains("SEALEDSEALED"),
+        "the dump holds the record rows"
+    );
+    assert!(
+        !dump.to_uppercase().contains(SECRET),
+        "plaintext key in the dump"
+    );
+    for code in &codes {
+        assert!(
+            !dump.contains(code.as_str()),
+            "an emergency code in the dump"
+        );
+    }
+    a.env.assert_logs_clean(&[SECRET]);
+    b.env.assert_logs_clean(&[SECRET]);
+}
+
+#[test]
+fn sixteen_logins_race_one_code_and_exactly_one_wins() {
+    let (_db, a, b, _) = fleet("fleet_race");
+    let started = Instant::now();
+    let mut trials = 0;
+    while started.elapsed() < RACE_BUDGET {
+        // A new step each trial; older failures leave the lockout window in between.
+        let t = T + 3600 + trials * 90;
+        let code = totp(SECRET, t);
+        let results: Vec<String> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..RACERS)
+                .map(|i| {
+                    let host = if i % 2 == 0 { &a } else { &b };
+                    let code = &code;
+                    s.spawn(move || host.login(code, t).result)
+                })
+                .collect();
+            racers
+                .into_iter()
+                .map(|r| r.join().expect("racer"))
+                .collect()
+        });
+        let won = results.iter().filter(|r| *r == "PAM_SUCCESS").count();
+        assert_eq!(won, 1, "trial {trials}: {results:?}");
+        assert!(
+            results
+                .iter()
+                .all(|r| r == "PAM_SUCCESS" || r == "PAM_AUTH_ERR"),
+            "trial {trials}: {results:?}"
+        );
+        trials += 1;
+    }
+    eprintln!(
+        "fleet race: {trials} trials of {RACERS} logins (8 per host) in {:.1} s, exactly one \
+         success each",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(trials >= 5, "only {trials} trials fit in {RACE_BUDGET:?}");
+}
+
+#[test]
+fn a_stopped_database_fails_logins_closed_in_time_and_a_wrong_key_fails_closed() {
+    let (db, a, mut b, _) = fleet("fleet_down");
+    a.login(&totp(SECRET, T), T).assert_result("PAM_SUCCESS");
+
+    db.stop();
+    let limit = Duration::from_secs(TIMEOUT_SECS + 1);
+    for (i, host) in [&a, &b, &a].into_iter().enumerate() {
+        let t = T + 30 * (i as i64 + 1);
+        let (login, elapsed) = host
+            .env
+            .attempt(USER)
+            .answer(&totp(SECRET, t))
+            .time(t)
+            .run_timed();
+        login.assert_refused();
+        assert!(
+            elapsed < limit,
+            "login {i} took {elapsed:?} with the database down"
+        );
+        eprintln!("database down: login {i} refused in {elapsed:?}");
+    }
+    db.start_again();
+    let t = T + 300;
+    a.login(&totp(SECRET, t), t).assert_result("PAM_SUCCESS");
+
+    // A database that hangs (every server process stopped): the module gives up after
+    // timeout_secs, refusing.
+    db.signal_all(libc::SIGSTOP);
+    let t = T + 360;
+    let (login, elapsed) = b
+        .env
+        .attempt(USER)
+        .answer(&totp(SECRET, t))
+        .time(t)
+        .run_timed();
+    db.signal_all(libc::SIGCONT);
+    login.assert_refused();
+    assert!(
+        elapsed < limit,
+        "login took {elapsed:?} with the database hanging"
+    );
+    eprintln!("database hanging: login refused in {elapsed:?}");
+    let t = T + 390;
+    a.login(&totp(SECRET, t), t).assert_result("PAM_SUCCESS");
+
+    // Host b with another key: its service refuses to start, and its logins fail closed.
+    b.stop_serve();
+    write_private(&b.key_file(), &[7u8; 32]);
+    let refused = b
+        .start_serve()
+        .expect_err("serve-store must refuse a wrong key");
+    assert!(refused.contains("not the key of this fleet"), "{refused}");
+    let t = T + 420;
+    let login = b.login(&totp(SECRET, t), t);
+    login.assert_refused();
+    login.assert_logged(&["serve-store"]);
+    // Nothing was accepted meanwhile: the code still works on a.
+    a.login(&totp(SECRET, t), t + 1)
+        .assert_result("PAM_SUCCESS");
+}
