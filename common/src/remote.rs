@@ -106,8 +106,11 @@ pub mod wire {
 /// One connection to `twostep serve-store`, shared by the backend and its lock.
 #[derive(Debug)]
 struct Conn {
-    stream: UnixStream,
+    /// Opened at the first request: a login that needs no record (a trusted network) does
+    /// not need the service either.
+    stream: Option<UnixStream>,
     socket: PathBuf,
+    timeout: std::time::Duration,
     /// A failed exchange leaves the stream out of step: nothing more is sent on it.
     broken: bool,
 }
@@ -118,7 +121,19 @@ impl Conn {
         if self.broken {
             return Err(self.failed(Errno::EPIPE));
         }
-        let answer = wire::write(&self.stream, request).and_then(|()| wire::read(&self.stream));
+        if self.stream.is_none() {
+            match connect_stream(&self.socket, self.timeout) {
+                Ok(stream) => self.stream = Some(stream),
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            }
+        }
+        let Some(stream) = self.stream.as_ref() else {
+            return Err(self.failed(Errno::ENOTCONN));
+        };
+        let answer = wire::write(stream, request).and_then(|()| wire::read(stream));
         let mut fields = match answer {
             Ok(Some(fields)) => fields,
             Ok(None) => return Err(self.failed(Errno::ECONNRESET)),
@@ -170,6 +185,9 @@ pub struct RemoteLock {
 
 impl Drop for RemoteLock {
     fn drop(&mut self) {
+        if self.conn.borrow().stream.is_none() {
+            return;
+        }
         // Every write was committed when it was answered; this only ends the transaction (a
         // failure here loses nothing, and the service rolls back when the connection ends).
         let _ = self.conn.borrow_mut().call(&["UNLOCK"]);
@@ -188,41 +206,17 @@ impl Seen for RemoteSeen {
 }
 
 impl RemoteBackend {
-    /// Connects to the service at `config.socket`, which must be a socket owned by root in a
-    /// directory only root can write, served by a root process (SO_PEERCRED).
-    pub fn connect(config: &StoreConfig) -> Result<RemoteBackend, Error> {
-        let socket = &config.socket;
-        check_socket(socket)?;
-        let io = |action, e: std::io::Error| {
-            let errno = match e.kind() {
-                ErrorKind::WouldBlock | ErrorKind::TimedOut => Errno::ETIMEDOUT,
-                _ => e.raw_os_error().map_or(Errno::EIO, Errno::from_raw),
-            };
-            Error::io(socket.clone(), action, errno)
-        };
-        let stream = UnixStream::connect(socket)
-            .map_err(|e| io("connect to twostep serve-store (the fleet store)", e))?;
-        let peer =
-            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-                .map_err(|e| Error::io(socket.clone(), "ask the socket's peer", e))?;
-        if peer.uid() != 0 {
-            return Err(Error::unsafe_path(
-                socket,
-                format!("served by uid {}, not root", peer.uid()),
-            ));
-        }
-        let timeout = Some(config.timeout());
-        stream
-            .set_read_timeout(timeout)
-            .and_then(|()| stream.set_write_timeout(timeout))
-            .map_err(|e| io("set a timeout", e))?;
-        Ok(RemoteBackend {
+    /// The service at `config.socket`, connected at the first request (see
+    /// [`connect_stream`] for what is checked).
+    pub fn new(config: &StoreConfig) -> RemoteBackend {
+        RemoteBackend {
             conn: Rc::new(RefCell::new(Conn {
-                stream,
-                socket: socket.clone(),
+                stream: None,
+                socket: config.socket.clone(),
+                timeout: config.timeout(),
                 broken: false,
             })),
-        })
+        }
     }
 
     fn call(&self, request: &[&str]) -> Result<wire::Fields, Error> {
@@ -361,6 +355,35 @@ fn check_owner(user: &str, record: &Record) -> Result<(), Error> {
     Ok(())
 }
 
+/// Connects to the service at `socket`, which must be a socket owned by root in a directory
+/// only root can write, served by a root process (SO_PEERCRED); requests time out after
+/// `timeout`.
+fn connect_stream(socket: &Path, timeout: std::time::Duration) -> Result<UnixStream, Error> {
+    check_socket(socket)?;
+    let io = |action, e: std::io::Error| {
+        let errno = match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => Errno::ETIMEDOUT,
+            _ => e.raw_os_error().map_or(Errno::EIO, Errno::from_raw),
+        };
+        Error::io(socket, action, errno)
+    };
+    let stream = UnixStream::connect(socket)
+        .map_err(|e| io("connect to twostep serve-store (the fleet store)", e))?;
+    let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| Error::io(socket, "ask the socket's peer", e))?;
+    if peer.uid() != 0 {
+        return Err(Error::unsafe_path(
+            socket,
+            format!("served by uid {}, not root", peer.uid()),
+        ));
+    }
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| io("set a timeout", e))?;
+    Ok(stream)
+}
+
 /// The service's socket must be root's and in a directory nobody else can change, so that no
 /// other account can stand in for the store.
 pub fn check_socket(socket: &Path) -> Result<(), Error> {
@@ -427,12 +450,13 @@ pub enum LoginLock {
 }
 
 impl LoginStore {
-    /// Opens what `config` names: [`Store::open`] of `state_dir` for the file backend.
+    /// Opens what `config` names: [`Store::open`] of `state_dir` for the file backend; the
+    /// fleet store's service is connected to at the first request.
     pub fn open(config: &Config) -> Result<LoginStore, Error> {
         match config.store.backend {
             store_config::Backend::File => Store::open(&config.state_dir).map(LoginStore::File),
             store_config::Backend::Postgresql => {
-                RemoteBackend::connect(&config.store).map(LoginStore::Remote)
+                Ok(LoginStore::Remote(RemoteBackend::new(&config.store)))
             }
         }
     }
