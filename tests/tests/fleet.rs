@@ -27,11 +27,11 @@ struct Host {
 }
 
 impl Host {
-    fn new(name: &str, id: &str, db: &Postgres) -> Host {
+    fn new(name: &str, id: &str, db: &Postgres, lockout: &str) -> Host {
         let env = TestEnv::builder(name)
             .config(&format!(
                 "[policy]\ntrusted_networks = [\"192.0.2.0/24\"]\n\
-                 [lockout]\nmax_failures = 1000\nmax_failures_user = 10000\nwindow_secs = 60\n\
+                 [lockout]\n{lockout}\n\
                  [store]\nbackend = \"postgresql\"\nurl = \"{}\"\n\
                  password_file = \"{{dir}}/db.pass\"\nsslmode = \"disable\"\n\
                  timeout_secs = {TIMEOUT_SECS}\nhost_id = \"{id}\"\n\
@@ -120,11 +120,18 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) {
     file.write_all(bytes).expect("write");
 }
 
+/// Lockout limits high enough that the races' replays never lock anyone out.
+const LOOSE_LOCKOUT: &str = "max_failures = 1000\nmax_failures_user = 10000\nwindow_secs = 60";
+
 /// One database, hosts `a` and `b`; `daemon` enrolled on a's file store and imported.
 fn fleet(name: &str) -> (Postgres, Host, Host, Vec<String>) {
+    fleet_with(name, LOOSE_LOCKOUT)
+}
+
+fn fleet_with(name: &str, lockout: &str) -> (Postgres, Host, Host, Vec<String>) {
     let db = Postgres::start(name);
-    let mut a = Host::new(&format!("{name}_a"), "host-a", &db);
-    let mut b = Host::new(&format!("{name}_b"), "host-b", &db);
+    let mut a = Host::new(&format!("{name}_a"), "host-a", &db, lockout);
+    let mut b = Host::new(&format!("{name}_b"), "host-b", &db, lockout);
     let init = a.cli_ok(&["fleet", "init"]);
     assert!(init.contains("created the fleet key"), "{init}");
     assert!(init.contains("schema version 1: created"), "{init}");
@@ -310,4 +317,47 @@ fn a_stopped_database_fails_logins_closed_in_time_and_a_wrong_key_fails_closed()
     // Nothing was accepted meanwhile: the code still works on a.
     a.login(&totp(SECRET, t), t + 1)
         .assert_result("PAM_SUCCESS");
+}
+
+#[test]
+fn failures_on_both_hosts_add_up_to_the_user_wide_lockout() {
+    let lockout = "max_failures = 3\nmax_failures_user = 4\nwindow_secs = 600\nduration_secs = 600";
+    let (db, a, b, _) = fleet_with("fleet_lockout", lockout);
+    let wrong = twostep_tests::oath::wrong_code(SECRET, T);
+    // Two failures from each host's client: below the per-address limit (3) everywhere, but
+    // four for the user across the fleet.
+    for (i, (host, rhost)) in [(&a, "198.51.100.1"), (&b, "198.51.100.2")]
+        .into_iter()
+        .flat_map(|h| [h, h])
+        .enumerate()
+    {
+        let t = T + i as i64;
+        let login = host
+            .env
+            .attempt(USER)
+            .answer(&wrong)
+            .rhost(rhost)
+            .time(t)
+            .run();
+        login.assert_result("PAM_AUTH_ERR");
+    }
+    // Now the right code is refused on both hosts, from a third address too.
+    let t = T + 60;
+    let code = totp(SECRET, t);
+    for host in [&a, &b] {
+        let login = host
+            .env
+            .attempt(USER)
+            .answer(&code)
+            .rhost("198.51.100.3")
+            .time(t)
+            .run();
+        login.assert_refused();
+        assert!(
+            login.stdout.contains("Too many failed attempts"),
+            "locked out, not just refused\n{login}"
+        );
+    }
+    let lockout_state = db.psql("SELECT state FROM twostep_records WHERE username = 'daemon'");
+    assert!(lockout_state.contains("lockout"), "{lockout_state}");
 }
