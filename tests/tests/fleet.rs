@@ -212,6 +212,37 @@ fn a_code_is_accepted_once_across_the_fleet() {
 }
 
 #[test]
+fn import_then_export_gives_back_the_same_record() {
+    let (_db, a, b, _) = fleet("fleet_export");
+    // b has no record file; export writes the one a imported, byte for byte.
+    let exported = b.cli_ok(&["fleet", "export"]);
+    assert!(
+        exported.contains("1 exported, 0 unchanged, 0 conflicts"),
+        "{exported}"
+    );
+    let original = std::fs::read(a.env.record_path(USER)).expect("a's record");
+    let copy = std::fs::read(b.env.record_path(USER)).expect("b's exported record");
+    assert_eq!(
+        String::from_utf8_lossy(&copy),
+        String::from_utf8_lossy(&original)
+    );
+    let again = b.cli_ok(&["fleet", "export"]);
+    assert!(
+        again.contains("0 exported, 1 unchanged, 0 conflicts"),
+        "{again}"
+    );
+    // A different local enrollment is a conflict, reported and kept.
+    let out = a.env.cli(&["fleet", "export"]);
+    assert!(out.status.success(), "a's own record is unchanged");
+    b.cli_ok(&["reset", USER]);
+    b.env.enroll(USER, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
+    let out = b.env.cli(&["fleet", "export"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("conflict daemon"), "{stdout}");
+}
+
+#[test]
 fn sixteen_logins_race_one_code_and_exactly_one_wins() {
     let (_db, a, b, _) = fleet("fleet_race");
     let started = Instant::now();

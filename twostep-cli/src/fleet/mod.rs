@@ -3,7 +3,7 @@
 //! - `seal`: the fleet key and the sealing of keys and addresses;
 //! - `db`: connecting, the schema, records as rows;
 //! - `server`: `twostep serve-store`, the root service pam_twostep talks to;
-//! - here: `twostep fleet init` and `twostep fleet import`.
+//! - here: `twostep fleet init`, `import` and `export`.
 
 mod db;
 mod seal;
@@ -23,6 +23,9 @@ pub enum FleetCommand {
     /// Copy every record of this host's state directory into the fleet database (again: only
     /// what is missing; a different enrollment already there is reported, never overwritten)
     Import(FleetArgs),
+    /// Copy every record of the fleet database into this host's state directory (again: only
+    /// what is missing; a different local enrollment is reported, never overwritten)
+    Export(FleetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -32,6 +35,7 @@ pub fn run(config: &Config, command: &FleetCommand) -> Result<(), String> {
     match command {
         FleetCommand::Init(_) => init(config),
         FleetCommand::Import(_) => import(config),
+        FleetCommand::Export(_) => export(config),
     }
 }
 
@@ -102,6 +106,55 @@ fn import(config: &Config) -> Result<(), String> {
         tx.commit().map_err(db_err)?;
     }
     println!("{imported} imported, {unchanged} unchanged, {conflicts} conflicts");
+    if conflicts > 0 {
+        return Err(format!("{conflicts} enrollments conflict (see above)"));
+    }
+    Ok(())
+}
+
+fn export(config: &Config) -> Result<(), String> {
+    let key = FleetKey::load(&config.store.key_file)?;
+    let mut client = db::connect(&config.store)?;
+    db::check_schema(&mut client, &key)?;
+    let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
+    let db_err = |e: postgres::Error| format!("fleet database: {e}");
+    let users: Vec<String> = client
+        .query(
+            "SELECT username FROM twostep_records ORDER BY username",
+            &[],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let (mut exported, mut unchanged, mut conflicts) = (0, 0, 0);
+    for user in users {
+        let lock = store.lock(&user).map_err(|e| e.to_string())?;
+        let Some(stored) = db::read(&mut client, &key, &user)? else {
+            continue;
+        };
+        match store.load_locked(&lock).map_err(|e| e.to_string())? {
+            None => {
+                store
+                    .save(&lock, &stored.record)
+                    .map_err(|e| e.to_string())?;
+                println!("exported {user}");
+                exported += 1;
+            }
+            Some(local) if local.to_file_text()? == stored.record.to_file_text()? => {
+                println!("unchanged {user} (already in the state directory)");
+                unchanged += 1;
+            }
+            Some(_) => {
+                println!(
+                    "conflict {user}: the state directory holds a different enrollment; kept, \
+                     not overwritten"
+                );
+                conflicts += 1;
+            }
+        }
+    }
+    println!("{exported} exported, {unchanged} unchanged, {conflicts} conflicts");
     if conflicts > 0 {
         return Err(format!("{conflicts} enrollments conflict (see above)"));
     }
