@@ -28,9 +28,13 @@ struct Host {
 
 impl Host {
     fn new(name: &str, id: &str, db: &Postgres, lockout: &str) -> Host {
+        Host::with_policy(name, id, db, lockout, "")
+    }
+
+    fn with_policy(name: &str, id: &str, db: &Postgres, lockout: &str, policy: &str) -> Host {
         let env = TestEnv::builder(name)
             .config(&format!(
-                "[policy]\ntrusted_networks = [\"192.0.2.0/24\"]\n\
+                "[policy]\ntrusted_networks = [\"192.0.2.0/24\"]\n{policy}\n\
                  [lockout]\n{lockout}\n\
                  [store]\nbackend = \"postgresql\"\nurl = \"{}\"\n\
                  password_file = \"{{dir}}/db.pass\"\nsslmode = \"disable\"\n\
@@ -391,4 +395,64 @@ fn failures_on_both_hosts_add_up_to_the_user_wide_lockout() {
     }
     let lockout_state = db.psql("SELECT state FROM twostep_records WHERE username = 'daemon'");
     assert!(lockout_state.contains("lockout"), "{lockout_state}");
+}
+
+#[test]
+fn an_enrollment_at_login_on_one_host_is_the_fleets() {
+    let db = Postgres::start("fleet_enroll");
+    let policy = format!("enforce_users = [\"{USER}\"]\non_unenrolled = \"enroll\"");
+    let mut a = Host::with_policy("fleet_enroll_a", "host-a", &db, LOOSE_LOCKOUT, &policy);
+    let mut b = Host::with_policy("fleet_enroll_b", "host-b", &db, LOOSE_LOCKOUT, &policy);
+    a.cli_ok(&["fleet", "init"]);
+    let key = std::fs::read(a.key_file()).expect("read the fleet key");
+    write_private(&b.key_file(), &key);
+    a.start_serve().expect("serve-store on a");
+    b.start_serve().expect("serve-store on b");
+
+    // The module shows a new key; a script types its code (oathtool), then Enter after the
+    // emergency codes. pam_setcred stores the waiting enrollment: in the database.
+    let typist = a.env.dir().join("type-key-code");
+    std::fs::write(
+        &typist,
+        format!(
+            "#!/bin/sh\nkey=$(sed -n 's/^TEXT_INFO: Key: //p' | tail -n 1 | tr -d ' ')\n\
+             [ -n \"$key\" ] || exit 1\nexec oathtool --totp -b --now @{T} \"$key\"\n"
+        ),
+    )
+    .expect("write the script");
+    std::fs::set_permissions(&typist, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let login = a
+        .env
+        .attempt(USER)
+        .answer_exec(&typist)
+        .answer("")
+        .time(T)
+        .run();
+    login.assert_result("PAM_SUCCESS");
+    let shown = login
+        .texts("TEXT_INFO")
+        .iter()
+        .find_map(|text| text.strip_prefix("Key: "))
+        .unwrap_or_else(|| panic!("no `Key: ` line\n{login}"))
+        .replace(' ', "");
+    a.env.add_secret(&shown);
+    b.env.add_secret(&shown);
+    assert!(
+        !a.env.record_path(USER).exists(),
+        "nothing in a's state directory"
+    );
+    let pending = db.psql("SELECT count(*) FROM twostep_pending");
+    assert_eq!(pending.trim(), "0", "the waiting enrollment was taken");
+
+    // b asks for a code of that key; the confirming step is used fleet-wide.
+    b.login(&totp(&shown, T), T + 5)
+        .assert_result("PAM_AUTH_ERR");
+    let next = T + 30;
+    b.login(&totp(&shown, next), next)
+        .assert_result("PAM_SUCCESS");
+    assert!(
+        !db.dump().to_uppercase().contains(&shown),
+        "plaintext key in the dump"
+    );
 }

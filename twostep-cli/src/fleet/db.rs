@@ -108,14 +108,14 @@ pub fn connect(config: &StoreConfig) -> Result<Client, String> {
              SET idle_in_transaction_session_timeout = {}",
             ms * 10
         ))
-        .map_err(|e| format!("fleet database: {e}"))?;
+        .map_err(|e| pg_error(&e))?;
     Ok(client)
 }
 
 /// Creates the schema, or checks (and later upgrades) an existing one; the first `init`
 /// records a check value sealed with `key`, which every later one verifies.
 pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, String> {
-    let db = |e: postgres::Error| format!("fleet database: {e}");
+    let db = |e: postgres::Error| pg_error(&e);
     let mut tx = client.transaction().map_err(db)?;
     // Serializes concurrent inits (the number is arbitrary, twostep's own).
     tx.execute("SELECT pg_advisory_xact_lock(7470657374)", &[])
@@ -157,7 +157,7 @@ pub fn check_schema(
     client: &mut impl postgres::GenericClient,
     key: &FleetKey,
 ) -> Result<(), String> {
-    let db = |e: postgres::Error| format!("fleet database: {e}");
+    let db = |e: postgres::Error| pg_error(&e);
     let version = client
         .query_opt(
             "SELECT value FROM twostep_meta WHERE key = 'schema_version'",
@@ -180,7 +180,7 @@ fn check_key(client: &mut impl postgres::GenericClient, key: &FleetKey) -> Resul
             "SELECT value FROM twostep_meta WHERE key = 'key_check'",
             &[],
         )
-        .map_err(|e| format!("fleet database: {e}"))?
+        .map_err(|e| pg_error(&e))?
         .map(|row| row.get::<_, String>(0))
         .and_then(|hex| twostep_common::random::unhex(&hex))
         .ok_or("the fleet database has no key check (run twostep fleet init)")?;
@@ -214,7 +214,7 @@ pub fn read(
              WHERE username = $1",
             &[&user],
         )
-        .map_err(|e| format!("fleet database: {e}"))?;
+        .map_err(|e| pg_error(&e))?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -318,7 +318,7 @@ pub fn insert(
             ],
         )
         .map(|row| row.map(|r| r.get(0)))
-        .map_err(|e| format!("fleet database: {e}"))
+        .map_err(|e| pg_error(&e))
 }
 
 /// Replaces the row of version `version` (whole record, or the state only when
@@ -374,5 +374,18 @@ pub fn update(
         )
     };
     row.map(|row| row.map(|r| r.get(0)))
-        .map_err(|e| format!("fleet database: {e}"))
+        .map_err(|e| pg_error(&e))
+}
+
+/// A database error as logs and answers show it: the server's message and SQLSTATE (never the
+/// statement's parameters), or the client's error.
+pub fn pg_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "fleet database: {} (SQLSTATE {})",
+            db.message(),
+            db.code().code()
+        ),
+        None => format!("fleet database: {e}"),
+    }
 }

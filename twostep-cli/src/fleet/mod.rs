@@ -71,7 +71,7 @@ fn import(config: &Config) -> Result<(), String> {
         let Some(record) = store.load_locked(&lock).map_err(|e| e.to_string())? else {
             continue;
         };
-        let db_err = |e: postgres::Error| format!("fleet database: {e}");
+        let db_err = |e: postgres::Error| db::pg_error(&e);
         let mut tx = client.transaction().map_err(db_err)?;
         tx.execute(
             "INSERT INTO twostep_locks (username) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -117,7 +117,7 @@ fn export(config: &Config) -> Result<(), String> {
     let mut client = db::connect(&config.store)?;
     db::check_schema(&mut client, &key)?;
     let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
-    let db_err = |e: postgres::Error| format!("fleet database: {e}");
+    let db_err = |e: postgres::Error| db::pg_error(&e);
     let users: Vec<String> = client
         .query(
             "SELECT username FROM twostep_records ORDER BY username",

@@ -474,10 +474,10 @@ impl Conn<'_> {
         let client = self.db()?;
         client
             .execute(
-                "DELETE FROM twostep_pending WHERE username = $1 AND (created <= $2 - $3 OR id IN \
+                "DELETE FROM twostep_pending WHERE username = $1 AND (created <= $2 OR id IN \
                  (SELECT id FROM twostep_pending WHERE username = $1 ORDER BY created DESC \
-                 OFFSET $4))",
-                &[&user, &created, &lifetime, &(MAX_PENDING_PER_USER - 1)],
+                 OFFSET $3))",
+                &[&user, &(created - lifetime), &(MAX_PENDING_PER_USER - 1)],
             )
             .map_err(pg)?;
         client
@@ -547,7 +547,7 @@ fn found_answer(record: Option<&Record>) -> Answer {
 }
 
 fn pg(e: postgres::Error) -> String {
-    format!("fleet database: {e}")
+    db::pg_error(&e)
 }
 
 fn send(stream: &UnixStream, fields: &[&str]) -> std::io::Result<()> {
