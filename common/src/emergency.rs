@@ -6,6 +6,8 @@
 //! google-authenticator scratch codes (8 digits) carried over by the importer are kept in a
 //! separate list, because they have the shape of a code.
 
+use std::fmt;
+
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -133,22 +135,47 @@ impl CodeSet {
     }
 
     /// Checks what a loaded record claims, so a damaged record fails loudly, not open.
-    pub fn validate(&self) -> Result<(), String> {
-        let salt = random::unhex(&self.salt).ok_or("emergency salt is not hex")?;
+    pub fn validate(&self) -> Result<(), CodeSetError> {
+        let salt = random::unhex(&self.salt).ok_or(CodeSetError::SaltNotHex)?;
         if salt.len() < 8 {
-            return Err("emergency salt is too short".into());
+            return Err(CodeSetError::SaltTooShort);
         }
         if self.rounds == 0 || self.rounds > MAX_ROUNDS {
-            return Err(format!("emergency rounds must be 1 to {MAX_ROUNDS}"));
+            return Err(CodeSetError::Rounds);
         }
         for h in self.hashes.iter().chain(&self.legacy_hashes) {
             if h.len() != HASH_BYTES * 2 || random::unhex(h).is_none() {
-                return Err("an emergency code hash is malformed".into());
+                return Err(CodeSetError::MalformedHash);
             }
         }
         Ok(())
     }
 }
+
+/// Why [`CodeSet::validate`] refused a record's `[emergency]` table. Never holds a hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeSetError {
+    SaltNotHex,
+    /// Fewer than 8 bytes of salt.
+    SaltTooShort,
+    /// Not 1 to `MAX_ROUNDS`.
+    Rounds,
+    /// A hash that is not 64 hex digits.
+    MalformedHash,
+}
+
+impl fmt::Display for CodeSetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodeSetError::SaltNotHex => f.write_str("emergency salt is not hex"),
+            CodeSetError::SaltTooShort => f.write_str("emergency salt is too short"),
+            CodeSetError::Rounds => write!(f, "emergency rounds must be 1 to {MAX_ROUNDS}"),
+            CodeSetError::MalformedHash => f.write_str("an emergency code hash is malformed"),
+        }
+    }
+}
+
+impl std::error::Error for CodeSetError {}
 
 fn hash_with(salt_hex: &str, rounds: u32, code: &str) -> Result<String, Error> {
     let salt = random::unhex(salt_hex)
