@@ -136,9 +136,7 @@ impl MemoryBackend {
 
     fn check_owner(lock: &MemoryLock, record: &Record) -> Result<(), Error> {
         if record.user != lock.0 {
-            return Err(Error::Invalid(
-                "record and lock name different users".into(),
-            ));
+            return Err(Error::Bug("record and lock name different users".into()));
         }
         Ok(())
     }

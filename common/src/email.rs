@@ -56,9 +56,7 @@ pub fn check_address(address: &str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Invalid(format!(
-            "{address:?} is not an email address"
-        )))
+        Err(Error::Input(format!("{address:?} is not an email address")))
     }
 }
 

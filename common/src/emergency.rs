@@ -90,7 +90,7 @@ impl CodeSet {
     /// Adds 8-digit scratch codes carried over from google-authenticator.
     pub fn add_legacy(&mut self, digits: &str) -> Result<(), Error> {
         if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::Invalid("a scratch code must be 8 digits".into()));
+            return Err(Error::Input("a scratch code must be 8 digits".into()));
         }
         let hash = self.hash(digits)?;
         self.legacy_hashes.push(hash);
@@ -179,7 +179,7 @@ impl std::error::Error for CodeSetError {}
 
 fn hash_with(salt_hex: &str, rounds: u32, code: &str) -> Result<String, Error> {
     let salt = random::unhex(salt_hex)
-        .ok_or_else(|| Error::Invalid("emergency code salt is not hex".into()))?;
+        .ok_or_else(|| Error::Bug("emergency code salt is not hex".into()))?;
     let mut out = Zeroizing::new([0u8; HASH_BYTES]);
     pbkdf2::pbkdf2_hmac::<Sha256>(code.as_bytes(), &salt, rounds, &mut out[..]);
     Ok(random::hex(&out[..]))

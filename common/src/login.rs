@@ -149,7 +149,7 @@ fn decide(
             masked: email::mask(a),
         },
         (Method::Email, None) => {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Setup(format!(
                 "{} uses emailed codes, but email is not configured ([email] smtp_host)",
                 attempt.user
             )));
@@ -174,7 +174,7 @@ pub fn issue_email_code<B: Backend>(
         return Ok(EmailIssue::Locked { until });
     }
     let Some(to) = record.email.clone() else {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Setup(format!(
             "{} has no email address",
             attempt.user
         )));

@@ -288,9 +288,7 @@ impl Store {
 
     fn check_owner(&self, lock: &UserLock, record: &Record) -> Result<(), Error> {
         if record.user != lock.user {
-            return Err(Error::Invalid(
-                "record and lock name different users".into(),
-            ));
+            return Err(Error::Bug("record and lock name different users".into()));
         }
         Ok(())
     }
@@ -343,7 +341,7 @@ impl Store {
         let name = (0u32..)
             .map(|n| archive_name(&encoded, now, n))
             .find(|name| !taken.iter().any(|(_, t)| t == name))
-            .ok_or_else(|| Error::Invalid("no free archive name".into()))?;
+            .ok_or_else(|| Error::Bug("no free archive name".into()))?;
         let archive = self.archive_dir()?;
         // The archived record carries the rest of its login state (the last used time step
         // above all), so that a restored enrollment still refuses replays. Written before the live files go:
@@ -362,7 +360,7 @@ impl Store {
     /// a record. The archived file's path, or `None` when nothing is archived.
     pub fn restore(&self, lock: &UserLock) -> Result<Option<PathBuf>, Error> {
         if self.load_locked(lock)?.is_some() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Input(format!(
                 "{} is enrolled; nothing to restore over",
                 lock.user
             )));
@@ -483,7 +481,7 @@ impl Store {
         self.check_owner(lock, record)?;
         let dir = self
             .pending_dir(true)?
-            .ok_or_else(|| Error::Invalid("no pending directory".into()))?;
+            .ok_or_else(|| Error::Bug("no pending directory".into()))?;
         let encoded = username::encode(&lock.user)?;
         let mut waiting = self.pendings(&dir, &encoded)?;
         waiting.sort_by_key(|(_, created)| *created);
@@ -601,7 +599,7 @@ impl Store {
         self.check_owner(lock, record)?;
         let dir = self
             .begun_dir(true)?
-            .ok_or_else(|| Error::Invalid("no enrolling directory".into()))?;
+            .ok_or_else(|| Error::Bug("no enrolling directory".into()))?;
         for name in self.begun_names(&dir, lock)? {
             dir.remove_file(&name)?;
         }
