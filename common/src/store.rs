@@ -194,7 +194,9 @@ impl Store {
         let Some((file, stat)) = self.users.open_file_stat(&name, Access::Private)? else {
             return Ok(Seen(None));
         };
-        let bytes = self.users.read_opened(&file, &name, MAX_RECORD_BYTES)?;
+        let bytes = self
+            .users
+            .read_opened(&file, &stat, &name, MAX_RECORD_BYTES)?;
         let mut record = self.parse(user, &name, &bytes)?;
         let state_name = with_ext(&encoded, STATE_EXT);
         let state = self.read_state(&state_name, &mut record)?;
