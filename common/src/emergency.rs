@@ -144,7 +144,7 @@ impl CodeSet {
             return Err(CodeSetError::Rounds);
         }
         for h in self.hashes.iter().chain(&self.legacy_hashes) {
-            if h.len() != HASH_BYTES * 2 || random::unhex(h).is_none() {
+            if h.len() != HASH_BYTES * 2 || !random::is_hex(h) {
                 return Err(CodeSetError::MalformedHash);
             }
         }
