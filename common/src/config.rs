@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 use crate::network::Network;
 use crate::securefs;
+use crate::self_service::SelfService;
 use crate::toml_subset::{self, Fields};
 use crate::totp::{Algorithm, ParamsError};
 
@@ -389,6 +390,7 @@ pub struct Config {
     pub emergency: Emergency,
     pub email: Email,
     pub gate: Gate,
+    pub self_service: SelfService,
     pub log: Log,
 }
 
@@ -405,6 +407,7 @@ impl Default for Config {
             emergency: Emergency::default(),
             email: Email::default(),
             gate: Gate::default(),
+            self_service: SelfService::default(),
             log: Log::default(),
         }
     }
@@ -511,6 +514,12 @@ impl Config {
             f.table("email")?.map(Email::read).transpose()?,
         );
         set(&mut c.gate, f.table("gate")?.map(Gate::read).transpose()?);
+        set(
+            &mut c.self_service,
+            f.table("self_service")?
+                .map(SelfService::read)
+                .transpose()?,
+        );
         set(&mut c.log, f.table("log")?.map(Log::read).transpose()?);
         f.finish()?;
         Ok(c)
@@ -549,6 +558,7 @@ impl Config {
         {
             return Err(ConfigError::GateOpenedBy);
         }
+        self.self_service.validate()?;
         if !(1..=50).contains(&self.emergency.count) {
             return Err(ConfigError::EmergencyCount);
         }
@@ -611,6 +621,8 @@ pub enum ConfigError {
     GracePeriod,
     GateWindow,
     GateOpenedBy,
+    /// `self_service.pam_service` is not a PAM service name.
+    SelfServicePamService,
     EmergencyCount,
     Issuer,
     Label,
@@ -635,6 +647,10 @@ impl fmt::Display for ConfigError {
             ConfigError::GateWindow => "gate.window_secs must be at most 30 days (2592000 seconds)",
             ConfigError::GateOpenedBy => {
                 "gate.opened_by names PAM services: 1 to 64 characters each"
+            }
+            ConfigError::SelfServicePamService => {
+                "self_service.pam_service must be a PAM service name (1 to 64 letters, digits, \
+                 '-', '_' or '.', not starting with '.')"
             }
             ConfigError::EmergencyCount => "emergency.count must be between 1 and 50",
             ConfigError::Issuer => "issuer must be at most 64 characters and contain no ':'",
@@ -882,6 +898,11 @@ mod tests {
             (
                 "[gate]\nopened_by = [\"\"]",
                 "gate.opened_by names PAM services: 1 to 64 characters each",
+            ),
+            (
+                "[self_service]\npam_service = \".x\"",
+                "self_service.pam_service must be a PAM service name (1 to 64 letters, digits, \
+                 '-', '_' or '.', not starting with '.')",
             ),
             (
                 "label = \"a:b\"",
