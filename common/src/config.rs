@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 use crate::network::Network;
 use crate::securefs;
+use crate::self_service::SelfService;
 use crate::toml_subset::{self, Fields};
 use crate::totp::Algorithm;
 
@@ -391,6 +392,7 @@ pub struct Config {
     pub emergency: Emergency,
     pub email: Email,
     pub gate: Gate,
+    pub self_service: SelfService,
     pub log: Log,
 }
 
@@ -407,6 +409,7 @@ impl Default for Config {
             emergency: Emergency::default(),
             email: Email::default(),
             gate: Gate::default(),
+            self_service: SelfService::default(),
             log: Log::default(),
         }
     }
@@ -513,6 +516,12 @@ impl Config {
             f.table("email")?.map(Email::read).transpose()?,
         );
         set(&mut c.gate, f.table("gate")?.map(Gate::read).transpose()?);
+        set(
+            &mut c.self_service,
+            f.table("self_service")?
+                .map(SelfService::read)
+                .transpose()?,
+        );
         set(&mut c.log, f.table("log")?.map(Log::read).transpose()?);
         f.finish()?;
         Ok(c)
@@ -554,6 +563,7 @@ impl Config {
         {
             return Err("gate.opened_by names PAM services: 1 to 64 characters each".into());
         }
+        self.self_service.validate()?;
         if !(1..=50).contains(&self.emergency.count) {
             return Err("emergency.count must be between 1 and 50".into());
         }

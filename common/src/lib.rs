@@ -29,6 +29,7 @@ pub mod qr;
 pub mod random;
 pub mod record;
 pub mod securefs;
+pub mod self_service;
 pub mod slotfile;
 pub mod store;
 pub mod timefmt;

@@ -26,6 +26,7 @@ pub mod nss;
 pub mod oath;
 pub mod paths;
 pub mod run;
+pub mod self_service;
 pub mod smbd;
 pub mod smtp;
 pub mod sshd;

@@ -12,6 +12,7 @@ mod mail;
 mod output;
 mod pamstack;
 mod prompt;
+mod selfservice;
 mod show;
 mod smbconf;
 mod status;
@@ -33,7 +34,8 @@ pub const ABOUT: &str =
     long_about = "Manage two-step login on this machine. After the password, users enrolled \
                   here are asked for a code from an authenticator app (TOTP, RFC 6238) or for \
                   one of their one-time emergency codes. Enrollments are root-owned records in \
-                  the state directory (default /var/lib/twostep). Must be run as root.",
+                  the state directory (default /var/lib/twostep). Must be run as root, \
+                  except `twostep self`, with which users manage their own.",
     after_help = "Exit status: 0 success, 1 failure (the message says why), 2 usage error.\n\
                   Config: --config, else $TWOSTEP_CONFIG, else /etc/twostep/twostep.toml."
 )]
@@ -77,6 +79,12 @@ pub enum Command {
     /// Read or change the config file (comments and layout are kept)
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Your own two-step login, as a normal user: status, enable, new codes, a new phone,
+    /// the recovery address, disable (through the twostep-self service)
+    #[command(name = "self")]
+    SelfService(selfservice::client::SelfArgs),
+    /// The root service behind `twostep self` (socket-activated by twostep-self.socket)
+    ServeSelf(selfservice::server::ServeArgs),
     /// Mail a login code (run by pam_twostep; reads the request on standard input)
     #[command(hide = true)]
     SendCode,
@@ -95,6 +103,10 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
+    // A user's own commands run as that user; the service they talk to is root's.
+    if let Command::SelfService(args) = &cli.command {
+        return Ok(selfservice::client::run(args));
+    }
     if !nix::unistd::geteuid().is_root() {
         return Err("must be run as root (enrollment records are root-only)".into());
     }
@@ -159,6 +171,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             canonical_user(&config, &mut args.user, Existing::NotRequired)?;
             gate::close(&config, &args)
         }
+        Command::SelfService(_) => unreachable!("answered above"),
+        Command::ServeSelf(args) => selfservice::server::run(&config_path, &args),
         Command::EmailTest(args) => email_cmds::email_test(&load()?, &args),
         Command::SendCode => email_cmds::send_code(&load()?),
     }

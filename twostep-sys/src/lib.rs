@@ -3,5 +3,7 @@
 //! calls in its `system` module). Keep this crate small: what can be done with `std` or `nix`'s
 //! safe wrappers belongs in common.
 
+#[cfg(feature = "pam")]
+pub mod pam_password;
 pub mod passwd;
 pub mod process;
