@@ -2,8 +2,8 @@
  * Plain JavaScript, no build step.
  *
  * Like the admin part (twostep.js) it holds no logic of its own: every read and every change is
- * one run of `twostep self ... --json --stdin`, whose JSON forms are those of `twostep self`
- * (docs/cli.md, docs/self-service.md). It runs WITHOUT superuser, as the logged-in user: the
+ * one run of `twostep self ... --json` (with `--stdin` for the secrets), whose JSON forms are
+ * those of `twostep self` (docs/self-service.md). It runs WITHOUT superuser, as the logged-in user: the
  * command asks the root service twostep-self (its Unix socket) to act for the caller, and the
  * service learns who that is from the kernel (SO_PEERCRED), never from the page.
  *
@@ -53,14 +53,15 @@
         }
     }
 
-    /* Runs `twostep self ARGS... --json --stdin` with `lines` (the secrets, in the order the
-     * command reads them) on its standard input. Resolves with the parsed JSON object; rejects
-     * with a SelfError. */
+    /* Runs `twostep self ARGS... --json`, with `--stdin` and `lines` (the secrets, in the
+     * order the command reads them) on its standard input when there are any (status and
+     * history read none). Resolves with the parsed JSON object; rejects with a SelfError. */
     function self(args, lines) {
+        const argv = [TWOSTEP, "self"].concat(args, lines ? ["--json", "--stdin"] : ["--json"]);
         return new Promise((resolve, reject) => {
             let proc;
             try {
-                proc = cockpit.spawn([TWOSTEP, "self"].concat(args, ["--json", "--stdin"]), { err: "message" });
+                proc = cockpit.spawn(argv, { err: "message" });
             } catch (e) {
                 reject(new SelfError(String(e), "error"));
                 return;
@@ -121,10 +122,14 @@
     function errorNodes(err) {
         const kind = (err && err.kind) || "error";
         const nodes = [el("p", { class: "pf-c-alert__title", text: KIND_TITLE[kind] || KIND_TITLE.error })];
+        // (laid out as a plain block: .ts-self-alert in twostep.css)
         const message = err ? (err.message || String(err)) : "";
         nodes.push(el("pre", { class: "pf-c-alert__description ts-pre", text: message }));
-        if (KIND_HINT[kind])
-            nodes.push(el("p", { class: "pf-c-alert__description", text: KIND_HINT[kind] }));
+        // The service's messages mostly say what to do already; the hint only adds what they
+        // do not (e.g. the client of an older version).
+        const hint = KIND_HINT[kind];
+        if (hint && !(kind === "unavailable" && message.includes("twostep-self.socket")))
+            nodes.push(el("p", { class: "pf-c-alert__description", text: hint }));
         return nodes;
     }
 
@@ -157,14 +162,28 @@
 
     let status = null;
 
+    /* Reads status and history and shows them. While it runs, #self-panel has
+     * data-loading (the buttons are about to be replaced). */
+    let loads = 0;
     async function load() {
-        notice(null);
+        loads += 1;
+        $("self-panel").dataset.loading = "1";
+        try {
+            await loadNow();
+        } finally {
+            loads -= 1;
+            if (loads === 0) delete $("self-panel").dataset.loading;
+        }
+    }
+
+    async function loadNow() {
         let st;
         try {
             st = await self(["status"]);
         } catch (e) {
             status = null;
             render();
+            renderHistory(null);
             showError(e);
             return;
         }
@@ -256,7 +275,7 @@
         const list = $("self-history");
         list.textContent = "";
         if (!h) {
-            list.appendChild(el("li", { text: "Not available." }));
+            list.appendChild(el("li", { class: "ts-hint", text: "Not available." }));
             return;
         }
         const last = h.last_login;
@@ -560,7 +579,7 @@
     function show() {
         if (!wired) {
             wired = true;
-            $("self-refresh").addEventListener("click", load);
+            $("self-refresh").addEventListener("click", () => { notice(null); load(); });
         }
         $("self-panel").hidden = false;
         load();
