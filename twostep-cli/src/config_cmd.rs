@@ -106,6 +106,13 @@ const KEYS: &[(&str, Kind)] = &[
     ("email.helper", Kind::Text),
     ("gate.window_secs", Kind::Integer),
     ("gate.opened_by", Kind::TextList),
+    ("self_service.enabled", Kind::Boolean),
+    ("self_service.allow_enable", Kind::Boolean),
+    ("self_service.allow_codes", Kind::Boolean),
+    ("self_service.allow_add_device", Kind::Boolean),
+    ("self_service.allow_email", Kind::Boolean),
+    ("self_service.allow_disable", Kind::Boolean),
+    ("self_service.pam_service", Kind::Text),
     ("log.socket", Kind::Text),
 ];
 
@@ -283,6 +290,31 @@ fn values(c: &Config) -> serde_json::Map<String, Value> {
         ("email.helper", path(&c.email.helper)),
         ("gate.window_secs", c.gate.window_secs.into()),
         ("gate.opened_by", list(&c.gate.opened_by)),
+        ("self_service.enabled", c.self_service.enabled.into()),
+        (
+            "self_service.allow_enable",
+            c.self_service.allow_enable.into(),
+        ),
+        (
+            "self_service.allow_codes",
+            c.self_service.allow_codes.into(),
+        ),
+        (
+            "self_service.allow_add_device",
+            c.self_service.allow_add_device.into(),
+        ),
+        (
+            "self_service.allow_email",
+            c.self_service.allow_email.into(),
+        ),
+        (
+            "self_service.allow_disable",
+            c.self_service.allow_disable.into(),
+        ),
+        (
+            "self_service.pam_service",
+            c.self_service.pam_service.clone().into(),
+        ),
         ("log.socket", path(&c.log.socket)),
     ];
     debug_assert_eq!(pairs.len(), KEYS.len());

@@ -72,6 +72,15 @@ pub fn run(config_path: &Path, args: &DoctorArgs) -> ExitCode {
     if let (false, Some(used)) = (fails, used) {
         line("ok", "pam", &used);
     }
+    match config
+        .as_ref()
+        .map(|(c, _)| check_self_service(&pam_dir, c))
+    {
+        Ok(SelfCheck::Missing(text)) => line("WARN", "self", &text),
+        Ok(SelfCheck::Checked(Ok(text))) => line("ok", "self", &text),
+        Ok(SelfCheck::Checked(Err(text))) => line("FAIL", "self", &text),
+        Err(_) => line("FAIL", "self", "not checked: the config does not load"),
+    }
     let mut report = |name: &str, check: Check| match check {
         Ok(text) => line("ok", name, &text),
         Err(text) => line("FAIL", name, &text),
@@ -545,6 +554,62 @@ fn module_path(module: &str) -> Option<PathBuf> {
 }
 
 /// Without a syslog listener nothing the module logs (failures, lockouts, errors) is kept.
+/// The self-service's password stack (docs/self-service.md): present, with an auth and an
+/// account line, and without pam_twostep (the service asks for the code itself; a stack that
+/// asked for one would take a code where only the password was meant).
+fn check_self_service(pam_dir: &Path, config: &Config) -> SelfCheck {
+    let settings = &config.self_service;
+    if !settings.enabled {
+        return SelfCheck::Checked(Ok("off ([self_service] enabled = false)".into()));
+    }
+    let file = pam_dir.join(&settings.pam_service);
+    if !file.exists() {
+        // A warning: nothing breaks for logins, only `twostep self` cannot work.
+        return SelfCheck::Missing(format!(
+            "{} is missing: `twostep self` cannot check passwords (install the package's \
+             file: auth and account lines of pam_unix.so)",
+            file.display()
+        ));
+    }
+    SelfCheck::Checked(check_self_stack(pam_dir, &settings.pam_service))
+}
+
+enum SelfCheck {
+    Missing(String),
+    Checked(Check),
+}
+
+fn check_self_stack(pam_dir: &Path, service: &str) -> Check {
+    let file = pam_dir.join(service);
+    let mut lines = 0;
+    for kind in ["auth", "account"] {
+        let stack = crate::pamstack::stack_of(pam_dir, service, kind);
+        if let Some(problem) = stack.problems.first() {
+            return Err(problem.clone());
+        }
+        if let Some(rule) = stack
+            .rules
+            .iter()
+            .find(|r| r.module_name() == "pam_twostep.so")
+        {
+            return Err(format!(
+                "{}:{}: {service} must not use pam_twostep.so (the self-service asks for the \
+                 code itself); use pam_unix.so alone",
+                rule.origin.file.display(),
+                rule.origin.line
+            ));
+        }
+        if stack.rules.is_empty() {
+            return Err(format!("{} has no {kind} line", file.display()));
+        }
+        lines += stack.rules.len();
+    }
+    Ok(format!(
+        "{} checks passwords ({lines} auth and account lines, no pam_twostep)",
+        file.display()
+    ))
+}
+
 fn check_log(config: &Config) -> Check {
     use std::os::unix::net::{UnixDatagram, UnixStream};
     let socket = &config.log.socket;
@@ -600,6 +665,40 @@ fn check_clock() -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_self_service_stack_must_check_passwords_without_the_module() {
+        let dir = std::env::temp_dir().join(format!("twostep-doctor-self-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = Config::default();
+        assert!(matches!(
+            check_self_service(&dir, &config),
+            SelfCheck::Missing(_)
+        ));
+        let write = |text: &str| std::fs::write(dir.join("twostep-self"), text).unwrap();
+        write("auth required pam_unix.so\naccount required pam_unix.so\n");
+        let SelfCheck::Checked(Ok(text)) = check_self_service(&dir, &config) else {
+            panic!("a pam_unix stack is fine");
+        };
+        assert!(text.contains("2 auth and account lines"), "{text}");
+        write(
+            "auth required pam_unix.so\nauth required /x/pam_twostep.so\naccount required pam_unix.so\n",
+        );
+        let SelfCheck::Checked(Err(text)) = check_self_service(&dir, &config) else {
+            panic!("pam_twostep in the self-service stack must fail");
+        };
+        assert!(
+            text.contains("twostep-self:2") && text.contains("must not use"),
+            "{text}"
+        );
+        write("auth required pam_unix.so\n");
+        assert!(matches!(
+            check_self_service(&dir, &config),
+            SelfCheck::Checked(Err(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A private PAM directory with `files`, a config with `config_text`, and the module at
     /// an absolute path that exists (this test binary).

@@ -260,15 +260,19 @@ fn serve(shared: &Shared, stream: UnixStream, uid: u32, _admitted: Admitted) {
                 ),
             ),
         };
-        let quiet = op == "status" || op == "history";
-        if !quiet || level != Level::Notice {
-            log(
-                shared,
-                &config,
-                level,
-                &format!("self-service {op} {} {outcome}", field("user", &user)),
-            );
-        }
+        // Reading one's own status changes nothing: info, not notice.
+        let read_only = op == "status" || op == "history";
+        let level = if read_only && level == Level::Notice {
+            Level::Info
+        } else {
+            level
+        };
+        log(
+            shared,
+            &config,
+            level,
+            &format!("self-service {op} {} {outcome}", field("user", &user)),
+        );
     }
 }
 
