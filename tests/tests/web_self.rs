@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use twostep_tests::cockpit::{
-    Browser, COCKPIT_PAM, Server, TestUser, clean_stale_users, now, preflight, set_budget,
-    start_chromedriver, start_cockpit_ws_with, started,
+    Browser, COCKPIT_PAM, Server, TestUser, assert_logged, clean_stale_users, now, preflight,
+    set_budget, start_chromedriver, start_cockpit_ws_with, started,
 };
 use twostep_tests::oath::{totp, wrong_code};
 use twostep_tests::self_service::SelfService;
@@ -276,6 +276,9 @@ fn cockpit_self_page_lets_a_non_admin_turn_on_two_step_login_and_log_in() {
             "the service's output holds a secret:\n{service_log}"
         );
     }
+    // The service logged the page's requests (who, what, the result), the refusal too.
+    assert_logged(&env, &["self-service", &user.name, "wrong-password"]);
+    assert_logged(&env, &["self-service", "codes", &user.name, "ok"]);
     env.assert_logs_clean(&secrets);
     drop(driver);
     drop(ws);
