@@ -361,6 +361,24 @@ fn cockpit_admin_page_enrolls_edits_policy_resets_and_refuses_non_admins() {
         &[],
     );
     b.screenshot("users-dark.png");
+
+    // The admin's own account is a tab of its own: it runs `twostep self` as the admin, not as
+    // root. No self-service runs here (and /usr/sbin/twostep is the machine's, if any), so it
+    // can only say so; web_self.rs tests that part with the service.
+    b.click("#tab-self");
+    let kind = b.wait_script(
+        "the admin's own account",
+        Duration::from_secs(20),
+        "const p = document.getElementById('self-panel'); \
+         const e = document.getElementById('self-error'); \
+         return !!p && !p.hidden && !e.hidden ? e.dataset.kind : null;",
+        &[],
+    );
+    assert!(
+        ["missing", "unavailable"].contains(&kind.as_str().unwrap_or_default()),
+        "the own-account tab: {kind}"
+    );
+    visible_not(&b, "#ts-users");
     drop(b);
 
     // --- a user without administrative rights ---
