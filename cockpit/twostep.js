@@ -1,4 +1,5 @@
-/* twostep's Cockpit page (docs/web-admin.md). Plain JavaScript, no build step.
+/* twostep's Cockpit page, the admin part (docs/web-admin.md); the part for every user, their own
+ * account, is self.js (docs/self-service.md). Plain JavaScript, no build step.
  *
  * The page holds no logic of its own: every read and every change is one run of the twostep
  * command through cockpit.spawn(["twostep", ..., "--json"], { superuser: "require" }), whose
@@ -571,11 +572,15 @@
     /* ---- tabs and start ---- */
     function showTab(name) {
         document.querySelectorAll("#ts-tabs .pf-c-tabs__item").forEach((item) => item.classList.toggle("pf-m-current", item.dataset.tab === name));
-        ["users", "policy", "health"].forEach((p) => { $("panel-" + p).hidden = p !== name; });
+        ["users", "policy", "health", "self"].forEach((p) => { $("panel-" + p).hidden = p !== name; });
         if (name === "health") loadDoctor();
         if (name === "policy") loadPolicy();
+        if (name === "self") window.TwostepSelf.show();
     }
 
+    /* With administrative access: every user, and the admin's own account as a tab. Without
+     * it (a user who may not use sudo, or an admin with limited access): only the user's own
+     * account (self.js, run as that user), and nothing of the admin part runs. */
     function setAdmin(allowed) {
         admin = allowed;
         $("ts-admin-needed").hidden = allowed !== false;
@@ -584,6 +589,9 @@
         if (allowed) {
             showTab("users");
             loadUsers();
+        } else if (allowed === false) {
+            $("panel-self").hidden = false;
+            window.TwostepSelf.show();
         }
     }
 
@@ -600,8 +608,8 @@
         $("ts-tabs").hidden = true;
         document.querySelectorAll(".ts-panel").forEach((p) => { p.hidden = true; });
 
-        // Cockpit's "limited access": without superuser rights the page shows only the notice
-        // and runs nothing.
+        // Cockpit's "limited access": without superuser rights the admin part shows nothing and
+        // runs nothing; the page shows the user's own account instead (setAdmin).
         const permission = cockpit.permission({ admin: true });
         const update = () => { if (permission.allowed !== null && permission.allowed !== admin) setAdmin(permission.allowed); };
         permission.addEventListener("changed", update);

@@ -10,7 +10,9 @@
 #     maintainer scripts, and the .rpm's file list, owned directories, config and license
 #     flags, URL, description, Requires and scriptlets (running its %preun for real); runs
 #     lintian and rpmlint and fails on any tag not explained in packaging/README.md;
-#  3. installs the .deb with apt-get: the state directory appears, PAM files do not change;
+#  3. installs the .deb with apt-get: the state directory appears, PAM files do not change; the
+#     self-service files (PAM service twostep-self, the systemd units, verified with
+#     systemd-analyze) are there with their modes and the socket is enabled;
 #  4. enables it with `pam-auth-update --enable twostep` and runs, against the INSTALLED module
 #     and CLI, tests/tests/pam_core.rs and tests/tests/packages.rs (logins through the real
 #     common-auth with two throwaway local users and real passwords);
@@ -31,6 +33,9 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C
 MODULE=/usr/lib/x86_64-linux-gnu/security/pam_twostep.so
 CLI=/usr/sbin/twostep
 PROFILE=/usr/share/pam-configs/twostep
+SELF_PAM=/etc/pam.d/twostep-self
+SELF_UNITS="twostep-self.socket twostep-self.service"
+SOCKET_WANTS=/etc/systemd/system/sockets.target.wants/twostep-self.socket
 MANUAL_SERVICE=/etc/pam.d/twostep-pkgtest-manual
 USER_A=twostep-pkgtest-a   # enrolled by tests/tests/packages.rs
 USER_B=twostep-pkgtest-b   # never enrolled
@@ -41,13 +46,35 @@ step() { printf '\n=== ci-package-test [%3ds] %s\n' "$SECONDS" "$*"; }
 fail() { printf 'ci-package-test: FAIL: %s\n' "$*" >&2; exit 1; }
 pkg_status() { dpkg-query -W -f='${db:Status-Abbrev}' twostep 2>/dev/null || true; }
 pam_files() { ls /etc/pam.d/common-* /var/lib/pam/*; }
+# The self-service's installed files: owner, mode and content ($1: the unit directory).
+check_self_files() {
+    local dir=$1 unit
+    [ "$(stat -c '%U:%G %a' "$SELF_PAM")" = "root:root 644" ] || fail "$SELF_PAM: $(stat -c '%U:%G %a' "$SELF_PAM")"
+    cmp packaging/pam.d/twostep-self "$SELF_PAM" || fail "$SELF_PAM is not packaging/pam.d/twostep-self"
+    for unit in $SELF_UNITS; do
+        [ "$(stat -c '%U:%G %a' "$dir/$unit")" = "root:root 644" ] || fail "$dir/$unit: $(stat -c '%U:%G %a' "$dir/$unit")"
+        cmp "packaging/systemd/$unit" "$dir/$unit" || fail "$dir/$unit is not packaging/systemd/$unit"
+    done
+    # Enabled: sockets.target wants the socket (made by systemctl or deb-systemd-helper, with or
+    # without a running systemd).
+    [ "$(readlink "$SOCKET_WANTS")" = "$dir/twostep-self.socket" ] ||
+        fail "twostep-self.socket is not enabled: $SOCKET_WANTS -> $(readlink "$SOCKET_WANTS")"
+    # systemd's own check of the units, where its tools are installed (Debian's systemd package
+    # has systemd-analyze; it needs no running systemd).
+    if command -v systemd-analyze >/dev/null 2>&1; then
+        systemd-analyze verify --man=no "$dir/twostep-self.socket" "$dir/twostep-self.service" ||
+            fail "systemd-analyze verify rejects the self-service units"
+    fi
+}
 
 [ "$(id -u)" -eq 0 ] || fail "run as root"
 
 # --- preconditions: never touch a real installation ----------------------------------------
 INSTALL_MANIFEST=/usr/share/twostep/installed-files   # written by packaging/install.sh
 for path in "$MODULE" "$CLI" "$PROFILE" /etc/twostep /var/lib/twostep /usr/local/sbin/twostep \
-            "$MANUAL_SERVICE" "$INSTALL_MANIFEST" /usr/share/man/man8/twostep.8.gz; do
+            "$MANUAL_SERVICE" "$INSTALL_MANIFEST" /usr/share/man/man8/twostep.8.gz "$SELF_PAM" \
+            /lib/systemd/system/twostep-self.socket /usr/local/lib/systemd/system/twostep-self.socket \
+            "$SOCKET_WANTS" /etc/systemd/system/twostep-self.socket; do
     [ ! -e "$path" ] || fail "$path exists: twostep seems installed here; remove it first \
 (apt-get purge twostep, or undo packaging/install.sh) - this test installs and purges the package"
 done
@@ -186,6 +213,10 @@ for path in "$MODULE" "$CLI" /usr/share/man/man8/twostep.8.gz /usr/share/man/man
         fail "$path is not in $INSTALL_MANIFEST"
 done
 [ "$(man -w twostep)" = /usr/share/man/man8/twostep.8.gz ] || fail "man -w twostep: $(man -w twostep 2>&1)"
+for path in "$SELF_PAM" /usr/local/lib/systemd/system/twostep-self.socket /usr/local/lib/systemd/system/twostep-self.service; do
+    grep -qxF "$path" "$INSTALL_MANIFEST" || fail "$path is not in $INSTALL_MANIFEST"
+done
+check_self_files /usr/local/lib/systemd/system
 [ "$(stat -c '%U %a' /var/lib/twostep)" = "root 700" ] || fail "install.sh: /var/lib/twostep mode"
 "$CLI" enroll daemon --secret JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP --yes >/dev/null || fail "enroll after install.sh"
 printf 'auth requisite pam_unix.so\nauth required pam_twostep.so\n' >"$MANUAL_SERVICE"
@@ -198,9 +229,11 @@ grep -qF "sed -i.twostep-bak '/^[^#]*pam_twostep\.so/d' $MANUAL_SERVICE" "$backu
 [ -f "$MODULE" ] || fail "a refused --uninstall deleted the module"
 rm "$MANUAL_SERVICE"
 bash packaging/install.sh --uninstall >"$backup/uninstall.log" 2>&1 || fail "install.sh --uninstall: $(cat "$backup/uninstall.log")"
-for path in "$MODULE" "$CLI" /usr/share/man/man8/twostep.8.gz "$INSTALL_MANIFEST"; do
+for path in "$MODULE" "$CLI" /usr/share/man/man8/twostep.8.gz "$INSTALL_MANIFEST" "$SELF_PAM" \
+            /usr/local/lib/systemd/system/twostep-self.socket /usr/local/lib/systemd/system/twostep-self.service; do
     [ ! -e "$path" ] || fail "install.sh --uninstall left $path"
 done
+[ ! -L "$SOCKET_WANTS" ] || fail "install.sh --uninstall left twostep-self.socket enabled"
 [ -f /var/lib/twostep/users/daemon.toml ] || fail "install.sh --uninstall deleted the enrollment"
 [ -f /etc/twostep/twostep.toml ] || fail "install.sh --uninstall deleted the config"
 bash packaging/install.sh >/dev/null 2>&1 || fail "install.sh (again) failed"
@@ -218,6 +251,7 @@ rm "$archive"
 expected_files() {
     local f
     echo "/etc/twostep/twostep.toml"
+    echo "$SELF_PAM"
     echo "/usr/sbin/twostep"
     echo "/usr/share/bash-completion/completions/twostep"
     echo "/usr/share/fish/vendor_completions.d/twostep.fish"
@@ -232,10 +266,15 @@ expected_files() {
         echo "/usr/share/zsh/vendor-completions/_twostep"
         echo "/usr/share/doc/twostep/copyright"
         echo "/usr/share/doc/twostep/changelog.Debian.gz"
+        echo "/lib/systemd/system/twostep-self.socket"
+        echo "/lib/systemd/system/twostep-self.service"
     else
         echo "/usr/lib64/security/pam_twostep.so"
         echo "/usr/share/zsh/site-functions/_twostep"
         echo "/usr/share/licenses/twostep/copyright"
+        echo "/usr/lib/systemd/system/twostep-self.socket"
+        echo "/usr/lib/systemd/system/twostep-self.service"
+        echo "/usr/lib/systemd/system-preset/80-twostep.preset"
         # The directories the .rpm owns.
         echo "/etc/twostep"
         echo "/usr/share/doc/twostep"
@@ -257,8 +296,8 @@ grep -vE '^-rw-r--r-- 0/0 |^-rwxr-xr-x 0/0 /usr/sbin/twostep$' \
 grep -qx -- "-rw-r--r-- 0/0 $MODULE" "$backup/deb-contents" || fail "module mode"
 dpkg-deb -x "$deb" "$backup/deb-root"
 dpkg-deb -e "$deb" "$backup/deb-control"
-[ "$(cat "$backup/deb-control/conffiles")" = /etc/twostep/twostep.toml ] ||
-    fail "conffiles must be exactly /etc/twostep/twostep.toml"
+[ "$(sort "$backup/deb-control/conffiles")" = "$(printf '%s\n' "$SELF_PAM" /etc/twostep/twostep.toml)" ] ||
+    fail "conffiles must be exactly /etc/twostep/twostep.toml and $SELF_PAM: $(cat "$backup/deb-control/conffiles")"
 for script in postinst prerm postrm; do
     cmp "packaging/debian/$script" "$backup/deb-control/$script" ||
         fail "the packaged $script differs from packaging/debian/$script"
@@ -297,10 +336,11 @@ done
 step "check the .rpm ($(stat -c %s "$rpm") bytes)"
 diff -u <(expected_files rpm | sort) <(rpm -qlp "$rpm" | sort) ||
     fail "the .rpm's file list differs from the expected one (- expected, + found)"
-[ "$(rpm -qp --configfiles "$rpm")" = /etc/twostep/twostep.toml ] || fail "rpm config files"
+[ "$(rpm -qp --configfiles "$rpm" | sort)" = "$(printf '%s\n' "$SELF_PAM" /etc/twostep/twostep.toml)" ] || fail "rpm config files"
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" >"$backup/rpm-flags"
 grep -qx 'cn /etc/twostep/twostep.toml' "$backup/rpm-flags" ||
     fail "twostep.toml must be %config(noreplace)"
+grep -qx "cn $SELF_PAM" "$backup/rpm-flags" || fail "$SELF_PAM must be %config(noreplace)"
 grep -qx 'l /usr/share/licenses/twostep/copyright' "$backup/rpm-flags" || fail "copyright must be %license"
 [ "$(rpm -qp --qf '%{URL}' "$rpm")" = "$(sed -n 's/^repository = "\(.*\)"$/\1/p' Cargo.toml)" ] || fail "rpm URL"
 [ "$(rpm -qp --qf '%{DESCRIPTION}' "$rpm" | wc -l)" -ge 4 ] || fail "rpm has no real description"
@@ -315,10 +355,18 @@ for dep in pam 'libpam.so.0()(64bit)' /bin/sh; do
 done
 rpm -qp --qf '%{PREUN}\n' "$rpm" >"$backup/rpm-preun"
 diff -u packaging/rpm/preun.sh "$backup/rpm-preun" || fail "rpm %preun is not packaging/rpm/preun.sh"
-# No %post: the package owns /var/lib/twostep (0700), so rpm creates it.
-for tag in PREIN POSTIN POSTUN PRETRANS POSTTRANS; do
+# %post and %postun only manage the self-service socket (the package owns /var/lib/twostep
+# (0700), so rpm creates it); they do nothing without a running systemd.
+for tag in PREIN PRETRANS POSTTRANS; do
     [ "$(rpm -qp --qf "%{$tag}" "$rpm")" = "(none)" ] || fail "unexpected rpm %$tag scriptlet"
 done
+grep -qF 'systemctl --no-reload preset twostep-self.socket' <<<"$(rpm -qp --qf '%{POSTIN}' "$rpm")" ||
+    fail "rpm %post does not preset twostep-self.socket: $(rpm -qp --qf '%{POSTIN}' "$rpm")"
+grep -qF 'systemctl try-restart twostep-self.socket' <<<"$(rpm -qp --qf '%{POSTUN}' "$rpm")" ||
+    fail "rpm %postun does not restart twostep-self.socket: $(rpm -qp --qf '%{POSTUN}' "$rpm")"
+rpm2cpio "$rpm" | (cd "$backup" && cpio -id --quiet ./usr/lib/systemd/system-preset/80-twostep.preset)
+grep -qx 'enable twostep-self.socket' "$backup/usr/lib/systemd/system-preset/80-twostep.preset" ||
+    fail "the rpm's preset does not enable twostep-self.socket"
 # %preun refuses an erase while a PAM file loads the module, allows upgrades and clean erases.
 printf '# a comment naming pam_twostep.so is not a use\nauth required pam_unix.so\n' >"$MANUAL_SERVICE"
 sh "$backup/rpm-preun" 0 || fail "rpm %preun refused an erase with only a comment naming the module"
@@ -332,7 +380,7 @@ step "lintian and rpmlint: only the tags packaging/README.md explains"
 # Each tag allowed here has its reason in packaging/README.md ("lintian and rpmlint").
 lintian -EvIL +pedantic --tag-display-limit 0 "$deb" >"$backup/lintian.log" 2>&1 || true
 grep -E '^[EWIXP]: ' "$backup/lintian.log" |
-    grep -vE '^W: twostep: initial-upload-closes-no-bugs( |$)|^I: twostep: (hardening-no-fortify-functions|no-md5sums-control-file|spare-manual-page|spelling-error-in-binary usera users)( |$)' &&
+    grep -vE '^W: twostep: initial-upload-closes-no-bugs( |$)|^I: twostep: (hardening-no-fortify-functions|no-md5sums-control-file|spare-manual-page|spelling-error-in-binary usera users|package-supports-alternative-init-but-no-init\.d-script \[lib/systemd/system/twostep-self\.service\]|systemd-service-file-missing-install-key \[lib/systemd/system/twostep-self\.service\])( |$)' &&
     fail "lintian reports tags not explained in packaging/README.md (above)"
 rpmlint "$rpm" >"$backup/rpmlint.log" 2>&1 || true
 grep -E '^twostep\.x86_64: [EW]: ' "$backup/rpmlint.log" |
@@ -350,6 +398,7 @@ pam_unchanged --seen-twostep || fail "installing the package changed PAM files: 
 for path in /etc/twostep/twostep.toml "$MODULE" "$CLI" "$PROFILE"; do
     [ -f "$path" ] || fail "$path is missing after install"
 done
+check_self_files /lib/systemd/system
 version=$("$CLI" --version) || fail "$CLI --version failed"
 [[ $version == "twostep "* ]] || fail "$CLI --version printed $version"
 # The Cockpit page's package: checked, installed and purged by its own script.
@@ -438,11 +487,17 @@ for path in "$MODULE" "$CLI" "$PROFILE"; do
 done
 sha256sum --quiet -c "$backup/record.sha256" || fail "remove changed or deleted the enrollment"
 [ -f /etc/twostep/twostep.toml ] || fail "remove deleted the conffile"
+[ -f "$SELF_PAM" ] || fail "remove deleted the conffile $SELF_PAM"
+for unit in $SELF_UNITS; do
+    [ ! -e "/lib/systemd/system/$unit" ] || fail "/lib/systemd/system/$unit is still there after remove"
+done
 
 step "reinstall: the enrollment is back, nothing enabled"
 apt-get -o DPkg::Lock::Timeout=300 install -y -qq "./$deb" >/dev/null || fail "apt-get install (again) failed"
 sha256sum --quiet -c "$backup/record.sha256" || fail "reinstall changed the enrollment"
 pam_unchanged --seen-twostep || fail "reinstalling changed PAM files"
+check_self_files /lib/systemd/system
+[ ! -L /etc/systemd/system/twostep-self.socket ] || fail "the socket stayed masked after the reinstall"
 state_json=$("$CLI" status "$USER_A" --json) || fail "twostep status failed after reinstall"
 grep -q '"state": *"enabled"' <<<"$state_json" ||
     fail "twostep status does not see $USER_A enrolled after reinstall: $state_json"
@@ -471,6 +526,9 @@ state_json=$("$CLI" status "$USER_A" --json) || fail "twostep status failed afte
 grep -q '"state": *"enabled"' <<<"$state_json" || fail "$USER_A not enrolled after the restore: $state_json"
 apt-get -o DPkg::Lock::Timeout=300 purge -y -qq twostep >/dev/null 2>&1 || fail "apt-get purge (again) failed"
 [ ! -e /var/lib/twostep ] || fail "the second purge left /var/lib/twostep"
+for path in "$SELF_PAM" "$SOCKET_WANTS" /etc/systemd/system/twostep-self.socket; do
+    if [ -e "$path" ] || [ -L "$path" ]; then fail "the purge left $path"; fi
+done
 pam_unchanged || fail "after purge, PAM files differ from before the install"
 profiles=$(echo "get libpam-runtime/profiles" | debconf-communicate libpam-runtime | cut -c3-)
 [ "$profiles" = "$profiles_before" ] ||

@@ -15,6 +15,9 @@
 #   completions     -> bash, zsh and fish completion directories
 #   twostep.toml    -> /etc/twostep (kept if present)
 #   state directory -> /var/lib/twostep (root, 0700)
+#   self-service    -> twostep-self.socket and .service in /usr/local/lib/systemd/system
+#                      (the socket enabled, and started when systemd runs) and the PAM
+#                      service /etc/pam.d/twostep-self (kept if present; docs/self-service.md)
 # and lists every file in /usr/share/twostep/installed-files, which --uninstall reads. It does
 # not change any PAM service: nobody is asked for a code until you enroll users and add the
 # module to a service (see README.md, docs/pam.md). --uninstall refuses while a PAM file loads
@@ -99,6 +102,13 @@ if [ "$mode" = uninstall ]; then
         } >&2
         exit 1
     fi
+    # The self-service first: no socket may stay listening for a binary that goes away.
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --quiet twostep-self.socket >/dev/null 2>&1 || true
+        if [ -d /run/systemd/system ]; then
+            systemctl stop twostep-self.socket twostep-self.service >/dev/null 2>&1 || true
+        fi
+    fi
     while read -r file; do
         case $file in
             /*) rm -f "$file" ;;
@@ -107,6 +117,7 @@ if [ "$mode" = uninstall ]; then
     done <"$MANIFEST"
     rm -f "$MANIFEST"
     rmdir /usr/share/twostep 2>/dev/null || true
+    if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
     echo "Removed the files install.sh installed."
     if [ "$purge" = yes ]; then
         archive_state
@@ -182,15 +193,36 @@ done
 put 0644 "$gen/completions/twostep.bash" /usr/share/bash-completion/completions/twostep
 put 0644 "$gen/completions/_twostep" "$zsh_dir/_twostep"
 put 0644 "$gen/completions/twostep.fish" /usr/share/fish/vendor_completions.d/twostep.fish
+# The self-service (docs/self-service.md): systemd's directory for locally installed units, and
+# the PAM service that checks users' passwords (pam_unix only; an existing one is kept).
+unit_dir=/usr/local/lib/systemd/system
+put 0644 packaging/systemd/twostep-self.socket "$unit_dir/twostep-self.socket"
+put 0644 packaging/systemd/twostep-self.service "$unit_dir/twostep-self.service"
+if [ ! -e /etc/pam.d/twostep-self ]; then
+    put 0644 packaging/pam.d/twostep-self /etc/pam.d/twostep-self
+fi
 install -d -m 0755 /usr/share/twostep
 printf '%s' "$installed" >"$MANIFEST"
 install -d -m 0755 /etc/twostep
 [ -e /etc/twostep/twostep.toml ] || install -m 0644 packaging/twostep.toml /etc/twostep/twostep.toml
 install -d -m 0700 /var/lib/twostep
 if command -v mandb >/dev/null 2>&1; then mandb -q 2>/dev/null || true; fi
+# Enabled without a running systemd too (it only makes the symlink); started when it runs.
+self_service="enabled"
+if command -v systemctl >/dev/null 2>&1; then
+    if [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+        systemctl enable --now --quiet twostep-self.socket || self_service="NOT enabled (systemctl failed)"
+    else
+        systemctl enable --quiet twostep-self.socket || self_service="NOT enabled (systemctl failed)"
+    fi
+else
+    self_service="installed, not enabled (no systemctl)"
+fi
 
 echo "Installed $pam_dir/pam_twostep.so, /usr/sbin/twostep, man pages (man twostep) and"
 echo "completions; the list is in $MANIFEST (packaging/install.sh --uninstall removes them)."
+echo "Self-service for users (twostep self, twostep-self.socket): $self_service."
 echo "Next: enroll a user (twostep enroll USER --yes), then add to a PAM service, after the"
 echo "password module, which must end the stack on failure (requisite; Debian's common-auth does):"
 echo "    auth requisite pam_unix.so     (or: @include common-auth)"

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::error::Error;
-use crate::record::Record;
+use crate::record::{Record, RecordError};
 use crate::store::PendingId;
 
 /// A record read before the prompt, reused under the lock when it is unchanged.
@@ -112,9 +112,9 @@ impl MemoryBackend {
         let Some(text) = self.records.borrow().get(user).cloned() else {
             return Ok(None);
         };
-        let corrupt = |message| Error::Corrupt {
+        let corrupt = |e: RecordError| Error::Corrupt {
             path: Self::path(user),
-            message,
+            message: e.to_string(),
         };
         let mut record = Record::parse(&text, user).map_err(corrupt)?;
         if let Some(state) = self.states.borrow().get(user) {
@@ -136,18 +136,16 @@ impl MemoryBackend {
 
     fn check_owner(lock: &MemoryLock, record: &Record) -> Result<(), Error> {
         if record.user != lock.0 {
-            return Err(Error::Invalid(
-                "record and lock name different users".into(),
-            ));
+            return Err(Error::Bug("record and lock name different users".into()));
         }
         Ok(())
     }
 }
 
-fn text_error(user: &str) -> impl Fn(String) -> Error + '_ {
-    move |message| Error::Corrupt {
+fn text_error(user: &str) -> impl Fn(RecordError) -> Error + '_ {
+    move |e| Error::Corrupt {
         path: MemoryBackend::path(user),
-        message,
+        message: e.to_string(),
     }
 }
 

@@ -3,15 +3,16 @@
 //! Unknown keys are errors: a mistyped `unenrolled` must not silently fall back to a default
 //! that lets people in.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::network::Network;
 use crate::securefs;
 use crate::self_service::SelfService;
-use crate::store_config::StoreConfig;
+use crate::store_config::{StoreConfig, StoreConfigError};
 use crate::toml_subset::{self, Fields};
-use crate::totp::Algorithm;
+use crate::totp::{Algorithm, ParamsError};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/twostep/twostep.toml";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/twostep";
@@ -280,36 +281,33 @@ impl Email {
         !self.smtp_host.is_empty()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), EmailConfigError> {
         if !self.enabled() {
             return Ok(());
         }
-        let bad = |m: &str| Err(format!("email.{m}"));
         if !self.from.contains('@') || self.from.contains(char::is_whitespace) {
-            return bad("from must be an email address when smtp_host is set");
+            return Err(EmailConfigError::From);
         }
         if !(6..=10).contains(&self.code_digits) {
-            return bad("code_digits must be 6 to 10");
+            return Err(EmailConfigError::CodeDigits);
         }
         if !(60..=24 * 3600).contains(&self.lifetime_secs) {
-            return bad("lifetime_secs must be 60 to 86400");
+            return Err(EmailConfigError::Lifetime);
         }
         if self.max_per_minute == 0 || self.max_per_hour < self.max_per_minute {
-            return bad(
-                "max_per_minute must be at least 1 and max_per_hour at least max_per_minute",
-            );
+            return Err(EmailConfigError::Rate);
         }
         if !(1..=120).contains(&self.timeout_secs) {
-            return bad("timeout_secs must be 1 to 120");
+            return Err(EmailConfigError::Timeout);
         }
         if !self.helper.is_absolute() {
-            return bad("helper must be an absolute path");
+            return Err(EmailConfigError::Helper);
         }
         if !self.username.is_empty() && !self.password_file.is_absolute() {
-            return bad("password_file must be an absolute path when username is set");
+            return Err(EmailConfigError::PasswordFile);
         }
         if self.subject.contains(['\r', '\n']) {
-            return bad("subject must be one line");
+            return Err(EmailConfigError::Subject);
         }
         Ok(())
     }
@@ -480,11 +478,11 @@ impl Config {
             column: e.pos.column,
             message: e.message,
         })?;
-        config.validate().map_err(|message| Error::Config {
+        config.validate().map_err(|e| Error::Config {
             path: path.to_path_buf(),
             line: 0,
             column: 0,
-            message,
+            message: e.to_string(),
         })?;
         Ok(config)
     }
@@ -534,33 +532,30 @@ impl Config {
         Ok(c)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         if !self.state_dir.is_absolute() {
-            return Err("state_dir must be an absolute path".into());
+            return Err(ConfigError::StateDir);
         }
         crate::totp::validate_params(self.totp.digits, self.totp.period)?;
         if self.totp.skew > 10 {
-            return Err("totp.skew must be between 0 and 10 steps".into());
+            return Err(ConfigError::TotpSkew);
         }
         if self.lockout.max_failures == 0 {
-            return Err("lockout.max_failures must be at least 1".into());
+            return Err(ConfigError::MaxFailuresZero);
         }
         if self.lockout.max_failures > 1000 {
-            return Err("lockout.max_failures must be at most 1000".into());
+            return Err(ConfigError::MaxFailuresTooMany);
         }
         if self.lockout.max_failures_user < self.lockout.max_failures
             || self.lockout.max_failures_user > 10_000
         {
-            return Err(
-                "lockout.max_failures_user must be at least lockout.max_failures and at most 10000"
-                    .into(),
-            );
+            return Err(ConfigError::MaxFailuresUser);
         }
         if self.policy.grace_period > 30 * 24 * 3600 {
-            return Err("policy.grace_period must be at most 30 days (2592000 seconds)".into());
+            return Err(ConfigError::GracePeriod);
         }
         if self.gate.window_secs > MAX_GATE_WINDOW {
-            return Err("gate.window_secs must be at most 30 days (2592000 seconds)".into());
+            return Err(ConfigError::GateWindow);
         }
         if self
             .gate
@@ -568,19 +563,19 @@ impl Config {
             .iter()
             .any(|s| s.is_empty() || s.len() > 64)
         {
-            return Err("gate.opened_by names PAM services: 1 to 64 characters each".into());
+            return Err(ConfigError::GateOpenedBy);
         }
         self.self_service.validate()?;
-        self.store.validate()?;
+        self.store.validate().map_err(ConfigError::Store)?;
         if !(1..=50).contains(&self.emergency.count) {
-            return Err("emergency.count must be between 1 and 50".into());
+            return Err(ConfigError::EmergencyCount);
         }
         if self.issuer.contains(':') || self.issuer.len() > 64 {
-            return Err("issuer must be at most 64 characters and contain no ':'".into());
+            return Err(ConfigError::Issuer);
         }
         self.email.validate()?;
         if self.label.is_empty() || self.label.contains(':') || self.label.len() > 64 {
-            return Err("label must be 1 to 64 characters and contain no ':'".into());
+            return Err(ConfigError::Label);
         }
         Ok(())
     }
@@ -617,6 +612,119 @@ fn set<T>(slot: &mut T, value: Option<T>) {
         *slot = value;
     }
 }
+
+/// Why a config that parsed was refused: a value out of range or two that do not fit together.
+/// Reported as `Error::Config` with the file's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `state_dir` is not absolute.
+    StateDir,
+    /// `totp.digits` or `totp.period` out of range.
+    Totp(ParamsError),
+    TotpSkew,
+    MaxFailuresZero,
+    MaxFailuresTooMany,
+    /// `lockout.max_failures_user` below `max_failures` or above 10000.
+    MaxFailuresUser,
+    GracePeriod,
+    GateWindow,
+    GateOpenedBy,
+    /// `self_service.pam_service` is not a PAM service name.
+    SelfServicePamService,
+    EmergencyCount,
+    Issuer,
+    Label,
+    Email(EmailConfigError),
+    Store(StoreConfigError),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConfigError::Totp(e) => return e.fmt(f),
+            ConfigError::Email(e) => return e.fmt(f),
+            ConfigError::Store(e) => return e.fmt(f),
+            ConfigError::StateDir => "state_dir must be an absolute path",
+            ConfigError::TotpSkew => "totp.skew must be between 0 and 10 steps",
+            ConfigError::MaxFailuresZero => "lockout.max_failures must be at least 1",
+            ConfigError::MaxFailuresTooMany => "lockout.max_failures must be at most 1000",
+            ConfigError::MaxFailuresUser => {
+                "lockout.max_failures_user must be at least lockout.max_failures and at most 10000"
+            }
+            ConfigError::GracePeriod => {
+                "policy.grace_period must be at most 30 days (2592000 seconds)"
+            }
+            ConfigError::GateWindow => "gate.window_secs must be at most 30 days (2592000 seconds)",
+            ConfigError::GateOpenedBy => {
+                "gate.opened_by names PAM services: 1 to 64 characters each"
+            }
+            ConfigError::SelfServicePamService => {
+                "self_service.pam_service must be a PAM service name (1 to 64 letters, digits, \
+                 '-', '_' or '.', not starting with '.')"
+            }
+            ConfigError::EmergencyCount => "emergency.count must be between 1 and 50",
+            ConfigError::Issuer => "issuer must be at most 64 characters and contain no ':'",
+            ConfigError::Label => "label must be 1 to 64 characters and contain no ':'",
+        })
+    }
+}
+
+impl From<ParamsError> for ConfigError {
+    fn from(e: ParamsError) -> ConfigError {
+        ConfigError::Totp(e)
+    }
+}
+
+impl From<EmailConfigError> for ConfigError {
+    fn from(e: EmailConfigError) -> ConfigError {
+        ConfigError::Email(e)
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Totp(e) => Some(e),
+            ConfigError::Email(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why the `[email]` settings were refused (checked only when `smtp_host` is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailConfigError {
+    From,
+    CodeDigits,
+    Lifetime,
+    /// `max_per_minute` is 0 or above `max_per_hour`.
+    Rate,
+    Timeout,
+    Helper,
+    PasswordFile,
+    Subject,
+}
+
+impl fmt::Display for EmailConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EmailConfigError::From => "email.from must be an email address when smtp_host is set",
+            EmailConfigError::CodeDigits => "email.code_digits must be 6 to 10",
+            EmailConfigError::Lifetime => "email.lifetime_secs must be 60 to 86400",
+            EmailConfigError::Rate => {
+                "email.max_per_minute must be at least 1 and max_per_hour at least max_per_minute"
+            }
+            EmailConfigError::Timeout => "email.timeout_secs must be 1 to 120",
+            EmailConfigError::Helper => "email.helper must be an absolute path",
+            EmailConfigError::PasswordFile => {
+                "email.password_file must be an absolute path when username is set"
+            }
+            EmailConfigError::Subject => "email.subject must be one line",
+        })
+    }
+}
+
+impl std::error::Error for EmailConfigError {}
 
 #[cfg(test)]
 mod tests {
@@ -779,6 +887,62 @@ mod tests {
         let err = parse("unenroled = \"allow\"\n").unwrap_err().to_string();
         assert!(err.contains(":1:1:"), "{err}");
         assert!(err.contains("unenroled"), "{err}");
+    }
+
+    /// Logs and the CLI show these messages and tests grep for them: the typed errors keep
+    /// the wording of the strings they replaced.
+    #[test]
+    fn refusals_keep_their_wording() {
+        let mail = "[email]\nsmtp_host = \"mail\"\nfrom = \"a@b\"\n";
+        for (text, expected) in [
+            ("state_dir = \"x\"", "state_dir must be an absolute path"),
+            ("[totp]\ndigits = 7", "digits must be 6 or 8, not 7"),
+            (
+                "[totp]\nskew = 11",
+                "totp.skew must be between 0 and 10 steps",
+            ),
+            (
+                "[lockout]\nmax_failures = 3\nmax_failures_user = 2",
+                "lockout.max_failures_user must be at least lockout.max_failures and at most 10000",
+            ),
+            (
+                "[gate]\nopened_by = [\"\"]",
+                "gate.opened_by names PAM services: 1 to 64 characters each",
+            ),
+            (
+                "[self_service]\npam_service = \".x\"",
+                "self_service.pam_service must be a PAM service name (1 to 64 letters, digits, \
+                 '-', '_' or '.', not starting with '.')",
+            ),
+            (
+                "label = \"a:b\"",
+                "label must be 1 to 64 characters and contain no ':'",
+            ),
+            (
+                "[email]\nsmtp_host = \"mail\"",
+                "email.from must be an email address when smtp_host is set",
+            ),
+            (
+                &format!("{mail}max_per_minute = 0"),
+                "email.max_per_minute must be at least 1 and max_per_hour at least max_per_minute",
+            ),
+            (
+                &format!("{mail}subject = \"a\\nb\""),
+                "email.subject must be one line",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!("/etc/twostep/twostep.toml: {expected}"),
+                "{text:?}"
+            );
+        }
+        let config = Config {
+            emergency: Emergency { count: 0 },
+            ..Config::default()
+        };
+        assert_eq!(config.validate(), Err(ConfigError::EmergencyCount));
     }
 
     #[test]

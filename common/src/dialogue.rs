@@ -337,7 +337,11 @@ fn finish<B: Backend>(s: &mut Session<'_, B>, outcome: Result<Outcome, Error>) -
     match outcome {
         Err(e) => s.system_error(&e),
         Ok(Outcome::Accepted(accepted)) => success(s, accepted),
-        Ok(Outcome::Rejected { why, locked }) => {
+        Ok(Outcome::Rejected {
+            why,
+            locked,
+            attempts_left: left,
+        }) => {
             s.log(
                 Level::Notice,
                 "auth failure",
@@ -348,7 +352,7 @@ fn finish<B: Backend>(s: &mut Session<'_, B>, outcome: Result<Outcome, Error>) -
             }
             match locked {
                 Some(scope) => lockout(s, scope),
-                None if why != Rejected::Empty => attempts_left(s),
+                None if why != Rejected::Empty => attempts_left(s, left),
                 None => {}
             }
             Verdict::Refused
@@ -376,18 +380,10 @@ fn lockout<B: Backend>(s: &mut Session<'_, B>, scope: Locked) {
     s.tell_error(&try_again_in(duration));
 }
 
-/// Few attempts left: say so, so that a user who mistypes stops before the lockout (a second
-/// read of the state, only after a failure).
-fn attempts_left<B: Backend>(s: &mut Session<'_, B>) {
-    let now = s.clock.now();
-    let left = s.store.load_seen(&s.user).ok().and_then(|seen| {
-        seen.record().map(|record| {
-            record
-                .lockout
-                .attempts_left(&login::host_key(&s.rhost), now, &s.config.lockout)
-        })
-    });
-    if let Some(left @ 1..=ATTEMPTS_LEFT_SHOWN) = left {
+/// Few attempts left: say so, so that a user who mistypes stops before the lockout. `left`
+/// comes from the login state this failure wrote ([`Outcome::Rejected`]).
+fn attempts_left<B: Backend>(s: &mut Session<'_, B>, left: u32) {
+    if (1..=ATTEMPTS_LEFT_SHOWN).contains(&left) {
         let minutes = s.config.lockout.duration_secs.div_ceil(60);
         let noun = if left == 1 { "attempt" } else { "attempts" };
         s.tell_error(&format!(

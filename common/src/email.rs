@@ -56,9 +56,7 @@ pub fn check_address(address: &str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Invalid(format!(
-            "{address:?} is not an email address"
-        )))
+        Err(Error::Input(format!("{address:?} is not an email address")))
     }
 }
 
@@ -157,8 +155,8 @@ fn hash(salt: &[u8], code: &str) -> String {
 /// Why a send request could not be written or read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestError {
-    /// [`Request::to_text`]: a value the format cannot hold (the writer's message).
-    Write(String),
+    /// [`Request::to_text`]: a value the format cannot hold.
+    Write(toml_subset::TooLarge),
     /// [`Request::parse`]: not a request (the codec's message, with line and column; never
     /// the text itself).
     Parse(toml_subset::Error),
@@ -167,7 +165,7 @@ pub enum RequestError {
 impl std::fmt::Display for RequestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RequestError::Write(why) => f.write_str(why),
+            RequestError::Write(e) => e.fmt(f),
             RequestError::Parse(e) => e.fmt(f),
         }
     }

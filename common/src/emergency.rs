@@ -6,6 +6,8 @@
 //! google-authenticator scratch codes (8 digits) carried over by the importer are kept in a
 //! separate list, because they have the shape of a code.
 
+use std::fmt;
+
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -88,7 +90,7 @@ impl CodeSet {
     /// Adds 8-digit scratch codes carried over from google-authenticator.
     pub fn add_legacy(&mut self, digits: &str) -> Result<(), Error> {
         if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::Invalid("a scratch code must be 8 digits".into()));
+            return Err(Error::Input("a scratch code must be 8 digits".into()));
         }
         let hash = self.hash(digits)?;
         self.legacy_hashes.push(hash);
@@ -133,26 +135,51 @@ impl CodeSet {
     }
 
     /// Checks what a loaded record claims, so a damaged record fails loudly, not open.
-    pub fn validate(&self) -> Result<(), String> {
-        let salt = random::unhex(&self.salt).ok_or("emergency salt is not hex")?;
+    pub fn validate(&self) -> Result<(), CodeSetError> {
+        let salt = random::unhex(&self.salt).ok_or(CodeSetError::SaltNotHex)?;
         if salt.len() < 8 {
-            return Err("emergency salt is too short".into());
+            return Err(CodeSetError::SaltTooShort);
         }
         if self.rounds == 0 || self.rounds > MAX_ROUNDS {
-            return Err(format!("emergency rounds must be 1 to {MAX_ROUNDS}"));
+            return Err(CodeSetError::Rounds);
         }
         for h in self.hashes.iter().chain(&self.legacy_hashes) {
-            if h.len() != HASH_BYTES * 2 || random::unhex(h).is_none() {
-                return Err("an emergency code hash is malformed".into());
+            if h.len() != HASH_BYTES * 2 || !random::is_hex(h) {
+                return Err(CodeSetError::MalformedHash);
             }
         }
         Ok(())
     }
 }
 
+/// Why [`CodeSet::validate`] refused a record's `[emergency]` table. Never holds a hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeSetError {
+    SaltNotHex,
+    /// Fewer than 8 bytes of salt.
+    SaltTooShort,
+    /// Not 1 to `MAX_ROUNDS`.
+    Rounds,
+    /// A hash that is not 64 hex digits.
+    MalformedHash,
+}
+
+impl fmt::Display for CodeSetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodeSetError::SaltNotHex => f.write_str("emergency salt is not hex"),
+            CodeSetError::SaltTooShort => f.write_str("emergency salt is too short"),
+            CodeSetError::Rounds => write!(f, "emergency rounds must be 1 to {MAX_ROUNDS}"),
+            CodeSetError::MalformedHash => f.write_str("an emergency code hash is malformed"),
+        }
+    }
+}
+
+impl std::error::Error for CodeSetError {}
+
 fn hash_with(salt_hex: &str, rounds: u32, code: &str) -> Result<String, Error> {
     let salt = random::unhex(salt_hex)
-        .ok_or_else(|| Error::Invalid("emergency code salt is not hex".into()))?;
+        .ok_or_else(|| Error::Bug("emergency code salt is not hex".into()))?;
     let mut out = Zeroizing::new([0u8; HASH_BYTES]);
     pbkdf2::pbkdf2_hmac::<Sha256>(code.as_bytes(), &salt, rounds, &mut out[..]);
     Ok(random::hex(&out[..]))

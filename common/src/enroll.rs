@@ -26,7 +26,7 @@ pub fn new_totp(
 ) -> Result<NewEnrollment, Error> {
     totp::validate_params(params.digits, params.period)?;
     if key.len() < totp::MIN_SECRET_BYTES || key.len() > totp::MAX_SECRET_BYTES {
-        return Err(Error::Invalid("the key length is out of range".into()));
+        return Err(Error::Input("the key length is out of range".into()));
     }
     let totp = TotpRecord {
         secret: SecretString::new(totp::encode_secret(key)),

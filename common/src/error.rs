@@ -26,8 +26,20 @@ pub enum Error {
     Corrupt { path: PathBuf, message: String },
     /// The user name cannot be mapped to a record file.
     InvalidUser(String),
-    /// A value given by the admin (secret, option) is not acceptable.
-    Invalid(String),
+    /// What a user or an admin gave is not acceptable: a key, TOTP parameters, an email
+    /// address, a google-authenticator file to import, or a request the state refuses
+    /// (restoring over an enrollment).
+    Input(String),
+    /// The config and an enrollment do not fit together: the user's method needs a setting
+    /// that is off (emailed codes without `[email] smtp_host`), or the enrollment lacks what
+    /// the login asked for (an address to mail a code to).
+    Setup(String),
+    /// The user and group directory (NSS: passwd, group) failed, or gave an unusable answer.
+    Lookup(String),
+    /// An internal invariant does not hold: a bug in twostep, not a problem of the system, the
+    /// files or the input (a record saved under another user's lock, a slot file written
+    /// before it was read).
+    Bug(String),
     /// The kernel random source failed.
     Random,
 }
@@ -59,7 +71,9 @@ impl fmt::Display for Error {
                 write!(f, "{}: unreadable record: {message}", path.display())
             }
             Error::InvalidUser(why) => write!(f, "invalid user name: {why}"),
-            Error::Invalid(why) => f.write_str(why),
+            Error::Input(why) | Error::Setup(why) | Error::Lookup(why) | Error::Bug(why) => {
+                f.write_str(why)
+            }
             Error::Random => f.write_str("the system random number generator failed"),
         }
     }

@@ -79,7 +79,7 @@ impl Imported {
 }
 
 fn invalid(message: impl Into<String>) -> Error {
-    Error::Invalid(message.into())
+    Error::Input(message.into())
 }
 
 /// Parses the contents of a `~/.google_authenticator` file.

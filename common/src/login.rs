@@ -93,10 +93,13 @@ pub enum Rejected {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Accepted(Accepted),
-    /// `locked`: what this failure locked, if anything.
+    /// `locked`: what this failure locked, if anything. `attempts_left`: how many more
+    /// failed codes from this host lock the user out (from it or everywhere), counted in the
+    /// login state this answer left under the lock; 0 when this failure locked.
     Rejected {
         why: Rejected,
         locked: Option<Locked>,
+        attempts_left: u32,
     },
     Locked {
         until: u64,
@@ -149,7 +152,7 @@ fn decide(
             masked: email::mask(a),
         },
         (Method::Email, None) => {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Setup(format!(
                 "{} uses emailed codes, but email is not configured ([email] smtp_host)",
                 attempt.user
             )));
@@ -174,7 +177,7 @@ pub fn issue_email_code<B: Backend>(
         return Ok(EmailIssue::Locked { until });
     }
     let Some(to) = record.email.clone() else {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Setup(format!(
             "{} has no email address",
             attempt.user
         )));
@@ -254,15 +257,24 @@ pub fn verify<B: Backend>(
             Outcome::Accepted(accepted)
         }
         Err(Rejected::Empty) => {
+            // Not counted: nothing to write.
             return Ok(Outcome::Rejected {
                 why: Rejected::Empty,
                 locked: None,
+                attempts_left: record.lockout.attempts_left(&host, now, &config.lockout),
             });
         }
-        Err(why) => Outcome::Rejected {
-            why,
-            locked: record.lockout.record_failure(&host, now, &config.lockout),
-        },
+        Err(why) => {
+            let locked = record.lockout.record_failure(&host, now, &config.lockout);
+            Outcome::Rejected {
+                why,
+                locked,
+                attempts_left: match locked {
+                    Some(_) => 0,
+                    None => record.lockout.attempts_left(&host, now, &config.lockout),
+                },
+            }
+        }
     };
     match outcome {
         // The hash of the used code leaves the record.

@@ -9,34 +9,67 @@ pub struct Network {
     prefix: u8,
 }
 
+/// Why [`Network::parse`] refused a `trusted_networks` entry; each holds the text as written
+/// (an address, never a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkError {
+    /// Not an IP address before the `/`.
+    NotAnAddress(String),
+    /// The prefix length is not a number from 0 to `max` (32 or 128).
+    Prefix { text: String, max: u8 },
+    /// Bits below the prefix are set; `masked` is what was probably meant.
+    HostBits { text: String, masked: Network },
+}
+
+impl fmt::Display for NetworkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetworkError::NotAnAddress(text) => write!(
+                f,
+                "{text:?} is not an IP network (like 192.168.1.0/24 or fd00::/8)"
+            ),
+            NetworkError::Prefix { text, max } => {
+                write!(f, "{text:?}: the prefix length must be 0 to {max}")
+            }
+            NetworkError::HostBits { text, masked } => {
+                write!(f, "{text:?} has host bits set; did you mean {masked}?")
+            }
+        }
+    }
+}
+
+impl std::error::Error for NetworkError {}
+
 impl Network {
     /// `192.168.1.0/24`, `fd00::/8`, or a single address.
-    pub fn parse(text: &str) -> Result<Network, String> {
+    pub fn parse(text: &str) -> Result<Network, NetworkError> {
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| {
-            format!("{text:?} is not an IP network (like 192.168.1.0/24 or fd00::/8)")
-        })?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| NetworkError::NotAnAddress(text.to_string()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
-        };
+        let prefix =
+            match prefix {
+                None => max,
+                Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
+                    NetworkError::Prefix {
+                        text: text.to_string(),
+                        max,
+                    }
+                })?,
+            };
         let network = Network { addr, prefix };
         if network.masked(addr) != addr {
-            return Err(format!(
-                "{text:?} has host bits set; did you mean {}?",
-                Network {
+            return Err(NetworkError::HostBits {
+                text: text.to_string(),
+                masked: Network {
                     addr: network.masked(addr),
-                    prefix
-                }
-            ));
+                    prefix,
+                },
+            });
         }
         Ok(network)
     }
@@ -200,10 +233,17 @@ mod tests {
         ] {
             assert!(Network::parse(bad).is_err(), "{bad}");
         }
-        assert!(
-            Network::parse("192.168.1.1/24")
-                .unwrap_err()
-                .contains("192.168.1.0/24")
+        assert_eq!(
+            Network::parse("192.168.1.1/24").unwrap_err().to_string(),
+            "\"192.168.1.1/24\" has host bits set; did you mean 192.168.1.0/24?"
+        );
+        assert_eq!(
+            Network::parse("fd00::/129").unwrap_err().to_string(),
+            "\"fd00::/129\": the prefix length must be 0 to 128"
+        );
+        assert_eq!(
+            Network::parse("lan").unwrap_err().to_string(),
+            "\"lan\" is not an IP network (like 192.168.1.0/24 or fd00::/8)"
         );
     }
 }

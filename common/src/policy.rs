@@ -174,7 +174,7 @@ pub struct SystemDirectory;
 
 impl Directory for SystemDirectory {
     fn groups_of(&self, user: &str) -> Result<Vec<String>, Error> {
-        let lookup = |e| Error::Invalid(format!("cannot look up the groups of {user}: {e}"));
+        let lookup = |e| Error::Lookup(format!("cannot look up the groups of {user}: {e}"));
         let entry = User::from_name(user)
             .map_err(|e| lookup(e.desc()))?
             .ok_or_else(|| lookup("no such user"))?;
@@ -191,7 +191,7 @@ impl Directory for SystemDirectory {
 
     fn members_of(&self, group: &str) -> Result<Vec<String>, Error> {
         let Some(entry) = Group::from_name(group)
-            .map_err(|e| Error::Invalid(format!("cannot look up group {group}: {}", e.desc())))?
+            .map_err(|e| Error::Lookup(format!("cannot look up group {group}: {}", e.desc())))?
         else {
             return Ok(Vec::new());
         };
@@ -220,7 +220,7 @@ mod tests {
             self.0
                 .get(user)
                 .map(|g| g.iter().map(|s| s.to_string()).collect())
-                .ok_or_else(|| Error::Invalid("no such user".into()))
+                .ok_or_else(|| Error::Lookup("no such user".into()))
         }
 
         fn members_of(&self, group: &str) -> Result<Vec<String>, Error> {
@@ -359,7 +359,13 @@ mod tests {
                 canonical: String::new()
             }
         );
-        let failing = |_: &str| -> Result<bool, Error> { Err(Error::Invalid("disk".into())) };
+        let failing = |_: &str| -> Result<bool, Error> {
+            Err(Error::io(
+                "/var/lib/twostep/users",
+                "open",
+                nix::errno::Errno::EIO,
+            ))
+        };
         assert!(login_name(&p, "ALICE", alias("alice"), &failing).is_err());
     }
 

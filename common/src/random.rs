@@ -27,14 +27,30 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes of a hex string (either case); `None` for an odd length or a character that is
+/// not a hex digit.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    let text = text.as_bytes();
     if text.len() % 2 != 0 {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+    text.chunks_exact(2)
+        .map(|pair| Some((nibble(pair[0])? << 4) | nibble(pair[1])?))
         .collect()
+}
+
+/// Whether [`unhex`] would decode `text`, without making the bytes.
+pub fn is_hex(text: &str) -> bool {
+    text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn nibble(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -47,6 +63,16 @@ mod tests {
         assert_eq!(unhex("00ff10"), Some(vec![0, 255, 16]));
         assert_eq!(unhex("0g"), None);
         assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("FF0a"), Some(vec![255, 10]));
+        assert_eq!(unhex(""), Some(vec![]));
+        // from_str_radix, used before, took a sign: "+f" is not hex.
+        for bad in ["+f", "-1", " f", "f ", "0x", "\u{e9}"] {
+            assert_eq!(unhex(bad), None, "{bad:?}");
+            assert!(!is_hex(bad), "{bad:?}");
+        }
+        for good in ["", "00", "ff10", "ABcd"] {
+            assert!(is_hex(good), "{good:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::emergency::CodeSet;
+use crate::emergency::{CodeSet, CodeSetError};
 use crate::lockout::LockoutState;
 use crate::toml_subset::{self, Fields, Writer};
 use crate::totp::{self, Algorithm, Params};
@@ -251,19 +251,90 @@ impl LoginState {
     }
 }
 
-/// A codec error as record and state errors read: "line N: message" (no column: the line is
-/// enough in a machine-written file, and these messages are logged).
-fn located(e: toml_subset::Error) -> String {
-    match e.pos.line {
-        0 => e.message,
-        line => format!("line {line}: {}", e.message),
+/// Why a record or a login state could not be read or written. No variant holds the key, a
+/// hash or a code; the messages are logged and shown by the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// Not TOML, a missing, mistyped or unknown key (the codec's error). Shown as "line N:
+    /// message" without the column: the line is enough in a machine-written file.
+    Syntax(toml_subset::Error),
+    /// A `version` this build does not read.
+    Version(u32),
+    /// The `user` key names someone other than the file's owner.
+    OtherUser,
+    /// `totp.digits` or `totp.period` out of range.
+    Params(totp::ParamsError),
+    /// `totp.skew` above 10.
+    Skew,
+    /// `totp.secret` is not a usable key.
+    Secret(totp::SecretError),
+    /// `method = "totp"` without a `[totp]` table.
+    TotpTableMissing,
+    /// `method = "email"` with a `[totp]` table.
+    TotpTableWithEmail,
+    /// `method = "email"` without an `email` address.
+    EmailMissing,
+    /// The `[emergency]` table is damaged.
+    Emergency(CodeSetError),
+    /// Writing: a number TOML cannot hold.
+    TooLarge(toml_subset::TooLarge),
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::Syntax(e) => match e.pos.line {
+                0 => f.write_str(&e.message),
+                line => write!(f, "line {line}: {}", e.message),
+            },
+            RecordError::Version(version) => write!(
+                f,
+                "record version {version} is not supported (expected {RECORD_VERSION})"
+            ),
+            RecordError::OtherUser => f.write_str("the record belongs to another user"),
+            RecordError::Params(e) => e.fmt(f),
+            RecordError::Skew => f.write_str("totp.skew must be at most 10"),
+            RecordError::Secret(e) => write!(f, "totp.secret: {e}"),
+            RecordError::TotpTableMissing => f.write_str("method \"totp\" needs a [totp] table"),
+            RecordError::TotpTableWithEmail => {
+                f.write_str("method \"email\" must not have a [totp] table")
+            }
+            RecordError::EmailMissing => f.write_str("method \"email\" needs an email address"),
+            RecordError::Emergency(e) => e.fmt(f),
+            RecordError::TooLarge(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RecordError::Syntax(e) => Some(e),
+            RecordError::Params(e) => Some(e),
+            RecordError::Secret(e) => Some(e),
+            RecordError::Emergency(e) => Some(e),
+            RecordError::TooLarge(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<toml_subset::Error> for RecordError {
+    fn from(e: toml_subset::Error) -> RecordError {
+        RecordError::Syntax(e)
+    }
+}
+
+impl From<toml_subset::TooLarge> for RecordError {
+    fn from(e: toml_subset::TooLarge) -> RecordError {
+        RecordError::TooLarge(e)
     }
 }
 
 impl Record {
     /// Parses a record and checks what it claims; `user` is who it must belong to.
-    pub fn parse(text: &str, user: &str) -> Result<Record, String> {
-        let record = Record::read(text).map_err(located)?;
+    pub fn parse(text: &str, user: &str) -> Result<Record, RecordError> {
+        let record = Record::read(text)?;
         record.validate(user)?;
         Ok(record)
     }
@@ -301,49 +372,44 @@ impl Record {
         })
     }
 
-    fn validate(&self, user: &str) -> Result<(), String> {
+    fn validate(&self, user: &str) -> Result<(), RecordError> {
         if self.version != RECORD_VERSION {
-            return Err(format!(
-                "record version {} is not supported (expected {RECORD_VERSION})",
-                self.version
-            ));
+            return Err(RecordError::Version(self.version));
         }
         if self.user != user {
-            return Err("the record belongs to another user".into());
+            return Err(RecordError::OtherUser);
         }
         match (self.method, &self.totp) {
             (Method::Totp, Some(t)) => {
-                totp::validate_params(t.digits, t.period)?;
+                totp::validate_params(t.digits, t.period).map_err(RecordError::Params)?;
                 if t.skew.is_some_and(|s| s > 10) {
-                    return Err("totp.skew must be at most 10".into());
+                    return Err(RecordError::Skew);
                 }
-                totp::decode_secret(t.secret.expose()).map_err(|e| format!("totp.secret: {e}"))?;
+                totp::decode_secret(t.secret.expose()).map_err(RecordError::Secret)?;
             }
-            (Method::Totp, None) => return Err("method \"totp\" needs a [totp] table".into()),
-            (Method::Email, Some(_)) => {
-                return Err("method \"email\" must not have a [totp] table".into());
-            }
+            (Method::Totp, None) => return Err(RecordError::TotpTableMissing),
+            (Method::Email, Some(_)) => return Err(RecordError::TotpTableWithEmail),
             (Method::Email, None) => {}
         }
         if self.method == Method::Email && self.email.is_none() {
-            return Err("method \"email\" needs an email address".into());
+            return Err(RecordError::EmailMissing);
         }
-        self.emergency.validate()
+        self.emergency.validate().map_err(RecordError::Emergency)
     }
 
     /// The record file: a header that tells an admin what the file is, then the enrollment
     /// without the login state. The layout is the one the first writer (serde and the `toml`
     /// crate) used.
-    pub fn to_file_text(&self) -> Result<Zeroizing<String>, String> {
+    pub fn to_file_text(&self) -> Result<Zeroizing<String>, RecordError> {
         self.text(false)
     }
 
     /// The record file with the login state folded in, as `twostep reset` archives it.
-    pub fn to_full_text(&self) -> Result<Zeroizing<String>, String> {
+    pub fn to_full_text(&self) -> Result<Zeroizing<String>, RecordError> {
         self.text(true)
     }
 
-    fn text(&self, with_state: bool) -> Result<Zeroizing<String>, String> {
+    fn text(&self, with_state: bool) -> Result<Zeroizing<String>, RecordError> {
         // The tables after [totp] hold no key; written first, they tell how large the text
         // gets, so that the buffer holding the key never grows (growing would leave a copy).
         let mut tables = String::with_capacity(1024);
@@ -390,7 +456,7 @@ impl Record {
 
     /// The login state, as the payload of a `.state` file: `last_step` (for TOTP users), then
     /// the same tables a record used to hold.
-    pub fn state_text(&self) -> Result<Zeroizing<String>, String> {
+    pub fn state_text(&self) -> Result<Zeroizing<String>, RecordError> {
         let mut text = Zeroizing::new(String::with_capacity(512));
         let mut w = Writer::new(&mut text);
         if let Some(t) = &self.totp {
@@ -404,14 +470,14 @@ impl Record {
 
     /// Replaces every login-state field with those in `text` (a `.state` payload); absent
     /// fields are empty. Unknown keys are errors, as everywhere in twostep.
-    pub fn apply_state(&mut self, text: &str) -> Result<(), String> {
+    pub fn apply_state(&mut self, text: &str) -> Result<(), RecordError> {
         let read = || -> Result<LoginState, toml_subset::Error> {
             let mut f = Fields::parse(text)?;
             let state = LoginState::read(&mut f, true)?;
             f.finish()?;
             Ok(state)
         };
-        let state = read().map_err(located)?;
+        let state = read()?;
         if let Some(t) = self.totp.as_mut() {
             t.last_step = state.last_step.unwrap_or(0);
         }
@@ -546,14 +612,15 @@ mod tests {
         assert_eq!(Record::parse(&full, "alice").unwrap(), record);
         // `last_step` is a state key: at the top of a record it is unknown.
         let top = file.replacen("version = 1", "last_step = 5\nversion = 1", 1);
-        let err = Record::parse(&top, "alice").unwrap_err();
+        let err = Record::parse(&top, "alice").unwrap_err().to_string();
         assert!(err.contains("unknown key `last_step`"), "{err}");
         // An empty state clears every field; unknown keys are refused with their line.
         joined.apply_state("").unwrap();
         assert_eq!(joined, Record::parse(&file, "alice").unwrap());
         let err = joined
             .apply_state("last_step = 1\nsecret = \"x\"\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("line 2:") && !err.contains('x'), "{err}");
     }
 
@@ -595,7 +662,7 @@ mod tests {
     fn parse_errors_do_not_repeat_values() {
         let text = sample().to_file_text().unwrap().to_string();
         let bad = text.replace("digits = 6", "digits = \"JBSWY3DPEHPK3PXP\"");
-        let err = Record::parse(&bad, "alice").unwrap_err();
+        let err = Record::parse(&bad, "alice").unwrap_err().to_string();
         assert!(!err.contains("JBSWY3DP"), "{err}");
         assert!(err.contains("line"), "{err}");
     }
@@ -604,7 +671,13 @@ mod tests {
     fn numbers_toml_cannot_hold_are_not_written() {
         let mut record = sample();
         record.created = u64::MAX;
-        assert!(record.to_file_text().unwrap_err().contains("too large"));
+        assert!(
+            record
+                .to_file_text()
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
     }
 
     #[test]
@@ -630,7 +703,7 @@ mod tests {
             ),
         ];
         for (bad, expected) in cases {
-            let err = Record::parse(&bad, "alice").unwrap_err();
+            let err = Record::parse(&bad, "alice").unwrap_err().to_string();
             assert!(err.starts_with(expected), "{expected}: {err}");
             assert!(!err.contains("JBSW"), "{err}");
         }
@@ -647,7 +720,19 @@ mod tests {
         assert!(
             Record::parse(&text, "bob")
                 .unwrap_err()
+                .to_string()
                 .contains("another user")
+        );
+        assert_eq!(
+            Record::parse(&text, "bob"),
+            Err(RecordError::OtherUser),
+            "typed, for callers that match"
+        );
+        assert_eq!(
+            Record::parse(&text.replace("rounds = 20000", "rounds = 0"), "alice")
+                .unwrap_err()
+                .to_string(),
+            "emergency rounds must be 1 to 10000000"
         );
         let cases = [
             (text.replace("digits = 6", "digits = 7"), "digits"),
@@ -661,7 +746,7 @@ mod tests {
             (format!("{text}\nextra = 1\n"), "extra"),
         ];
         for (bad, needle) in cases {
-            let err = Record::parse(&bad, "alice").unwrap_err();
+            let err = Record::parse(&bad, "alice").unwrap_err().to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
     }

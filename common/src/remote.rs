@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 use crate::backend::{Backend, Seen};
 use crate::config::Config;
 use crate::error::Error;
-use crate::record::Record;
+use crate::record::{Record, RecordError};
 use crate::store::{self, PendingId, Store};
 use crate::store_config::{self, StoreConfig};
 
@@ -150,7 +150,7 @@ impl Conn {
                 fields.remove(0);
                 Ok(fields)
             }
-            Some("err") => Err(Error::Invalid(format!(
+            Some("err") => Err(Error::Setup(format!(
                 "the fleet store (twostep serve-store, {}) refused: {}",
                 self.socket.display(),
                 fields.get(1).map_or("no reason given", |m| m.as_str())
@@ -225,16 +225,16 @@ impl RemoteBackend {
 
     fn owned<'a>(&self, lock: &'a RemoteLock) -> Result<&'a str, Error> {
         if !Rc::ptr_eq(&lock.conn, &self.conn) {
-            return Err(Error::Invalid("a lock of another store connection".into()));
+            return Err(Error::Bug("a lock of another store connection".into()));
         }
         Ok(&lock.user)
     }
 
     /// `record` and `state` fields (or `none`) into a record of `user`.
     fn parse_found(&self, user: &str, fields: &wire::Fields) -> Result<Option<Record>, Error> {
-        let corrupt = |message: String| Error::Corrupt {
+        let corrupt = |e: RecordError| Error::Corrupt {
             path: PathBuf::from(format!("fleet:{user}")),
-            message,
+            message: e.to_string(),
         };
         match fields.first().map(|f| f.as_str()) {
             Some("none") => Ok(None),
@@ -248,10 +248,10 @@ impl RemoteBackend {
     }
 }
 
-fn text_error(user: &str) -> impl Fn(String) -> Error + '_ {
-    move |message| Error::Corrupt {
+fn text_error(user: &str) -> impl Fn(RecordError) -> Error + '_ {
+    move |e| Error::Corrupt {
         path: PathBuf::from(format!("fleet:{user}")),
-        message,
+        message: e.to_string(),
     }
 }
 
@@ -348,9 +348,7 @@ impl Backend for RemoteBackend {
 
 fn check_owner(user: &str, record: &Record) -> Result<(), Error> {
     if record.user != user {
-        return Err(Error::Invalid(
-            "record and lock name different users".into(),
-        ));
+        return Err(Error::Bug("record and lock name different users".into()));
     }
     Ok(())
 }
@@ -463,7 +461,7 @@ impl LoginStore {
 }
 
 fn mismatch() -> Error {
-    Error::Invalid("a lock of another store".into())
+    Error::Bug("a lock of another store".into())
 }
 
 impl Backend for LoginStore {

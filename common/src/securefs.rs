@@ -194,21 +194,23 @@ impl Dir {
         access: Access,
         max: u64,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
-        let Some(file) = self.open_file(name, access)? else {
+        let Some((file, stat)) = self.open_file_stat(name, access)? else {
             return Ok(None);
         };
         let path = self.child_path(name);
-        read_limited(&file, &path, max).map(Some)
+        read_limited(&file, &path, max, stat.st_size).map(Some)
     }
 
-    /// Reads an already opened and checked file whole (see [`Dir::read_file`]).
+    /// Reads an already opened and checked file whole (see [`Dir::read_file`]); `stat` is
+    /// the status it was checked on.
     pub fn read_opened(
         &self,
         file: &File,
+        stat: &FileStat,
         name: &OsStr,
         max: u64,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
-        read_limited(file, &self.child_path(name), max)
+        read_limited(file, &self.child_path(name), max, stat.st_size)
     }
 
     /// Replaces `name` with `contents` atomically and durably: exclusive temp file (0600),
@@ -488,23 +490,44 @@ fn check_file(path: &Path, stat: &FileStat, access: Access, replaced: bool) -> R
     Ok(())
 }
 
-fn read_limited(file: &File, path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let mut buf = Zeroizing::new(Vec::new());
+/// Reads `file` whole, refusing more than `max` bytes. `size` is its size when it was checked
+/// (`st_size` of the fstat the checks used): the buffer holds that plus one byte, so a file
+/// still of that size takes one `read`, which returns `size` bytes without filling the buffer:
+/// a regular file's read is short only at its end, so no second `read` is needed to see the
+/// end. Any other answer (the file grew or shrank since, or a short read before `size`) reads
+/// on to end of file, as before: the end is then a `read` of 0 bytes.
+fn read_limited(
+    file: &File,
+    path: &Path,
+    max: u64,
+    size: i64,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     // Reading one byte past the limit tells "exactly max" from "too large" without trusting
     // st_size, which a file being rewritten could change under us.
-    let mut limited = file.take(max + 1);
-    let mut chunk = Zeroizing::new([0u8; 4096]);
+    let expected = u64::try_from(size).unwrap_or(0).min(max + 1);
+    let mut buf = Zeroizing::new(vec![0u8; usize::try_from(expected + 1).unwrap_or(4096)]);
+    let mut filled = 0;
+    let mut reader = file;
     loop {
-        match limited.read(&mut chunk[..]) {
+        if filled == buf.len() {
+            if filled as u64 > max {
+                return Err(Error::unsafe_path(
+                    path,
+                    format!("larger than the {max} byte limit"),
+                ));
+            }
+            // Grow by hand: a reallocating Vec would leave unwiped copies behind.
+            let mut bigger = Zeroizing::new(vec![0u8; (filled * 2).max(4096)]);
+            bigger[..filled].copy_from_slice(&buf[..filled]);
+            buf = bigger;
+        }
+        match reader.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => {
-                // Grow by hand: a reallocating Vec would leave unwiped copies behind.
-                if buf.len() + n > buf.capacity() {
-                    let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + n) * 2));
-                    bigger.extend_from_slice(&buf);
-                    buf = bigger;
+                filled += n;
+                if filled as u64 == expected && filled < buf.len() {
+                    break;
                 }
-                buf.extend_from_slice(&chunk[..n]);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
@@ -513,12 +536,13 @@ fn read_limited(file: &File, path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>
             }
         }
     }
-    if buf.len() as u64 > max {
+    if filled as u64 > max {
         return Err(Error::unsafe_path(
             path,
             format!("larger than the {max} byte limit"),
         ));
     }
+    buf.truncate(filled);
     Ok(buf)
 }
 
@@ -550,6 +574,28 @@ mod tests {
             normal_components(Path::new("/var/./lib/")).unwrap(),
             vec![OsStr::new("var"), OsStr::new("lib")]
         );
+    }
+
+    /// `read_limited` with a size from an fstat that may be stale: what it returns is always
+    /// the whole file, whatever the hint; the limit holds.
+    #[test]
+    fn files_are_read_whole_whatever_size_was_seen() {
+        let path = std::env::temp_dir().join(format!("twostep-read-{}", std::process::id()));
+        for len in [0usize, 1, 75, 4095, 4096, 4097, 10_000] {
+            let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            std::fs::write(&path, &text).unwrap();
+            let file = File::open(&path).unwrap();
+            for hint in [0, 1, len / 2, len, len + 1, 2 * len + 3, 1 << 40] {
+                let read = read_limited(&file, &path, 10_000, hint as i64).unwrap();
+                assert_eq!(&read[..], &text[..], "len {len}, hint {hint}");
+                // Back to the start for the next reading.
+                std::io::Seek::rewind(&mut &file).unwrap();
+                let err = read_limited(&file, &path, 74, hint as i64);
+                assert_eq!(err.is_err(), len > 74, "len {len}, hint {hint}");
+                std::io::Seek::rewind(&mut &file).unwrap();
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

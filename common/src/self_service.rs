@@ -2,6 +2,7 @@
 //! (docs/self-service.md). The service acts only for the peer the kernel names; these switches
 //! let an admin narrow what it allows, or turn it off.
 
+use crate::config::ConfigError;
 use crate::toml_subset::{self, Fields};
 
 /// The PAM service whose stack checks a self-service caller's password. It must not contain
@@ -93,7 +94,7 @@ impl SelfService {
     }
 
     /// A PAM service name: what pam_start accepts and /etc/pam.d can hold.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let name = &self.pam_service;
         let fine = !name.is_empty()
             && name.len() <= 64
@@ -102,11 +103,7 @@ impl SelfService {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !fine {
-            return Err(
-                "self_service.pam_service must be a PAM service name (1 to 64 letters, digits, \
-                 '-', '_' or '.', not starting with '.')"
-                    .into(),
-            );
+            return Err(ConfigError::SelfServicePamService);
         }
         Ok(())
     }

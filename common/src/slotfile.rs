@@ -145,7 +145,7 @@ impl SlotFile {
     ) -> Result<(), Error> {
         let (newest, seq) = self
             .newest
-            .ok_or_else(|| Error::Invalid("slot file written before it was read".into()))?;
+            .ok_or_else(|| Error::Bug("slot file written before it was read".into()))?;
         if !self.writable {
             return Err(Error::io(&self.path, "write", Errno::EROFS));
         }
@@ -187,7 +187,7 @@ fn new_image(payload: &[u8], seq: u64) -> Result<Zeroizing<Vec<u8>>, Error> {
         .next_power_of_two()
         .max(MIN_SLOT);
     if 2 * slot_size > MAX_FILE {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Bug(format!(
             "login state of {} bytes is larger than a slot file may be",
             payload.len()
         )));

@@ -194,7 +194,9 @@ impl Store {
         let Some((file, stat)) = self.users.open_file_stat(&name, Access::Private)? else {
             return Ok(Seen(None));
         };
-        let bytes = self.users.read_opened(&file, &name, MAX_RECORD_BYTES)?;
+        let bytes = self
+            .users
+            .read_opened(&file, &stat, &name, MAX_RECORD_BYTES)?;
         let mut record = self.parse(user, &name, &bytes)?;
         let state_name = with_ext(&encoded, STATE_EXT);
         let state = self.read_state(&state_name, &mut record)?;
@@ -263,9 +265,9 @@ impl Store {
     /// emergency code was used.
     pub fn save(&self, lock: &UserLock, record: &Record) -> Result<(), Error> {
         self.check_owner(lock, record)?;
-        let text = record.to_file_text().map_err(|message| Error::Corrupt {
+        let text = record.to_file_text().map_err(|e| Error::Corrupt {
             path: self.users.path().join(&lock.file_name),
-            message,
+            message: e.to_string(),
         })?;
         self.users.replace_file(&lock.file_name, text.as_bytes())?;
         self.save_state(lock, record, true)
@@ -275,9 +277,9 @@ impl Store {
     /// must be unchanged since it was loaded under `lock`.
     pub fn save_state(&self, lock: &UserLock, record: &Record, sync: bool) -> Result<(), Error> {
         self.check_owner(lock, record)?;
-        let text = record.state_text().map_err(|message| Error::Corrupt {
+        let text = record.state_text().map_err(|e| Error::Corrupt {
             path: self.users.path().join(&lock.state_name),
-            message,
+            message: e.to_string(),
         })?;
         match lock.state.borrow_mut().as_mut() {
             Some(file) => file.write(&self.users, &lock.state_name, text.as_bytes(), sync),
@@ -288,9 +290,7 @@ impl Store {
 
     fn check_owner(&self, lock: &UserLock, record: &Record) -> Result<(), Error> {
         if record.user != lock.user {
-            return Err(Error::Invalid(
-                "record and lock name different users".into(),
-            ));
+            return Err(Error::Bug("record and lock name different users".into()));
         }
         Ok(())
     }
@@ -343,14 +343,14 @@ impl Store {
         let name = (0u32..)
             .map(|n| archive_name(&encoded, now, n))
             .find(|name| !taken.iter().any(|(_, t)| t == name))
-            .ok_or_else(|| Error::Invalid("no free archive name".into()))?;
+            .ok_or_else(|| Error::Bug("no free archive name".into()))?;
         let archive = self.archive_dir()?;
         // The archived record carries the rest of its login state (the last used time step
         // above all), so that a restored enrollment still refuses replays. Written before the live files go:
         // a crash in between leaves the user enrolled, with an archive copy to spare.
-        let text = record.to_full_text().map_err(|message| Error::Corrupt {
+        let text = record.to_full_text().map_err(|e| Error::Corrupt {
             path: archive.path().join(&name),
-            message,
+            message: e.to_string(),
         })?;
         archive.replace_file(&name, text.as_bytes())?;
         self.users.remove_file(&lock.file_name)?;
@@ -362,7 +362,7 @@ impl Store {
     /// a record. The archived file's path, or `None` when nothing is archived.
     pub fn restore(&self, lock: &UserLock) -> Result<Option<PathBuf>, Error> {
         if self.load_locked(lock)?.is_some() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Input(format!(
                 "{} is enrolled; nothing to restore over",
                 lock.user
             )));
@@ -380,9 +380,9 @@ impl Store {
             path: path.clone(),
             message: "not valid UTF-8".into(),
         })?;
-        Record::parse(text, &lock.user).map_err(|message| Error::Corrupt {
+        Record::parse(text, &lock.user).map_err(|e| Error::Corrupt {
             path: path.clone(),
-            message,
+            message: e.to_string(),
         })?;
         archive.move_file(&newest, &self.users, &lock.file_name)?;
         Ok(Some(path))
@@ -483,7 +483,7 @@ impl Store {
         self.check_owner(lock, record)?;
         let dir = self
             .pending_dir(true)?
-            .ok_or_else(|| Error::Invalid("no pending directory".into()))?;
+            .ok_or_else(|| Error::Bug("no pending directory".into()))?;
         let encoded = username::encode(&lock.user)?;
         let mut waiting = self.pendings(&dir, &encoded)?;
         waiting.sort_by_key(|(_, created)| *created);
@@ -601,7 +601,7 @@ impl Store {
         self.check_owner(lock, record)?;
         let dir = self
             .begun_dir(true)?
-            .ok_or_else(|| Error::Invalid("no enrolling directory".into()))?;
+            .ok_or_else(|| Error::Bug("no enrolling directory".into()))?;
         for name in self.begun_names(&dir, lock)? {
             dir.remove_file(&name)?;
         }
@@ -703,17 +703,17 @@ fn parse_record(dir: &Dir, name: &OsStr, bytes: &[u8], user: &str) -> Result<Rec
         path: path(),
         message: "not valid UTF-8".into(),
     })?;
-    Record::parse(text, user).map_err(|message| Error::Corrupt {
+    Record::parse(text, user).map_err(|e| Error::Corrupt {
         path: path(),
-        message,
+        message: e.to_string(),
     })
 }
 
 /// Writes `record` with its login state folded in as `name` in `dir` (waiting enrollments).
 fn write_full(dir: &Dir, name: &OsStr, record: &Record) -> Result<(), Error> {
-    let text = record.to_full_text().map_err(|message| Error::Corrupt {
+    let text = record.to_full_text().map_err(|e| Error::Corrupt {
         path: dir.path().join(name),
-        message,
+        message: e.to_string(),
     })?;
     dir.replace_file(name, text.as_bytes())
 }
@@ -758,7 +758,7 @@ fn apply_state(record: &mut Record, bytes: &[u8], path: &Path) -> Result<(), Err
         message,
     };
     let text = std::str::from_utf8(bytes).map_err(|_| corrupt("not valid UTF-8".into()))?;
-    record.apply_state(text).map_err(corrupt)
+    record.apply_state(text).map_err(|e| corrupt(e.to_string()))
 }
 
 #[cfg(test)]

@@ -136,15 +136,13 @@ impl StoreConfig {
         std::time::Duration::from_secs(self.timeout_secs)
     }
 
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), StoreConfigError> {
         if !(1..=MAX_TIMEOUT_SECS).contains(&self.timeout_secs) {
-            return Err(format!(
-                "store.timeout_secs must be between 1 and {MAX_TIMEOUT_SECS}"
-            ));
+            return Err(StoreConfigError::Timeout);
         }
         let id = &self.host_id;
         if id.len() > 64 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err("store.host_id must be at most 64 characters, without spaces".into());
+            return Err(StoreConfigError::HostId);
         }
         for (key, path, optional) in [
             ("socket", &self.socket, false),
@@ -154,20 +152,49 @@ impl StoreConfig {
         ] {
             let empty = path.as_os_str().is_empty();
             if !(path.is_absolute() || (optional && empty)) {
-                return Err(format!("store.{key} must be an absolute path"));
+                return Err(StoreConfigError::NotAbsolute(key));
             }
         }
         if let Some(why) = url_problem(&self.url) {
-            return Err(format!("store.url {why}"));
+            return Err(StoreConfigError::Url(why));
         }
         if self.backend == Backend::Postgresql && self.url.is_empty() {
-            return Err(
-                "store.url is needed with backend = \"postgresql\" (a libpq connection string \
-                 or URL)"
-                    .into(),
-            );
+            return Err(StoreConfigError::UrlMissing);
         }
         Ok(())
+    }
+}
+
+/// A `[store]` value that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreConfigError {
+    Timeout,
+    HostId,
+    /// The key of a path that must be absolute.
+    NotAbsolute(&'static str),
+    /// What is wrong with `store.url`.
+    Url(&'static str),
+    /// `backend = "postgresql"` without `url`.
+    UrlMissing,
+}
+
+impl std::fmt::Display for StoreConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfigError::Timeout => write!(
+                f,
+                "store.timeout_secs must be between 1 and {MAX_TIMEOUT_SECS}"
+            ),
+            StoreConfigError::HostId => {
+                f.write_str("store.host_id must be at most 64 characters, without spaces")
+            }
+            StoreConfigError::NotAbsolute(key) => write!(f, "store.{key} must be an absolute path"),
+            StoreConfigError::Url(why) => write!(f, "store.url {why}"),
+            StoreConfigError::UrlMissing => f.write_str(
+                "store.url is needed with backend = \"postgresql\" (a libpq connection string \
+                 or URL)",
+            ),
+        }
     }
 }
 

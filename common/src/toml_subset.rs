@@ -80,6 +80,18 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Why [`Writer::finish`] failed: a number above TOML's signed 64-bit integers was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge;
+
+impl fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number is too large to store (more than 9223372036854775807)")
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     String(String),
@@ -1086,15 +1098,15 @@ impl Fields {
     }
 
     pub fn strings(&mut self, key: &str) -> Result<Option<Vec<String>>, Error> {
-        self.list(key, |s| Ok(s.to_string()))
+        self.list(key, |s| Ok::<_, std::convert::Infallible>(s.to_string()))
     }
 
     /// An array of strings, each turned into a `T` by `convert`; its errors are reported at the
     /// item (they come from twostep's own parsers, such as networks, not from a secret).
-    pub fn list<T>(
+    pub fn list<T, E: fmt::Display>(
         &mut self,
         key: &str,
-        convert: impl Fn(&str) -> Result<T, String>,
+        convert: impl Fn(&str) -> Result<T, E>,
     ) -> Result<Option<Vec<T>>, Error> {
         let Some(items) = self.array(key, "an array of strings")? else {
             return Ok(None);
@@ -1257,9 +1269,9 @@ impl<'a> Writer<'a> {
     }
 
     /// Ends writing; fails if a number could not be written (TOML integers are signed 64-bit).
-    pub fn finish(self) -> Result<(), String> {
+    pub fn finish(self) -> Result<(), TooLarge> {
         if self.too_large {
-            return Err("a number is too large to store (more than 9223372036854775807)".into());
+            return Err(TooLarge);
         }
         Ok(())
     }

@@ -88,7 +88,7 @@ impl fmt::Display for ParamsError {
 
 impl std::error::Error for ParamsError {}
 
-/// For the validators that still report a `String` (the record's, the config's, the CLI's).
+/// For the CLI's validators, which still report a `String`.
 impl From<ParamsError> for String {
     fn from(e: ParamsError) -> String {
         e.to_string()
@@ -97,7 +97,7 @@ impl From<ParamsError> for String {
 
 impl From<ParamsError> for Error {
     fn from(e: ParamsError) -> Error {
-        Error::Invalid(e.to_string())
+        Error::Input(e.to_string())
     }
 }
 
@@ -152,7 +152,7 @@ impl std::error::Error for SecretError {}
 
 impl From<SecretError> for Error {
     fn from(e: SecretError) -> Error {
-        Error::Invalid(e.to_string())
+        Error::Input(e.to_string())
     }
 }
 

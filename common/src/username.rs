@@ -25,7 +25,7 @@ pub enum Canonical {
 pub fn canonical(typed: &str) -> Result<Canonical, Error> {
     encode(typed)?;
     let entry = User::from_name(typed).map_err(|errno| {
-        Error::Invalid(format!(
+        Error::Lookup(format!(
             "the user directory failed to look up {}: {}",
             field("user", typed),
             errno.desc()
@@ -35,7 +35,7 @@ pub fn canonical(typed: &str) -> Result<Canonical, Error> {
         return Ok(Canonical::Unknown);
     };
     encode(&entry.name).map_err(|e| {
-        Error::Invalid(format!(
+        Error::Lookup(format!(
             "the user directory answered {} with {}: {e}",
             field("user", typed),
             field("canonical", &entry.name)

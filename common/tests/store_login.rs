@@ -100,8 +100,14 @@ fn verify_seen(
     login::verify(store, &env.config, &attempt("alice"), typed, now, seen)
 }
 
-fn rejected(why: Rejected) -> Outcome {
-    Outcome::Rejected { why, locked: None }
+/// A failure that locked nothing; `attempts_left` as counted in the state it wrote (this
+/// file's config: 3 failures per host, 30 in all).
+fn rejected(why: Rejected, attempts_left: u32) -> Outcome {
+    Outcome::Rejected {
+        why,
+        locked: None,
+        attempts_left,
+    }
 }
 
 fn begin(env: &Env, user: &str, rhost: &str, now: u64) -> Begin {
@@ -145,12 +151,12 @@ fn right_code_once_then_replay() {
     );
     assert_eq!(
         verify(&env, "alice", &c, T0 + 1),
-        rejected(Rejected::Replay)
+        rejected(Rejected::Replay, 2)
     );
     // The previous step's code is older than the accepted one: also a replay.
     assert_eq!(
         verify(&env, "alice", &code(T0 - 30), T0 + 2),
-        rejected(Rejected::Replay)
+        rejected(Rejected::Replay, 1)
     );
     // The next step is fine.
     assert_eq!(
@@ -175,11 +181,11 @@ fn spaces_are_ignored_and_skew_is_one_step() {
     );
     assert_eq!(
         verify(&env, "alice", &code(T0 + 60), T0),
-        rejected(Rejected::WrongCode)
+        rejected(Rejected::WrongCode, 2)
     );
     assert_eq!(
         verify(&env, "alice", &code(T0 - 90), T0 + 1),
-        rejected(Rejected::WrongCode)
+        rejected(Rejected::WrongCode, 1)
     );
 }
 
@@ -189,17 +195,18 @@ fn lockout_after_failures_and_release() {
     enroll(&env, "alice");
     assert_eq!(
         verify(&env, "alice", "000000", T0),
-        rejected(Rejected::WrongCode)
+        rejected(Rejected::WrongCode, 2)
     );
     assert_eq!(
         verify(&env, "alice", "111111", T0 + 1),
-        rejected(Rejected::WrongCode)
+        rejected(Rejected::WrongCode, 1)
     );
     assert_eq!(
         verify(&env, "alice", "222222", T0 + 2),
         Outcome::Rejected {
             why: Rejected::WrongCode,
-            locked: Some(Locked::Host)
+            locked: Some(Locked::Host),
+            attempts_left: 0,
         }
     );
     let until = T0 + 2 + env.config.lockout.duration_secs;
@@ -229,7 +236,7 @@ fn successes_never_count_toward_lockout() {
         let t = T0 + i * 30;
         assert_eq!(
             verify(&env, "alice", "999999", t),
-            rejected(Rejected::WrongCode),
+            rejected(Rejected::WrongCode, 2),
             "step {i}"
         );
         assert_eq!(
@@ -250,7 +257,7 @@ fn emergency_codes_work_once_each() {
     );
     assert_eq!(
         verify(&env, "alice", &codes[0], T0 + 1),
-        rejected(Rejected::WrongEmergencyCode)
+        rejected(Rejected::WrongEmergencyCode, 2)
     );
     let typed = codes[1].replace('-', " ").to_uppercase();
     assert_eq!(
@@ -263,15 +270,18 @@ fn emergency_codes_work_once_each() {
 fn empty_answer_is_not_a_failure_and_junk_is() {
     let env = env();
     enroll(&env, "alice");
-    assert_eq!(verify(&env, "alice", "  ", T0), rejected(Rejected::Empty));
+    assert_eq!(
+        verify(&env, "alice", "  ", T0),
+        rejected(Rejected::Empty, 3)
+    );
     assert_eq!(
         verify(&env, "alice", "12345", T0),
-        rejected(Rejected::Malformed)
+        rejected(Rejected::Malformed, 2)
     );
     let store = Store::open(&env.config.state_dir).unwrap();
     let huge = vec![b'7'; 1 << 20];
     let out = verify_seen(&env, &store, &huge, T0, Seen::default()).unwrap();
-    assert_eq!(out, rejected(Rejected::Malformed));
+    assert_eq!(out, rejected(Rejected::Malformed, 1));
     let out = verify_seen(&env, &store, b"\xff\xfe12", T0, Seen::default()).unwrap();
     assert!(
         matches!(
@@ -441,7 +451,16 @@ fn racing_logins_with_one_code_succeed_once() {
         assert_eq!(accepted, 1, "round {round}: {results:?}");
         let replays = results
             .iter()
-            .filter(|o| **o == rejected(Rejected::Replay))
+            .filter(|o| {
+                matches!(
+                    o,
+                    Outcome::Rejected {
+                        why: Rejected::Replay,
+                        locked: None,
+                        ..
+                    }
+                )
+            })
             .count();
         assert_eq!(replays, 15, "round {round}: {results:?}");
     }
@@ -481,7 +500,8 @@ fn a_stranger_cannot_lock_the_owner_out_from_the_lan() {
         verify_from(&env, "alice", "198.51.100.9", "000000", T0 + 20),
         Outcome::Rejected {
             why: Rejected::WrongCode,
-            locked: Some(Locked::User)
+            locked: Some(Locked::User),
+            attempts_left: 0,
         }
     );
     assert!(matches!(
@@ -617,7 +637,7 @@ fn enrollment_at_login_stores_only_a_confirmed_key() {
     // The confirming code is used up.
     assert_eq!(
         verify(&env, "carol", &right, T0 + 1),
-        rejected(Rejected::Replay)
+        rejected(Rejected::Replay, 2)
     );
     let again = login::enroll_at_login(
         &store,
@@ -709,7 +729,7 @@ fn the_record_seen_before_the_prompt_is_used_when_unchanged() {
     assert_eq!(outcome.unwrap(), Outcome::Accepted(Accepted::Totp));
     assert_eq!(
         verify(&env, "alice", &code(T0), T0 + 1),
-        rejected(Rejected::Replay)
+        rejected(Rejected::Replay, 2)
     );
 }
 
@@ -730,7 +750,7 @@ fn a_record_replaced_after_the_prompt_is_read_again() {
         let outcome = verify_seen(&env, &store, code(now).as_bytes(), now, stale);
         assert_eq!(
             outcome.unwrap(),
-            rejected(Rejected::Replay),
+            rejected(Rejected::Replay, 2),
             "round {round}"
         );
     }

@@ -5,7 +5,7 @@
 #                                           target/packages/cockpit-twostep-<VERSION>-1.noarch.rpm
 #
 # Run by packaging/build-packages.sh after the twostep packages (VERSION is twostep's); both
-# install the four files of cockpit/ into /usr/share/cockpit/twostep/ and depend on twostep of
+# install the five files of cockpit/ into /usr/share/cockpit/twostep/ and depend on twostep of
 # the same version (the page runs its JSON commands) and on cockpit-system (Cockpit's shell and
 # the PatternFly styles the page uses). Needs dpkg-deb and rpmbuild (Debian package `rpm`).
 set -euo pipefail
@@ -20,7 +20,7 @@ version=${1:-}
 for tool in dpkg-deb rpmbuild; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install dpkg-dev rpm)"
 done
-files=(manifest.json index.html twostep.js twostep.css)
+files=(manifest.json index.html twostep.js self.js twostep.css)
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 out=target/packages
 work=$out/gen/cockpit
@@ -51,6 +51,11 @@ Description: Cockpit page for two-step login (twostep)
  emergency codes, reset, restore, unlock, recovery addresses, the policy
  in /etc/twostep/twostep.toml and the checks of twostep doctor. It runs the
  twostep command with administrative access and holds no logic of its own.
+ .
+ Every other user sees only their own account: turning two-step login on
+ (QR code, emergency codes), new codes, another device, the recovery
+ address, turning it off, and recent logins, through twostep self and the
+ twostep-self service.
 CONTROL
 chmod 0644 "$deb_root/DEBIAN/control"
 find "$deb_root" -type d -exec chmod 0755 {} +

@@ -28,7 +28,7 @@ trap cleanup EXIT
 deb=$(ls "$OUT"/cockpit-twostep_*_all.deb)
 rpm=$(ls "$OUT"/cockpit-twostep-*.noarch.rpm)
 version=$(dpkg-query -W -f='${Version}' twostep)
-files=(index.html manifest.json twostep.css twostep.js)
+files=(index.html manifest.json twostep.css twostep.js self.js)
 
 # --- the .deb ---
 expected=$(

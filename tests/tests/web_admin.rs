@@ -19,8 +19,9 @@
 //! 3. resets and restores the user (the restored emergency codes work again);
 //! 4. sees the error text when the CLI is missing, the doctor's lines on the Health tab, and the page in Cockpit's dark mode.
 //!
-//! Then a user without administrative rights opens the page: it says admin access is needed and
-//! offers no control. Screenshots go to `<target>/test-artifacts/web-admin/` (docs/web-admin.md
+//! Then a user without administrative rights opens the page: it shows only their own account
+//! (self.js, tested in web_self.rs), none of the admin part: no tab, no user data, no control
+//! outside the own-account panel, and nothing runs as root. Screenshots go to `<target>/test-artifacts/web-admin/` (docs/web-admin.md
 //! shows them). Needs root, the packages of web_cockpit.rs plus `sudo`, `zbar-tools`,
 //! `librsvg2-bin` (.ci/run); fails, never skips. Bounded to [`BUDGET`].
 
@@ -360,6 +361,24 @@ fn cockpit_admin_page_enrolls_edits_policy_resets_and_refuses_non_admins() {
         &[],
     );
     b.screenshot("users-dark.png");
+
+    // The admin's own account is a tab of its own: it runs `twostep self` as the admin, not as
+    // root. No self-service runs here (and /usr/sbin/twostep is the machine's, if any), so it
+    // can only say so; web_self.rs tests that part with the service.
+    b.click("#tab-self");
+    let kind = b.wait_script(
+        "the admin's own account",
+        Duration::from_secs(20),
+        "const p = document.getElementById('self-panel'); \
+         const e = document.getElementById('self-error'); \
+         return !!p && !p.hidden && !e.hidden ? e.dataset.kind : null;",
+        &[],
+    );
+    assert!(
+        ["missing", "unavailable"].contains(&kind.as_str().unwrap_or_default()),
+        "the own-account tab: {kind}"
+    );
+    visible_not(&b, "#ts-users");
     drop(b);
 
     // --- a user without administrative rights ---
@@ -369,9 +388,11 @@ fn cockpit_admin_page_enrolls_edits_policy_resets_and_refuses_non_admins() {
     login(&b, &base, &dave, false);
     open_page(&b, &base);
     b.wait_script(
-        "the admin-access notice",
+        "the own-account part and the admin-access hint",
         Duration::from_secs(20),
-        "const e = document.getElementById('ts-admin-needed'); return !!e && !e.hidden;",
+        "const e = document.getElementById('ts-admin-needed'); \
+         const p = document.getElementById('self-panel'); \
+         return !!e && !e.hidden && !!p && !p.hidden;",
         &[],
     );
     // Give the page time to (wrongly) start anything before checking.
@@ -379,11 +400,17 @@ fn cockpit_admin_page_enrolls_edits_policy_resets_and_refuses_non_admins() {
     let controls = b
         .execute(
             "return Array.from(document.querySelectorAll('button, input, select'))\
-                 .filter((e) => e.getClientRects().length > 0 && !e.disabled).length;",
+                 .filter((e) => e.getClientRects().length > 0 && !e.disabled \
+                     && !e.closest('#self-panel')).length;",
             &[],
         )
         .expect("count controls");
-    assert_eq!(controls, json!(0), "a non-admin sees no working control");
+    assert_eq!(
+        controls,
+        json!(0),
+        "a non-admin sees no working control but their own account's"
+    );
+    visible_not(&b, "#ts-tabs");
     let rows = b
         .execute(
             "return document.querySelectorAll('#ts-users-body tr').length;",
@@ -425,7 +452,13 @@ fn start_admin_cockpit(env: &TestEnv) -> Server {
     let packages = env.dir().join("cockpit-packages");
     let package = packages.join("twostep");
     std::fs::create_dir_all(&package).expect("create the package directory");
-    for name in ["manifest.json", "index.html", "twostep.js", "twostep.css"] {
+    for name in [
+        "manifest.json",
+        "index.html",
+        "twostep.js",
+        "self.js",
+        "twostep.css",
+    ] {
         let to = package.join(name);
         std::fs::copy(
             Path::new(env!("CARGO_MANIFEST_DIR"))

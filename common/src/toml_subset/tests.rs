@@ -493,7 +493,7 @@ fn list_items_are_converted_with_their_position() {
             if s == "ok" {
                 Ok(1)
             } else {
-                Err("not a network".into())
+                Err("not a network")
             }
         })
         .unwrap_err();
@@ -549,7 +549,7 @@ fn writer_refuses_numbers_toml_cannot_hold() {
     let mut out = String::new();
     let mut w = Writer::new(&mut out);
     w.u64("big", u64::MAX);
-    assert!(w.finish().unwrap_err().contains("too large"));
+    assert!(w.finish().unwrap_err().to_string().contains("too large"));
     let mut out = String::new();
     let mut w = Writer::new(&mut out);
     w.u64s("big", &[1, 1 << 63]);

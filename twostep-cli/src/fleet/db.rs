@@ -224,23 +224,23 @@ pub fn read(
     let state: String = row.get(3);
     let last_step: i64 = row.get(4);
     let version: i64 = row.get(5);
-    let corrupt = |m: String| format!("{user}'s record in the fleet database: {m}");
-    let mut record = Record::parse(&text, user).map_err(corrupt)?;
+    let corrupt = |m: &dyn std::fmt::Display| format!("{user}'s record in the fleet database: {m}");
+    let mut record = Record::parse(&text, user).map_err(|e| corrupt(&e))?;
     match (record.totp.as_mut(), secret) {
         (Some(totp), Some(sealed)) => {
             totp.secret = SecretString::new(key.open_text("totp_secret", user, &sealed)?);
         }
         (None, None) => {}
-        _ => return Err(corrupt("the key and the method disagree".into())),
+        _ => return Err(corrupt(&"the key and the method disagree")),
     }
     match (record.email.is_some(), email) {
         (true, Some(sealed)) => {
             record.email = Some(key.open_text("email", user, &sealed)?.to_string());
         }
         (false, None) => {}
-        _ => return Err(corrupt("the address columns disagree".into())),
+        _ => return Err(corrupt(&"the address columns disagree")),
     }
-    record.apply_state(&state).map_err(corrupt)?;
+    record.apply_state(&state).map_err(|e| corrupt(&e))?;
     if let Some(totp) = record.totp.as_mut() {
         totp.last_step = totp.last_step.max(u64::try_from(last_step).unwrap_or(0));
     }
@@ -280,10 +280,10 @@ pub fn seal(key: &FleetKey, record: &Record) -> Result<Sealed, String> {
         None => None,
     };
     Ok(Sealed {
-        text: bare.to_file_text()?,
+        text: bare.to_file_text().map_err(|e| e.to_string())?,
         secret,
         email,
-        state: record.state_text()?,
+        state: record.state_text().map_err(|e| e.to_string())?,
         last_step: step_of(record),
     })
 }

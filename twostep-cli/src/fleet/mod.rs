@@ -91,7 +91,10 @@ fn import(config: &Config) -> Result<(), String> {
                 println!("imported {user}");
                 imported += 1;
             }
-            Some(stored) if stored.record.to_file_text()? == record.to_file_text()? => {
+            Some(stored)
+                if stored.record.to_file_text().map_err(|e| e.to_string())?
+                    == record.to_file_text().map_err(|e| e.to_string())? =>
+            {
                 println!("unchanged {user} (already in the fleet database)");
                 unchanged += 1;
             }
@@ -141,7 +144,10 @@ fn export(config: &Config) -> Result<(), String> {
                 println!("exported {user}");
                 exported += 1;
             }
-            Some(local) if local.to_file_text()? == stored.record.to_file_text()? => {
+            Some(local)
+                if local.to_file_text().map_err(|e| e.to_string())?
+                    == stored.record.to_file_text().map_err(|e| e.to_string())? =>
+            {
                 println!("unchanged {user} (already in the state directory)");
                 unchanged += 1;
             }

@@ -398,8 +398,8 @@ impl Conn<'_> {
 
     fn save(&mut self, file_text: &str, state: &str) -> Answer {
         let user = self.user()?;
-        let mut record = Record::parse(file_text, &user)?;
-        record.apply_state(state)?;
+        let mut record = Record::parse(file_text, &user).map_err(|e| e.to_string())?;
+        record.apply_state(state).map_err(|e| e.to_string())?;
         self.write(&user, &record, false)
     }
 
@@ -410,7 +410,7 @@ impl Conn<'_> {
             .record
             .clone()
             .ok_or("no record to save the login state of")?;
-        record.apply_state(state)?;
+        record.apply_state(state).map_err(|e| e.to_string())?;
         self.write(&user, &record, true)
     }
 
@@ -461,7 +461,7 @@ impl Conn<'_> {
 
     fn pend(&mut self, full_text: &str) -> Answer {
         let user = self.user()?;
-        let record = Record::parse(full_text, &user)?;
+        let record = Record::parse(full_text, &user).map_err(|e| e.to_string())?;
         let created = i64::try_from(record.created).map_err(|_| "bad creation time")?;
         let lifetime = PENDING_LIFETIME_SECS as i64;
         let id = twostep_common::random::hex(
@@ -541,8 +541,8 @@ fn found_answer(record: Option<&Record>) -> Answer {
     let Some(record) = record else {
         return ok(&["none"]);
     };
-    let text = record.to_file_text()?;
-    let state = record.state_text()?;
+    let text = record.to_file_text().map_err(|e| e.to_string())?;
+    let state = record.state_text().map_err(|e| e.to_string())?;
     ok(&["record", &text, &state])
 }
 

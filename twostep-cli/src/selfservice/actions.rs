@@ -424,7 +424,9 @@ fn prove(ctx: &Ctx<'_>, store: &Store, password: &str, code: &str) -> Result<(),
         Outcome::Accepted(_) => Ok(()),
         Outcome::Locked { until } => Err(locked(until)),
         Outcome::NotEnrolled => Err(not_enrolled()),
-        Outcome::Rejected { why, locked: hit } => {
+        Outcome::Rejected {
+            why, locked: hit, ..
+        } => {
             let mut message = match why {
                 Rejected::Empty => "type a current code: from your app, an emergency code, or \
                                     one mailed with `twostep self send-code`"

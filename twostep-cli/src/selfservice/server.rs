@@ -221,7 +221,8 @@ fn accept(shared: &Shared, stream: UnixStream) {
             "the service is busy with other requests (of yours, or of everybody); try again in \
              a few seconds",
         );
-        respond(&stream, &Response::Error(busy));
+        // Not drained: the accepting thread must not wait on a client.
+        send_line(&stream, &Response::Error(busy));
         return;
     };
     let shared = shared.clone();
@@ -409,13 +410,34 @@ fn read_request(mut stream: &UnixStream) -> Result<Zeroizing<Vec<u8>>, Failure> 
 }
 
 fn respond(stream: &UnixStream, response: &Response) {
+    send_line(stream, response);
+    drain(stream);
+}
+
+/// The response line, then the end of our side of the stream.
+fn send_line(stream: &UnixStream, response: &Response) {
     let Ok(text) = serde_json::to_string(response) else {
         return;
     };
     let mut text = Zeroizing::new(text);
     text.push('\n');
     let _ = send_all(stream, text.as_bytes());
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// Reads and drops what is left of a refused request (too long, malformed), at most 64 KiB and
+/// 100 ms: Linux resets a Unix socket closed with unread data (ECONNRESET at the peer), and the
+/// client might then lose the answer that says why it was refused.
+fn drain(mut stream: &UnixStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut scratch = Zeroizing::new([0u8; 4096]);
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        match stream.read(&mut scratch[..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 /// Writes all of `bytes` with MSG_NOSIGNAL: a client that went away must not kill the service
