@@ -135,6 +135,36 @@ impl Postgres {
         }
     }
 
+    /// `kill -9` of the postmaster and every server process (a crash), waiting until they are
+    /// gone. Their pid file stays, as after a real crash; it (and the socket's lock file) is
+    /// removed only when the postmaster's pid is a zombie nobody reaps (a container's pid 1 may not), which
+    /// PostgreSQL would take for a live server.
+    pub fn crash(&self) {
+        let Some(pid) = self.pid() else {
+            return;
+        };
+        self.signal_all(libc::SIGKILL);
+        let state = |pid: libc::pid_t| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()?.to_string()))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match state(pid).as_deref() {
+                None => return,
+                Some("Z") => {
+                    let _ = std::fs::remove_file(self.data_dir().join("postmaster.pid"));
+                    let socket_lock = format!(".s.PGSQL.{}.lock", self.port);
+                    let _ = std::fs::remove_file(self.dir.join(socket_lock));
+                    return;
+                }
+                Some(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        panic!("the postmaster {pid} survived SIGKILL");
+    }
+
     /// Stops (`SIGSTOP`) or continues (`SIGCONT`) the postmaster and every server process it
     /// started: a database that hangs instead of refusing.
     pub fn signal_all(&self, signal: libc::c_int) {

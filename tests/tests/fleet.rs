@@ -479,3 +479,55 @@ fn a_store_socket_that_is_not_roots_is_refused() {
     login.assert_logged(&["not owned by root"]);
     drop(listener);
 }
+
+#[test]
+fn the_database_killed_during_logins_keeps_every_accepted_code_used() {
+    let (db, a, b, _) = fleet("fleet_kill");
+    let mut last_accepted: Option<(i64, String)> = None;
+    let (mut steps, mut accepted, mut refused) = (0i64, 0, 0);
+    std::thread::scope(|s| {
+        // kill -9 of the postmaster and every server process in the middle of the logins,
+        // then a restart (crash recovery) while they go on.
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(1500));
+            db.crash();
+            std::thread::sleep(Duration::from_millis(500));
+            db.start_again();
+        });
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(6) {
+            let t = T + 30 * steps;
+            let code = totp(SECRET, t);
+            let (ra, rb) = std::thread::scope(|s| {
+                let ra = s.spawn(|| a.login(&code, t).result);
+                let rb = s.spawn(|| b.login(&code, t).result);
+                (ra.join().expect("a"), rb.join().expect("b"))
+            });
+            let won = [&ra, &rb].iter().filter(|r| **r == "PAM_SUCCESS").count();
+            assert!(won <= 1, "step {steps}: accepted twice ({ra}, {rb})");
+            if won == 1 {
+                accepted += 1;
+                last_accepted = Some((t, code));
+            } else {
+                refused += 1;
+            }
+            steps += 1;
+        }
+    });
+    eprintln!(
+        "database killed during logins: {steps} steps, {accepted} accepted once, {refused} \
+         refused (while it was down)"
+    );
+    assert!(
+        refused > 0,
+        "premise: some logins ran while the database was down"
+    );
+    // Every accepted code stays used after the crash: the last one is a replay on both hosts.
+    let (t, code) = last_accepted.expect("some logins were accepted");
+    a.login(&code, t + 1).assert_result("PAM_AUTH_ERR");
+    b.login(&code, t + 2).assert_result("PAM_AUTH_ERR");
+    // And the record reads: the next step works.
+    let next = T + 30 * (steps + 1);
+    a.login(&totp(SECRET, next), next)
+        .assert_result("PAM_SUCCESS");
+}
