@@ -76,15 +76,16 @@ impl Inner {
     }
 
     /// A pooled database connection, or a new one (whose schema and key are checked).
-    fn take_db(&self) -> Result<Client, String> {
+    /// Also whether it was an idle one (which may have died with a database restart).
+    fn take_db(&self) -> Result<(Client, bool), String> {
         while let Some(client) = self.pool.lock().map_err(|_| "pool poisoned")?.pop() {
             if !client.is_closed() {
-                return Ok(client);
+                return Ok((client, true));
             }
         }
         let mut client = db::connect(&self.store)?;
         db::check_schema(&mut client, &self.key)?;
-        Ok(client)
+        Ok((client, false))
     }
 
     fn give_back(&self, client: Client) {
@@ -182,6 +183,7 @@ fn accept(inner: &Arc<Inner>, stream: UnixStream) {
             let mut conn = Conn {
                 inner: &inner,
                 db: None,
+                reused: false,
                 locked: None,
             };
             conn.serve(&stream);
@@ -198,6 +200,8 @@ struct Conn<'a> {
     inner: &'a Inner,
     /// Held while locked; otherwise taken for a request and given back.
     db: Option<Client>,
+    /// Whether `db` came idle from the pool.
+    reused: bool,
     locked: Option<Locked>,
 }
 
@@ -299,7 +303,9 @@ impl Conn<'_> {
 
     fn db(&mut self) -> Result<&mut Client, String> {
         if self.db.is_none() {
-            self.db = Some(self.inner.take_db()?);
+            let (client, reused) = self.inner.take_db()?;
+            self.db = Some(client);
+            self.reused = reused;
         }
         self.db
             .as_mut()
@@ -312,24 +318,16 @@ impl Conn<'_> {
             "GET" | "HAS" | "LOCK" => {
                 let user = arg(0)?;
                 username::encode(user).map_err(|e| e.to_string())?;
-                match verb {
-                    "GET" => {
-                        let inner = self.inner;
-                        let found = db::read(self.db()?, &inner.key, user)?;
-                        found_answer(found.map(|s| s.record).as_ref())
-                    }
-                    "HAS" => {
-                        let row = self
-                            .db()?
-                            .query_opt(
-                                "SELECT 1 FROM twostep_records WHERE username = $1",
-                                &[&user],
-                            )
-                            .map_err(pg)?;
-                        ok(&[if row.is_some() { "yes" } else { "no" }])
-                    }
-                    _ => self.lock(user),
+                let first = self.unlocked(verb, user);
+                let dead = self.db.as_ref().is_none_or(Client::is_closed);
+                if first.is_err() && self.reused && dead && self.locked.is_none() {
+                    // An idle connection that died with a database restart (not a timeout on
+                    // a live one): these requests only read, or begin a transaction that died
+                    // with the connection, so they are tried once more on a new connection.
+                    self.db = None;
+                    return self.unlocked(verb, user);
                 }
+                first
             }
             "LOAD" => self.load(),
             "SAVE" => self.save(arg(0)?, arg(1)?),
@@ -344,6 +342,28 @@ impl Conn<'_> {
                 ok(&[])
             }
             _ => Err("unknown request".into()),
+        }
+    }
+
+    /// The requests outside a lock: a read, or taking the lock.
+    fn unlocked(&mut self, verb: &str, user: &str) -> Answer {
+        match verb {
+            "GET" => {
+                let inner = self.inner;
+                let found = db::read(self.db()?, &inner.key, user)?;
+                found_answer(found.map(|s| s.record).as_ref())
+            }
+            "HAS" => {
+                let row = self
+                    .db()?
+                    .query_opt(
+                        "SELECT 1 FROM twostep_records WHERE username = $1",
+                        &[&user],
+                    )
+                    .map_err(pg)?;
+                ok(&[if row.is_some() { "yes" } else { "no" }])
+            }
+            _ => self.lock(user),
         }
     }
 
