@@ -195,6 +195,13 @@ fn a_code_is_accepted_once_across_the_fleet() {
     // Where the user last logged in is in the database.
     let host = db.psql("SELECT host_id FROM twostep_records WHERE username = 'daemon'");
     assert_eq!(host.trim(), "host-b");
+    let status = a.cli_ok(&["fleet", "status"]);
+    assert!(status.contains("1 users in the fleet database"), "{status}");
+    assert!(
+        status.contains("daemon: totp enrolled") && status.contains("last written by host-b"),
+        "{status}"
+    );
+    assert!(status.contains("(emergency)"), "{status}");
 
     // The database and its dumps hold no key, no address in the clear.
     let dump = db.dump();

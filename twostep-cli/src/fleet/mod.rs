@@ -3,7 +3,7 @@
 //! - `seal`: the fleet key and the sealing of keys and addresses;
 //! - `db`: connecting, the schema, records as rows;
 //! - `server`: `twostep serve-store`, the root service pam_twostep talks to;
-//! - here: `twostep fleet init`, `import` and `export`.
+//! - here: `twostep fleet init`, `import`, `export` and `status`.
 
 mod db;
 mod seal;
@@ -26,6 +26,8 @@ pub enum FleetCommand {
     /// Copy every record of the fleet database into this host's state directory (again: only
     /// what is missing; a different local enrollment is reported, never overwritten)
     Export(FleetArgs),
+    /// List the fleet database's users: method, the host of the last write and the last login
+    Status(FleetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -36,6 +38,7 @@ pub fn run(config: &Config, command: &FleetCommand) -> Result<(), String> {
         FleetCommand::Init(_) => init(config),
         FleetCommand::Import(_) => import(config),
         FleetCommand::Export(_) => export(config),
+        FleetCommand::Status(_) => status(config),
     }
 }
 
@@ -163,6 +166,49 @@ fn export(config: &Config) -> Result<(), String> {
     println!("{exported} exported, {unchanged} unchanged, {conflicts} conflicts");
     if conflicts > 0 {
         return Err(format!("{conflicts} enrollments conflict (see above)"));
+    }
+    Ok(())
+}
+
+/// One line per user of the fleet database (read-only; no lock).
+fn status(config: &Config) -> Result<(), String> {
+    let key = FleetKey::load(&config.store.key_file)?;
+    let mut client = db::connect(&config.store)?;
+    db::check_schema(&mut client, &key)?;
+    let rows = client
+        .query(
+            "SELECT username, host_id FROM twostep_records ORDER BY username",
+            &[],
+        )
+        .map_err(|e| db::pg_error(&e))?;
+    println!("{} users in the fleet database", rows.len());
+    for row in rows {
+        let (user, host): (String, String) = (row.get(0), row.get(1));
+        let Some(stored) = db::read(&mut client, &key, &user)? else {
+            continue;
+        };
+        let record = &stored.record;
+        let last = record.last_login.as_ref().map_or_else(
+            || "never logged in".to_string(),
+            |l| {
+                let from = if l.rhost.is_empty() {
+                    "local"
+                } else {
+                    &l.rhost
+                };
+                format!(
+                    "last login {} from {from} through {} ({})",
+                    twostep_common::timefmt::utc(l.time),
+                    l.service,
+                    l.method
+                )
+            },
+        );
+        println!(
+            "{user}: {} enrolled {}, last written by {host}; {last}",
+            record.method.name(),
+            twostep_common::timefmt::utc(record.created)
+        );
     }
     Ok(())
 }
