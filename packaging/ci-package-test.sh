@@ -399,6 +399,12 @@ for path in /etc/twostep/twostep.toml "$MODULE" "$CLI" "$PROFILE"; do
     [ -f "$path" ] || fail "$path is missing after install"
 done
 check_self_files /lib/systemd/system
+# Users find `twostep self` on their PATH (no /usr/sbin on Debian): /usr/bin/twostep links to it.
+[ "$(readlink /usr/bin/twostep)" = ../sbin/twostep ] ||
+    fail "/usr/bin/twostep is not a link to ../sbin/twostep: $(ls -l /usr/bin/twostep 2>&1)"
+self_help=$(runuser -u nobody -- env PATH=/usr/local/bin:/usr/bin:/bin twostep self --help) ||
+    fail "a user cannot run twostep self from /usr/bin"
+[[ $self_help == *"Your own two-step login"* ]] || fail "twostep self --help printed $self_help"
 version=$("$CLI" --version) || fail "$CLI --version failed"
 [[ $version == "twostep "* ]] || fail "$CLI --version printed $version"
 # The Cockpit page's package: checked, installed and purged by its own script.
