@@ -100,6 +100,11 @@ for f in libpam_twostep.so:pam_twostep.so twostep:twostep; do
     strip --strip-unneeded --remove-section=.comment -o "$gen/bin/${f#*:}" "$release/${f%%:*}"
 done
 
+# /usr/bin/twostep -> ../sbin/twostep: `twostep self` is a user's command, and a Debian user's
+# PATH has no /usr/sbin. A link to a path that does not exist here, so cargo-deb keeps it as a
+# symlink instead of copying a file.
+ln -sfn ../sbin/twostep "$gen/bin/twostep-user-link"
+
 rm -f "$out"/twostep_*.deb "$out"/twostep-*.rpm
 log "cargo deb"
 "$cargo_deb" deb --quiet --no-build --no-strip --locked -p twostep-cli --output "$out/"

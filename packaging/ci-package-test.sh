@@ -263,6 +263,7 @@ expected_files() {
     if [ "$1" = deb ]; then
         echo "$MODULE"
         echo "$PROFILE"
+        echo "/usr/bin/twostep"
         echo "/usr/share/zsh/vendor-completions/_twostep"
         echo "/usr/share/doc/twostep/copyright"
         echo "/usr/share/doc/twostep/changelog.Debian.gz"
@@ -291,7 +292,7 @@ dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $1, $2, $6 }' |
     >"$backup/deb-contents"
 diff -u <(expected_files deb | sort) <(awk '{print $3}' "$backup/deb-contents") ||
     fail "the .deb's file list differs from the expected one (- expected, + found)"
-grep -vE '^-rw-r--r-- 0/0 |^-rwxr-xr-x 0/0 /usr/sbin/twostep$' \
+grep -vE '^-rw-r--r-- 0/0 |^-rwxr-xr-x 0/0 /usr/sbin/twostep$|^lrwxrwxrwx 0/0 /usr/bin/twostep$' \
     "$backup/deb-contents" && fail "files with unexpected owner or mode (above)"
 grep -qx -- "-rw-r--r-- 0/0 $MODULE" "$backup/deb-contents" || fail "module mode"
 dpkg-deb -x "$deb" "$backup/deb-root"
@@ -399,6 +400,12 @@ for path in /etc/twostep/twostep.toml "$MODULE" "$CLI" "$PROFILE"; do
     [ -f "$path" ] || fail "$path is missing after install"
 done
 check_self_files /lib/systemd/system
+# Users find `twostep self` on their PATH (no /usr/sbin on Debian): /usr/bin/twostep links to it.
+[ "$(readlink /usr/bin/twostep)" = ../sbin/twostep ] ||
+    fail "/usr/bin/twostep is not a link to ../sbin/twostep: $(ls -l /usr/bin/twostep 2>&1)"
+self_help=$(runuser -u nobody -- env PATH=/usr/local/bin:/usr/bin:/bin twostep self --help) ||
+    fail "a user cannot run twostep self from /usr/bin"
+[[ $self_help == *"Your own two-step login"* ]] || fail "twostep self --help printed $self_help"
 version=$("$CLI" --version) || fail "$CLI --version failed"
 [[ $version == "twostep "* ]] || fail "$CLI --version printed $version"
 # The Cockpit page's package: checked, installed and purged by its own script.

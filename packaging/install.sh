@@ -10,7 +10,8 @@
 #
 # What it installs (the .deb's paths):
 #   pam_twostep.so  -> the PAM module directory (multiarch on Debian)
-#   twostep         -> /usr/sbin (the packages' path, which [email] helper expects)
+#   twostep         -> /usr/sbin (the packages' path, which [email] helper expects), and a
+#                      link in /usr/local/bin for users (twostep self)
 #   man pages       -> /usr/share/man/man8 (twostep*.8, pam_twostep.8), man5 (twostep.toml.5)
 #   completions     -> bash, zsh and fish completion directories
 #   twostep.toml    -> /etc/twostep (kept if present)
@@ -185,6 +186,13 @@ put() { # MODE SOURCE DEST
 }
 put 0644 target/release/libpam_twostep.so "$pam_dir/pam_twostep.so"
 put 0755 target/release/twostep /usr/sbin/twostep
+# Users run `twostep self` (docs/self-service.md), and a Debian user's PATH has no /usr/sbin.
+if [ ! -e /usr/local/bin/twostep ] || [ -L /usr/local/bin/twostep ]; then
+    mkdir -p /usr/local/bin
+    ln -sfn /usr/sbin/twostep /usr/local/bin/twostep
+    installed="$installed/usr/local/bin/twostep
+"
+fi
 for page in "$gen"/man/*; do
     name=${page##*/}
     gzip -9 -n -f "$page"

@@ -818,20 +818,20 @@ impl Report {
         println!("| target | measured | result |");
         println!("| --- | --- | --- |");
         println!(
-            "| correct code, durable: ≤ 0.8 × faster peer | {durable:.2} × | {} |",
-            verdict(durable <= 0.8)
+            "| correct code, ext4: ≤ 0.5 × faster peer | {durable:.2} × | {} |",
+            verdict(durable <= 0.5)
         );
         println!(
             "| correct code, tmpfs (CPU only): ≤ 1.0 × faster peer | {cpu:.2} × | {} |",
             verdict(cpu <= 1.0)
         );
         println!(
-            "| wrong code: ≤ pam_oath | {wrong:.2} × | {} |",
-            verdict(wrong <= 1.0)
+            "| wrong code (still counted for lockout): ≤ 1.5 × pam_oath | {wrong:.2} × | {} |",
+            verdict(wrong <= 1.5)
         );
         println!(
-            "| whole cycle: ≤ google-authenticator's | {cycle:.2} × | {} |",
-            verdict(cycle <= 1.0)
+            "| whole cycle: ≤ 0.8 × google-authenticator's | {cycle:.2} × | {} |",
+            verdict(cycle <= 0.8)
         );
         println!(
             "| two processes: zero spurious failures (peers: {} and {}) | {spurious} | {} |",
@@ -839,10 +839,9 @@ impl Report {
             self.races[2].spurious(),
             verdict(spurious == 0)
         );
-        println!(
-            "| pam_twostep.so stripped ≤ 600 KB | {stripped_kb:.0} KB | {} |",
-            verdict(stripped_kb <= 600.0)
-        );
+        // Issue 17: the size is reported, not targeted (issue 7's 600 KB could not be met
+        // with panic = "unwind"; docs/benchmarks.md).
+        println!("| pam_twostep.so stripped (reported, no target) | {stripped_kb:.0} KB | — |");
         println!(
             "| self-service: start and first answer ≤ 50 ms | {} | {} |",
             us(start_median),
