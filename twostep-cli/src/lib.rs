@@ -9,6 +9,7 @@ mod enroll;
 mod fleet;
 mod gate;
 mod import_ga;
+mod listen;
 mod mail;
 mod output;
 mod pamstack;

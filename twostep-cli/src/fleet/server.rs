@@ -12,8 +12,6 @@
 //! login still does; `UNLOCK`, or the connection's end, finishes the transaction.
 
 use std::io::ErrorKind;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -598,70 +596,11 @@ fn listener(
     args: &ServeStoreArgs,
     store: &StoreConfig,
 ) -> Result<(UnixListener, Option<PathBuf>), String> {
-    if std::env::var("LISTEN_PID").is_ok_and(|p| p == std::process::id().to_string()) {
-        if std::env::var("LISTEN_FDS").as_deref() != Ok("1") {
-            return Err("systemd passed other than one socket (LISTEN_FDS)".into());
-        }
-        // SAFETY: by the sd_listen_fds protocol, LISTEN_PID naming this process means that fd
-        // 3 is an open socket handed to it; nothing else in this process owns fd 3, and it is
-        // taken once.
-        let fd = unsafe { OwnedFd::from_raw_fd(3) };
-        let kind = getsockopt(&fd, sockopt::SockType).map_err(|e| format!("fd 3: {e}"))?;
-        if kind != nix::sys::socket::SockType::Stream {
-            return Err("the socket systemd passed is not a stream socket".into());
-        }
-        let listener = UnixListener::from(fd);
-        listener
-            .local_addr()
-            .map_err(|e| format!("the socket systemd passed is not a Unix socket: {e}"))?;
+    if let Some(listener) = crate::listen::passed_socket()? {
         return Ok((listener, None));
     }
     let path = args.socket.clone().unwrap_or_else(|| store.socket.clone());
     let path = std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    bind(&path).map(|l| (l, Some(path)))
-}
-
-/// Binds `path`, mode 0600 (root's logins only), in a root-owned directory only root can write
-/// (created 0755 if missing). A stale socket of root's is replaced; anything else is refused,
-/// as is a live service there.
-fn bind(path: &Path) -> Result<UnixListener, String> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| format!("{}: no directory", path.display()))?;
-    match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
-        Ok(meta) => {
-            if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-                return Err(format!(
-                    "{} must be a directory owned by root that only root can write",
-                    dir.display()
-                ));
-            }
-        }
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() || meta.uid() != 0 {
-            return Err(format!(
-                "{} exists and is not a socket of root's; not replacing it",
-                path.display()
-            ));
-        }
-        if UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "a service is already listening on {}",
-                path.display()
-            ));
-        }
-        std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(listener)
+    // 0600: only root's logins talk to the store.
+    crate::listen::bind(&path, 0o600).map(|l| (l, Some(path)))
 }

@@ -4,8 +4,6 @@
 //! response per connection; a thread per connection, bounded by limits.rs.
 
 use std::io::{ErrorKind, Read};
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -101,7 +99,7 @@ pub fn run(config_path: &Path, args: &ServeArgs) -> Result<(), String> {
 
 /// The socket systemd passed (fd 3, `LISTEN_FDS=1` for this pid), else a new one at `--socket`.
 fn listener(args: &ServeArgs) -> Result<(UnixListener, Option<PathBuf>), String> {
-    if let Some(listener) = passed_socket()? {
+    if let Some(listener) = crate::listen::passed_socket()? {
         return Ok((listener, None));
     }
     let path = args
@@ -109,85 +107,9 @@ fn listener(args: &ServeArgs) -> Result<(UnixListener, Option<PathBuf>), String>
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     let path = std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    bind(&path).map(|l| (l, Some(path)))
+    // 0666: anyone may ask; the kernel says who is asking.
+    crate::listen::bind(&path, 0o666).map(|l| (l, Some(path)))
 }
-
-fn passed_socket() -> Result<Option<UnixListener>, String> {
-    let for_us = std::env::var("LISTEN_PID").is_ok_and(|p| p == std::process::id().to_string());
-    if !for_us {
-        return Ok(None);
-    }
-    if std::env::var("LISTEN_FDS").as_deref() != Ok("1") {
-        return Err(
-            "systemd passed other than one socket (LISTEN_FDS); the unit must have one \
-                    ListenStream"
-                .into(),
-        );
-    }
-    // SAFETY: by the sd_listen_fds protocol, LISTEN_PID naming this process means that fd 3 is
-    // an open socket handed to it; nothing else in this process owns fd 3, and it is taken once.
-    let fd = unsafe { OwnedFd::from_raw_fd(3) };
-    let kind = getsockopt(&fd, sockopt::SockType).map_err(|e| format!("fd 3: {e}"))?;
-    if kind != nix::sys::socket::SockType::Stream {
-        return Err("the socket systemd passed is not a stream socket".into());
-    }
-    let listener = UnixListener::from(fd);
-    listener
-        .local_addr()
-        .map_err(|e| format!("the socket systemd passed is not a Unix socket: {e}"))?;
-    Ok(Some(listener))
-}
-
-/// Binds `path` with mode 0666 (anyone may ask; the kernel says who is asking) in a root-owned
-/// directory that only root can write (created 0755 if missing). A stale socket of an earlier
-/// run is replaced; anything else at the path is refused, as is a live service there.
-fn bind(path: &Path) -> Result<UnixListener, String> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| format!("{}: no directory", path.display()))?;
-    match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
-        Ok(meta) => {
-            if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-                return Err(format!(
-                    "{} must be a directory owned by root that only root can write (not a \
-                     symlink)",
-                    dir.display()
-                ));
-            }
-        }
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        use std::os::unix::fs::FileTypeExt;
-        if !meta.file_type().is_socket() || meta.uid() != 0 {
-            return Err(format!(
-                "{} exists and is not a socket of root's; not replacing it",
-                path.display()
-            ));
-        }
-        if UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "a service is already listening on {}",
-                path.display()
-            ));
-        }
-        std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(listener)
-}
-
-use std::os::unix::fs::DirBuilderExt;
 
 /// `--idle-exit`: a thread that ends the process once nothing has connected for `idle`.
 fn watch_idle(limits: Limits, idle: Duration, bound: Option<PathBuf>) {
