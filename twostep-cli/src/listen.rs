@@ -83,3 +83,18 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(listener)
 }
+
+/// Accepts connections for ever, handing each to `accept`. A failed accept (EMFILE and the
+/// like) waits a moment instead of spinning; `service` names it in the message.
+pub fn accept_loop(listener: &UnixListener, service: &str, mut accept: impl FnMut(UnixStream)) {
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => accept(stream),
+            Err(e) if e.kind() != ErrorKind::Interrupted => {
+                eprintln!("twostep {service}: accept: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -146,16 +146,7 @@ pub fn run(config_path: &Path, args: &ServeStoreArgs) -> Result<(), String> {
             field("host_id", &inner.host_id)
         ),
     );
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => accept(&inner, stream),
-            Err(e) if e.kind() != ErrorKind::Interrupted => {
-                eprintln!("twostep serve-store: accept: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(_) => {}
-        }
-    }
+    crate::listen::accept_loop(&listener, "serve-store", |stream| accept(&inner, stream));
     Ok(())
 }
 

@@ -83,17 +83,7 @@ pub fn run(config_path: &Path, args: &ServeArgs) -> Result<(), String> {
             bound.clone(),
         );
     }
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => accept(&shared, stream),
-            // EMFILE and the like: wait a moment instead of spinning.
-            Err(e) if e.kind() != ErrorKind::Interrupted => {
-                eprintln!("twostep serve-self: accept: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(_) => {}
-        }
-    }
+    crate::listen::accept_loop(&listener, "serve-self", |stream| accept(&shared, stream));
     Ok(())
 }
 
