@@ -48,6 +48,46 @@ pub trait Backend {
     fn discard_pendings(&self, lock: &Self::Lock) -> Result<usize, Error>;
 }
 
+/// What the admin commands and self-service need beyond a login: every user, removal, the
+/// archive `twostep reset` and `restore` use, and enrollments begun in self-service. The file
+/// store and the fleet store ([`crate::remote::RemoteBackend`]) both provide it, so that every
+/// command works on either backend.
+pub trait Manage: Backend {
+    /// Every user with a record, sorted.
+    fn users(&self) -> Result<Vec<String>, Error>;
+    /// Users with at least one archived record, sorted.
+    fn archived_users(&self) -> Result<Vec<String>, Error>;
+    /// The locked user's record (read again under the lock).
+    fn load_now(&self, lock: &Self::Lock) -> Result<Option<Record>, Error> {
+        self.load_locked(lock, Self::Seen::default())
+    }
+    /// Deletes the locked user's login state (a damaged one, for `twostep unlock`).
+    fn discard_state(&self, lock: &Self::Lock) -> Result<bool, Error>;
+    /// Archives the locked user's record with its login state (lockouts and gates cleared);
+    /// where it went, or `None` when there was no record.
+    fn archive(&self, lock: &Self::Lock, now: u64) -> Result<Option<PathBuf>, Error>;
+    /// Puts the newest archived record back; refused while the user has one. Where it came
+    /// from, or `None` when nothing is archived.
+    fn restore(&self, lock: &Self::Lock) -> Result<Option<PathBuf>, Error>;
+    /// Keeps `record` as the user's one enrollment begun (not yet confirmed) in self-service.
+    fn save_begun(&self, lock: &Self::Lock, record: &Record) -> Result<PendingId, Error>;
+    /// The begun enrollment `id`, if there and fresh at `now`.
+    fn load_begun(
+        &self,
+        lock: &Self::Lock,
+        id: &PendingId,
+        now: u64,
+    ) -> Result<Option<Record>, Error>;
+    /// Removes the locked user's begun enrollments; how many there were.
+    fn discard_begun(&self, lock: &Self::Lock) -> Result<usize, Error>;
+}
+
+/// A record read without the lock (nothing is written with it), through [`Backend::load_seen`].
+pub fn load<B: Backend>(store: &B, user: &str) -> Result<Option<Record>, Error> {
+    let seen = store.load_seen(user)?;
+    Ok(seen.record().cloned())
+}
+
 /// Enrollments in memory, kept as the texts the file store would write (record file, login
 /// state), so that every load goes through the real parsers. Single-threaded: its lock only
 /// names the user.

@@ -36,6 +36,10 @@ pub const EMERGENCY_PROMPT: &str = "Emergency code: ";
 pub const SEND_FAILED: &str = "Could not send the code, try another method.";
 pub const SEND_LIMITED: &str = "Too many codes were sent; try again later.";
 pub const LOCKED_MESSAGE: &str = "Too many failed attempts, try again later.";
+/// When the login cannot be decided (the fleet store down, a damaged record, a failed user
+/// lookup): the details are in the log, never shown.
+pub const UNAVAILABLE_MESSAGE: &str =
+    "Two-step login is unavailable right now; try again later or ask the administrator.";
 /// A valid code for a time step already used (docs/pam.md, "Messages"). The replay still
 /// counts as a failure.
 pub const REPLAY_MESSAGE: &str = "That code was already used; wait for the next one.";
@@ -155,11 +159,19 @@ impl<B: Backend> Session<'_, B> {
         }
     }
 
-    /// Logs `error` and fails closed.
+    /// Logs `error` and fails closed, saying nothing (the account mode never talks).
     pub fn system_error(&mut self, error: &Error) -> Verdict {
         let detail = field("detail", &error.to_string());
         self.log(Level::Error, "error", &format!("refusing login {detail}"));
         Verdict::Unavailable
+    }
+
+    /// [`Session::system_error`] in a login that can talk: also one line for the user, so
+    /// that a store that is down is not taken for a wrong code.
+    pub fn unavailable(&mut self, error: &Error) -> Verdict {
+        let verdict = self.system_error(error);
+        self.tell_error(UNAVAILABLE_MESSAGE);
+        verdict
     }
 
     fn conversation_failed(&mut self, error: ConvError) -> Verdict {
@@ -233,7 +245,7 @@ pub fn resolve_user<B: Backend>(s: &mut Session<'_, B>) -> Result<(), Verdict> {
             s.log(Level::Warning, "auth refused", &details);
             Err(Verdict::Unavailable)
         }
-        Err(e) => Err(s.system_error(&e)),
+        Err(e) => Err(s.unavailable(&e)),
     }
 }
 
@@ -241,7 +253,7 @@ pub fn resolve_user<B: Backend>(s: &mut Session<'_, B>) -> Result<(), Verdict> {
 pub fn code_prompt<B: Backend>(s: &mut Session<'_, B>) -> Verdict {
     let (decision, seen) = match s.begin() {
         Ok(decided) => decided,
-        Err(e) => return s.system_error(&e),
+        Err(e) => return s.unavailable(&e),
     };
     match decision {
         Begin::Skip(skip) => skipped(s, skip),
@@ -294,7 +306,7 @@ fn emailed_code<B: Backend>(
     let issued = login::issue_email_code(s.store, s.config, &s.attempt(), now, seen);
     let mut prompt = format!("Code sent to {masked}: ");
     match issued {
-        Err(e) => return s.system_error(&e),
+        Err(e) => return s.unavailable(&e),
         Ok(EmailIssue::NotEnrolled) => {
             s.log(Level::Notice, "auth failure", "reason=enrollment-removed");
             return Verdict::Refused;
@@ -318,7 +330,7 @@ fn emailed_code<B: Backend>(
                 let reason = field("reason", &e.to_string());
                 s.log(Level::Warning, "email failure", &reason);
                 if let Err(e) = login::email_not_sent(s.store, &s.attempt(), &request) {
-                    return s.system_error(&e);
+                    return s.unavailable(&e);
                 }
                 s.tell_error(SEND_FAILED);
                 prompt = otherwise.to_string();
@@ -335,7 +347,7 @@ fn emailed_code<B: Backend>(
 
 fn finish<B: Backend>(s: &mut Session<'_, B>, outcome: Result<Outcome, Error>) -> Verdict {
     match outcome {
-        Err(e) => s.system_error(&e),
+        Err(e) => s.unavailable(&e),
         Ok(Outcome::Accepted(accepted)) => success(s, accepted),
         Ok(Outcome::Rejected {
             why,
@@ -513,7 +525,7 @@ pub fn split<B: Backend>(s: &mut Session<'_, B>, token: Option<Answer>) -> Split
     };
     let (decision, seen) = match s.begin() {
         Ok(decided) => decided,
-        Err(e) => return SplitEnd::Decided(s.system_error(&e)),
+        Err(e) => return SplitEnd::Decided(s.unavailable(&e)),
     };
     let (password, kept) = match decision {
         Begin::Skip(skip) => (token, Kept::Skip(skip)),
@@ -600,7 +612,7 @@ pub fn commit<B: Backend>(s: &mut Session<'_, B>, id: &str) -> Verdict {
             Verdict::CredError
         }
         Err(e) => {
-            s.system_error(&e);
+            s.unavailable(&e);
             Verdict::CredError
         }
     }

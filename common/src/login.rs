@@ -304,6 +304,8 @@ fn record_success(
             Accepted::Emergency { .. } => "emergency",
         }
         .into(),
+        // serve-store names the fleet host when it writes the login (docs/fleet.md).
+        host_id: String::new(),
     });
     let service = clean_field(attempt.service);
     crate::gate::open(record, &config.gate, &host, &service, now);

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
+use crate::backend::{self, Manage};
 use crate::config::Config;
 use crate::emergency::CodeSet;
 use crate::error::Error;
 use crate::gate;
 use crate::policy::{self, Directory};
 use crate::record::{LastLogin, Method, Record};
-use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -79,15 +79,15 @@ impl UserStatus {
 
 /// A row for every user with a record, every user the policy enforces (`incomplete` when not
 /// enrolled) and every user with an archived record (`disabled`), sorted by name.
-pub fn status(
-    store: &Store,
+pub fn status<S: Manage>(
+    store: &S,
     config: &Config,
     dir: &dyn Directory,
     now: u64,
 ) -> Result<Vec<UserStatus>, Error> {
     let mut rows = Vec::new();
     for user in store.users()? {
-        if let Some(record) = store.load(&user)? {
+        if let Some(record) = backend::load(store, &user)? {
             rows.push(enrolled_status(&record, config, now));
         }
     }
@@ -152,8 +152,8 @@ pub struct OpenGate {
 }
 
 /// The open gates of `user`, or of every enrolled user, by user then opening time.
-pub fn open_gates(
-    store: &Store,
+pub fn open_gates<S: Manage>(
+    store: &S,
     config: &Config,
     user: Option<&str>,
     now: u64,
@@ -164,7 +164,7 @@ pub fn open_gates(
     };
     let mut gates = Vec::new();
     for user in users {
-        let Some(record) = store.load(&user)? else {
+        let Some(record) = backend::load(store, &user)? else {
             continue;
         };
         gates.extend(
@@ -184,9 +184,13 @@ pub fn open_gates(
 
 /// Closes the gate of `host`, or all gates, of `user`, under the lock; how many were closed
 /// (expired ones included), or `None` when the user has no record.
-pub fn close_gates(store: &Store, user: &str, host: Option<&str>) -> Result<Option<usize>, Error> {
+pub fn close_gates<S: Manage>(
+    store: &S,
+    user: &str,
+    host: Option<&str>,
+) -> Result<Option<usize>, Error> {
     let lock = store.lock(user)?;
-    let Some(mut record) = store.load_locked(&lock)? else {
+    let Some(mut record) = store.load_now(&lock)? else {
         return Ok(None);
     };
     let closed = gate::close(&mut record, host);
@@ -204,9 +208,13 @@ pub fn mask_email(address: &str) -> String {
 
 /// Stores a new enrollment under the user's lock. Unless `replace`, an existing enrollment is
 /// kept and `false` returned (checked under the lock, so two admins cannot both enroll).
-pub fn store_enrollment(store: &Store, record: &Record, replace: bool) -> Result<bool, Error> {
+pub fn store_enrollment<S: Manage>(
+    store: &S,
+    record: &Record,
+    replace: bool,
+) -> Result<bool, Error> {
     let lock = store.lock(&record.user)?;
-    if !replace && store.load_locked(&lock)?.is_some() {
+    if !replace && store.load_now(&lock)?.is_some() {
         return Ok(false);
     }
     store.save(&lock, record)?;
@@ -216,12 +224,12 @@ pub fn store_enrollment(store: &Store, record: &Record, replace: bool) -> Result
 /// Clears failures and every lockout (per host and per user); false when the user has no
 /// record. A damaged login-state file (no intact slot: logins fail closed) is replaced by a
 /// fresh state rather than refused.
-pub fn unlock(store: &Store, user: &str) -> Result<bool, Error> {
+pub fn unlock<S: Manage>(store: &S, user: &str) -> Result<bool, Error> {
     let lock = store.lock(user)?;
-    let loaded = match store.load_locked(&lock) {
+    let loaded = match store.load_now(&lock) {
         Err(Error::Corrupt { path, .. }) if path.extension().is_some_and(|ext| ext == "state") => {
             store.discard_state(&lock)?;
-            store.load_locked(&lock)
+            store.load_now(&lock)
         }
         other => other,
     };
@@ -235,13 +243,13 @@ pub fn unlock(store: &Store, user: &str) -> Result<bool, Error> {
 
 /// Replaces every emergency code (imported scratch codes included) with a new set; the codes to
 /// show once, or `None` when the user has no record.
-pub fn new_emergency_codes(
-    store: &Store,
+pub fn new_emergency_codes<S: Manage>(
+    store: &S,
     config: &Config,
     user: &str,
 ) -> Result<Option<Vec<Zeroizing<String>>>, Error> {
     let lock = store.lock(user)?;
-    let Some(mut record) = store.load_locked(&lock)? else {
+    let Some(mut record) = store.load_now(&lock)? else {
         return Ok(None);
     };
     let (set, codes) = CodeSet::generate(config.emergency.count)?;
@@ -252,13 +260,13 @@ pub fn new_emergency_codes(
 
 /// Removes the enrollment, keeping it in the archive; the archived path, or `None` when the
 /// user was not enrolled.
-pub fn reset(store: &Store, user: &str, now: u64) -> Result<Option<PathBuf>, Error> {
+pub fn reset<S: Manage>(store: &S, user: &str, now: u64) -> Result<Option<PathBuf>, Error> {
     let lock = store.lock(user)?;
     store.archive(&lock, now)
 }
 
 /// Brings back the newest archived enrollment.
-pub fn restore(store: &Store, user: &str) -> Result<Option<PathBuf>, Error> {
+pub fn restore<S: Manage>(store: &S, user: &str) -> Result<Option<PathBuf>, Error> {
     let lock = store.lock(user)?;
     store.restore(&lock)
 }

@@ -133,6 +133,9 @@ pub struct LastLogin {
     pub rhost: String,
     pub service: String,
     pub method: String,
+    /// The fleet host (`[store] host_id`) the login was on, set by `twostep serve-store`;
+    /// empty in a file store, where every login is on this host.
+    pub host_id: String,
 }
 
 impl LastLogin {
@@ -141,12 +144,14 @@ impl LastLogin {
         let rhost = f.string("rhost")?.unwrap_or_default();
         let service = f.string("service")?.unwrap_or_default();
         let method = f.string("method")?.ok_or_else(|| f.missing("method"))?;
+        let host_id = f.string("host_id")?.unwrap_or_default();
         f.finish()?;
         Ok(LastLogin {
             time,
             rhost,
             service,
             method,
+            host_id,
         })
     }
 }
@@ -496,6 +501,9 @@ impl Record {
             w.string("rhost", &last.rhost);
             w.string("service", &last.service);
             w.string("method", &last.method);
+            if !last.host_id.is_empty() {
+                w.string("host_id", &last.host_id);
+            }
         }
         for grace in &self.grace {
             w.array_table(&["grace"]);
@@ -573,6 +581,7 @@ mod tests {
             rhost: "2001:db8::1".into(),
             service: "sshd".into(),
             method: "totp".into(),
+            host_id: "nas-2".into(),
         });
         record.grace = vec![GraceHost {
             host: "host\nname".into(),

@@ -23,7 +23,7 @@ use std::rc::Rc;
 use nix::errno::Errno;
 use zeroize::Zeroizing;
 
-use crate::backend::{Backend, Seen};
+use crate::backend::{Backend, Manage, Seen};
 use crate::config::Config;
 use crate::error::Error;
 use crate::record::{Record, RecordError};
@@ -339,10 +339,108 @@ impl Backend for RemoteBackend {
     fn discard_pendings(&self, lock: &RemoteLock) -> Result<usize, Error> {
         self.owned(lock)?;
         let fields = self.call(&["DISCARD"])?;
+        self.count(&fields)
+    }
+}
+
+impl RemoteBackend {
+    /// A sorted name list, asked for page by page (`verb` after the last name of the previous
+    /// page) so that no answer outgrows a frame.
+    fn names(&self, verb: &str) -> Result<Vec<String>, Error> {
+        let mut names: Vec<String> = Vec::new();
+        loop {
+            let after = names.last().cloned().unwrap_or_default();
+            let fields = self.call(&[verb, &after])?;
+            let (Some(more), Some(page)) = (fields.first(), fields.get(1)) else {
+                return Err(self.conn.borrow_mut().failed(Errno::EPROTO));
+            };
+            let before = names.len();
+            names.extend(page.lines().filter(|n| !n.is_empty()).map(str::to_string));
+            match more.as_str() {
+                "end" => return Ok(names),
+                // A page that brings nothing new would loop forever.
+                "more" if names.len() > before => {}
+                _ => return Err(self.conn.borrow_mut().failed(Errno::EPROTO)),
+            }
+        }
+    }
+
+    /// `none`, or `word` and a description of where.
+    fn place(&self, fields: &wire::Fields, word: &str) -> Result<Option<PathBuf>, Error> {
+        match (fields.first().map(|f| f.as_str()), fields.get(1)) {
+            (Some("none"), _) => Ok(None),
+            (Some(w), Some(place)) if w == word => Ok(Some(PathBuf::from(place.as_str()))),
+            _ => Err(self.conn.borrow_mut().failed(Errno::EPROTO)),
+        }
+    }
+
+    fn count(&self, fields: &wire::Fields) -> Result<usize, Error> {
         fields
             .first()
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| self.conn.borrow_mut().failed(Errno::EPROTO))
+    }
+}
+
+impl Manage for RemoteBackend {
+    fn users(&self) -> Result<Vec<String>, Error> {
+        self.names("USERS")
+    }
+
+    fn archived_users(&self) -> Result<Vec<String>, Error> {
+        self.names("ARCHIVED")
+    }
+
+    fn discard_state(&self, lock: &RemoteLock) -> Result<bool, Error> {
+        self.owned(lock)?;
+        let fields = self.call(&["CLEARSTATE"])?;
+        Ok(fields.first().is_some_and(|f| f.as_str() == "yes"))
+    }
+
+    fn archive(&self, lock: &RemoteLock, now: u64) -> Result<Option<PathBuf>, Error> {
+        self.owned(lock)?;
+        let fields = self.call(&["ARCHIVE", &now.to_string()])?;
+        self.place(&fields, "archived")
+    }
+
+    fn restore(&self, lock: &RemoteLock) -> Result<Option<PathBuf>, Error> {
+        self.owned(lock)?;
+        let fields = self.call(&["RESTORE"])?;
+        self.place(&fields, "restored")
+    }
+
+    fn save_begun(&self, lock: &RemoteLock, record: &Record) -> Result<PendingId, Error> {
+        let user = self.owned(lock)?;
+        check_owner(user, record)?;
+        let text = record.to_full_text().map_err(text_error(user))?;
+        let fields = self.call(&["BEGIN", &text])?;
+        fields
+            .first()
+            .and_then(|id| PendingId::parse(id))
+            .ok_or_else(|| self.conn.borrow_mut().failed(Errno::EPROTO))
+    }
+
+    fn load_begun(
+        &self,
+        lock: &RemoteLock,
+        id: &PendingId,
+        now: u64,
+    ) -> Result<Option<Record>, Error> {
+        let user = self.owned(lock)?;
+        let fields = self.call(&["BEGUN", id.as_str(), &now.to_string()])?;
+        match fields.first().map(|f| f.as_str()) {
+            Some("none") => Ok(None),
+            Some("record") if fields.len() == 2 => Record::parse(&fields[1], user)
+                .map(Some)
+                .map_err(text_error(user)),
+            _ => Err(self.conn.borrow_mut().failed(Errno::EPROTO)),
+        }
+    }
+
+    fn discard_begun(&self, lock: &RemoteLock) -> Result<usize, Error> {
+        self.owned(lock)?;
+        let fields = self.call(&["UNBEGIN"])?;
+        self.count(&fields)
     }
 }
 
@@ -544,6 +642,86 @@ impl Backend for LoginStore {
         match (self, lock) {
             (LoginStore::File(s), LoginLock::File(l)) => Store::discard_pendings(s, l),
             (LoginStore::Remote(r), LoginLock::Remote(l)) => r.discard_pendings(l),
+            _ => Err(mismatch()),
+        }
+    }
+}
+
+impl LoginStore {
+    /// What the admin commands and self-service open: as [`LoginStore::open`], but a file
+    /// store's state directory is created when missing (the first enrollment).
+    pub fn open_admin(config: &Config) -> Result<LoginStore, Error> {
+        match config.store.backend {
+            store_config::Backend::File => Store::create(&config.state_dir).map(LoginStore::File),
+            store_config::Backend::Postgresql => LoginStore::open(config),
+        }
+    }
+}
+
+impl Manage for LoginStore {
+    fn users(&self) -> Result<Vec<String>, Error> {
+        match self {
+            LoginStore::File(s) => Store::users(s),
+            LoginStore::Remote(r) => r.users(),
+        }
+    }
+
+    fn archived_users(&self) -> Result<Vec<String>, Error> {
+        match self {
+            LoginStore::File(s) => Store::archived_users(s),
+            LoginStore::Remote(r) => r.archived_users(),
+        }
+    }
+
+    fn discard_state(&self, lock: &LoginLock) -> Result<bool, Error> {
+        match (self, lock) {
+            (LoginStore::File(s), LoginLock::File(l)) => Store::discard_state(s, l),
+            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.discard_state(l),
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn archive(&self, lock: &LoginLock, now: u64) -> Result<Option<PathBuf>, Error> {
+        match (self, lock) {
+            (LoginStore::File(s), LoginLock::File(l)) => Store::archive(s, l, now),
+            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.archive(l, now),
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn restore(&self, lock: &LoginLock) -> Result<Option<PathBuf>, Error> {
+        match (self, lock) {
+            (LoginStore::File(s), LoginLock::File(l)) => Store::restore(s, l),
+            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.restore(l),
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn save_begun(&self, lock: &LoginLock, record: &Record) -> Result<PendingId, Error> {
+        match (self, lock) {
+            (LoginStore::File(s), LoginLock::File(l)) => Store::save_begun(s, l, record),
+            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.save_begun(l, record),
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn load_begun(
+        &self,
+        lock: &LoginLock,
+        id: &PendingId,
+        now: u64,
+    ) -> Result<Option<Record>, Error> {
+        match (self, lock) {
+            (LoginStore::File(s), LoginLock::File(l)) => Store::load_begun(s, l, id, now),
+            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.load_begun(l, id, now),
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn discard_begun(&self, lock: &LoginLock) -> Result<usize, Error> {
+        match (self, lock) {
+            (LoginStore::File(s), LoginLock::File(l)) => Store::discard_begun(s, l),
+            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.discard_begun(l),
             _ => Err(mismatch()),
         }
     }

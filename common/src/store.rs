@@ -696,6 +696,38 @@ impl crate::backend::Backend for Store {
     }
 }
 
+impl crate::backend::Manage for Store {
+    fn users(&self) -> Result<Vec<String>, Error> {
+        Store::users(self)
+    }
+    fn archived_users(&self) -> Result<Vec<String>, Error> {
+        Store::archived_users(self)
+    }
+    fn discard_state(&self, lock: &UserLock) -> Result<bool, Error> {
+        Store::discard_state(self, lock)
+    }
+    fn archive(&self, lock: &UserLock, now: u64) -> Result<Option<PathBuf>, Error> {
+        Store::archive(self, lock, now)
+    }
+    fn restore(&self, lock: &UserLock) -> Result<Option<PathBuf>, Error> {
+        Store::restore(self, lock)
+    }
+    fn save_begun(&self, lock: &UserLock, record: &Record) -> Result<PendingId, Error> {
+        Store::save_begun(self, lock, record)
+    }
+    fn load_begun(
+        &self,
+        lock: &UserLock,
+        id: &PendingId,
+        now: u64,
+    ) -> Result<Option<Record>, Error> {
+        Store::load_begun(self, lock, id, now)
+    }
+    fn discard_begun(&self, lock: &UserLock) -> Result<usize, Error> {
+        Store::discard_begun(self, lock)
+    }
+}
+
 /// Reads a record file `name` of `dir` (its bytes) for `user`.
 fn parse_record(dir: &Dir, name: &OsStr, bytes: &[u8], user: &str) -> Result<Record, Error> {
     let path = || dir.path().join(name);

@@ -33,14 +33,26 @@ impl Host {
     }
 
     fn with_policy(name: &str, id: &str, db: &Postgres, lockout: &str, policy: &str) -> Host {
-        let env = TestEnv::builder(name)
+        Host::build(TestEnv::builder(name), id, db, lockout, policy, "")
+    }
+
+    /// A host of `builder` (its PAM stack) with `extra` sections in its config.
+    fn build(
+        builder: twostep_tests::TestEnvBuilder,
+        id: &str,
+        db: &Postgres,
+        lockout: &str,
+        policy: &str,
+        extra: &str,
+    ) -> Host {
+        let env = builder
             .config(&format!(
                 "[policy]\ntrusted_networks = [\"192.0.2.0/24\"]\n{policy}\n\
                  [lockout]\n{lockout}\n\
                  [store]\nbackend = \"postgresql\"\nurl = \"{}\"\n\
                  password_file = \"{{dir}}/db.pass\"\nsslmode = \"disable\"\n\
                  timeout_secs = {TIMEOUT_SECS}\nhost_id = \"{id}\"\n\
-                 socket = \"{{dir}}/run/store.sock\"\nkey_file = \"{{dir}}/fleet.key\"\n",
+                 socket = \"{{dir}}/run/store.sock\"\nkey_file = \"{{dir}}/fleet.key\"\n{extra}\n",
                 db.url()
             ))
             .build();
@@ -114,6 +126,39 @@ impl Drop for Host {
     }
 }
 
+/// Enrolls `user` in `env`'s own state directory, as a box does before it joins the fleet:
+/// through a copy of its config with the file backend (the configured backend is the fleet's,
+/// which every admin command now uses). The emergency codes.
+fn enroll_locally(env: &TestEnv, user: &str, secret: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(env.config_path()).expect("read the config");
+    assert!(text.contains("backend = \"postgresql\""), "{text}");
+    let file_config = env.dir().join("file-backend.toml");
+    write_private(
+        &file_config,
+        text.replace("backend = \"postgresql\"", "backend = \"file\"")
+            .as_bytes(),
+    );
+    env.add_secret(secret);
+    let out = run::run_with_input(
+        Command::new(paths::cli())
+            .env_remove("TWOSTEP_CONFIG")
+            .arg("--config")
+            .arg(&file_config)
+            .args(["enroll", user, "--secret-stdin", "--yes"]),
+        Some(format!("{secret}\n").as_bytes()),
+        run::TIMEOUT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "local enroll failed\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let codes = twostep_tests::env::emergency_codes(&stdout);
+    codes.iter().for_each(|c| env.add_secret(c));
+    codes
+}
+
 fn write_private(path: &std::path::Path, bytes: &[u8]) {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -139,7 +184,7 @@ fn fleet_with(name: &str, lockout: &str) -> (Postgres, Host, Host, Vec<String>) 
     let mut b = Host::new(&format!("{name}_b"), "host-b", &db, lockout);
     let init = a.cli_ok(&["fleet", "init"]);
     assert!(init.contains("created the fleet key"), "{init}");
-    assert!(init.contains("schema version 1: created"), "{init}");
+    assert!(init.contains("schema version 2: created"), "{init}");
     // The key goes to the other host as the docs say: the same 32 bytes, root 0600.
     let key = std::fs::read(a.key_file()).expect("read the fleet key");
     assert_eq!(key.len(), 32);
@@ -153,7 +198,7 @@ fn fleet_with(name: &str, lockout: &str) -> (Postgres, Host, Host, Vec<String>) 
         "init never replaces a key"
     );
 
-    let codes = a.env.enroll(USER, SECRET);
+    let codes = enroll_locally(&a.env, USER, SECRET);
     b.env.add_secret(SECRET);
     codes.iter().for_each(|c| b.env.add_secret(c));
     let imported = a.cli_ok(&["fleet", "import"]);
@@ -252,11 +297,18 @@ fn import_then_export_gives_back_the_same_record() {
         again.contains("0 exported, 1 unchanged, 0 conflicts"),
         "{again}"
     );
-    // A different local enrollment is a conflict, reported and kept.
+    // A local copy that differs from the fleet's enrollment is a conflict, reported and kept:
+    // the admin commands act on the fleet, so b's reset and enroll replace the fleet's record
+    // while b's exported file stays as it was.
     let out = a.env.cli(&["fleet", "export"]);
     assert!(out.status.success(), "a's own record is unchanged");
     b.cli_ok(&["reset", USER]);
     b.env.enroll(USER, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
+    assert_eq!(
+        std::fs::read(b.env.record_path(USER)).expect("b's exported record"),
+        original,
+        "the CLI wrote to the fleet, not to b's state directory"
+    );
     let out = b.env.cli(&["fleet", "export"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
@@ -319,6 +371,15 @@ fn a_stopped_database_fails_logins_closed_in_time_and_a_wrong_key_fails_closed()
             .time(t)
             .run_timed();
         login.assert_refused();
+        // One clear line for the user, not a "wrong code"; the details only in the log.
+        assert!(
+            login.has_message(
+                "ERROR_MSG",
+                "Two-step login is unavailable right now; try again later or ask the \
+                 administrator."
+            ),
+            "{login}"
+        );
         assert!(
             elapsed < limit,
             "login {i} took {elapsed:?} with the database down"
@@ -482,7 +543,7 @@ fn a_store_socket_that_is_not_roots_is_refused() {
              socket = \"{dir}/run/store.sock\"\ntimeout_secs = 1\n",
         )
         .build();
-    env.enroll(USER, SECRET);
+    enroll_locally(&env, USER, SECRET);
     let dir = env.dir().join("run");
     std::fs::create_dir(&dir).expect("mkdir");
     let socket = dir.join("store.sock");
@@ -546,4 +607,251 @@ fn the_database_killed_during_logins_keeps_every_accepted_code_used() {
     let next = T + 30 * (steps + 1);
     a.login(&totp(SECRET, next), next)
         .assert_result("PAM_SUCCESS");
+}
+
+/// `twostep status --json` rows by user.
+fn status_json(host: &Host) -> serde_json::Value {
+    serde_json::from_str(&host.cli_ok(&["status", "--json"])).expect("status --json")
+}
+
+fn row<'v>(status: &'v serde_json::Value, user: &str) -> &'v serde_json::Value {
+    status
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["user"] == user))
+        .unwrap_or_else(|| panic!("no row of {user}: {status}"))
+}
+
+#[test]
+fn admin_commands_on_one_host_are_seen_by_the_other_at_once() {
+    let (db, a, b, codes) = fleet_with(
+        "fleet_admin",
+        "max_failures = 3\nmax_failures_user = 100\nwindow_secs = 600\nduration_secs = 900",
+    );
+    // status lists the fleet's users and the host of each one's last login.
+    let t = T;
+    b.login(&totp(SECRET, t), t).assert_result("PAM_SUCCESS");
+    let status = status_json(&a);
+    assert_eq!(row(&status, USER)["state"], "enabled", "{status}");
+    assert_eq!(
+        row(&status, USER)["last_login"]["host_id"],
+        "host-b",
+        "{status}"
+    );
+    let table = a.cli_ok(&["status"]);
+    assert!(
+        table.contains("ON HOST") && table.contains("host-b"),
+        "{table}"
+    );
+
+    // reset on b: a no longer asks for a code at once; restore on a: b asks again, and the
+    // step used before the reset is still refused (the archive kept the login state).
+    let out = b.cli_ok(&["reset", USER]);
+    assert!(out.contains("fleet archive #"), "{out}");
+    assert!(
+        !db.dump().to_uppercase().contains(SECRET),
+        "key in the archive"
+    );
+    let login = a.login(&totp(SECRET, t + 30), t + 30);
+    login.assert_result("PAM_PERM_DENIED").assert_no_prompt();
+    let status = status_json(&b);
+    assert_eq!(row(&status, USER)["state"], "disabled", "{status}");
+    assert_eq!(row(&status, USER)["archived"], true, "{status}");
+    let out = a.cli_ok(&["restore", USER]);
+    assert!(out.contains("fleet archive #"), "{out}");
+    b.login(&totp(SECRET, t), t + 40)
+        .assert_result("PAM_AUTH_ERR");
+    let t = T + 60;
+    b.login(&totp(SECRET, t), t).assert_result("PAM_SUCCESS");
+    let out = a.env.cli(&["restore", USER]);
+    assert!(!out.status.success(), "nothing left to restore");
+
+    // Failures from one address on b lock it out; unlock on a clears them for b.
+    let wrong = |host: &Host, at: i64| {
+        host.env
+            .attempt(USER)
+            .rhost("198.51.100.9")
+            .answers(&["000000"])
+            .time(at)
+            .run()
+    };
+    for i in 0..3 {
+        wrong(&b, t + 1 + i).assert_result("PAM_AUTH_ERR");
+    }
+    let status = status_json(&a);
+    assert_eq!(
+        row(&status, USER)["locked_hosts"],
+        serde_json::json!(["198.51.100.9"]),
+        "{status}"
+    );
+    let t = T + 90;
+    let good = |host: &Host, at: i64| {
+        host.env
+            .attempt(USER)
+            .rhost("198.51.100.9")
+            .answers(&[&totp(SECRET, at)])
+            .time(at)
+            .run()
+    };
+    good(&b, t).assert_result("PAM_AUTH_ERR");
+    a.cli_ok(&["unlock", USER]);
+    let t = T + 120;
+    good(&b, t).assert_result("PAM_SUCCESS");
+
+    // New emergency codes from b: a refuses the old ones, accepts a new one.
+    let out = b.cli_ok(&["codes", USER, "--json"]);
+    let new: serde_json::Value = serde_json::from_str(&out).expect("codes --json");
+    let new: Vec<String> = new["emergency_codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|c| c.as_str().expect("a code").to_string())
+        .collect();
+    new.iter().for_each(|c| {
+        a.env.add_secret(c);
+        b.env.add_secret(c);
+    });
+    a.login(&codes[5], T + 150).assert_result("PAM_AUTH_ERR");
+    a.login(&new[0], T + 151).assert_result("PAM_SUCCESS");
+    b.login(&new[0], T + 152).assert_result("PAM_AUTH_ERR");
+
+    // show-qr on b shows the key a's import brought; set-email on a is b's too.
+    let qr: serde_json::Value =
+        serde_json::from_str(&b.cli_ok(&["show-qr", USER, "--json"])).expect("show-qr --json");
+    assert_eq!(
+        qr["secret"].as_str().unwrap_or_default().replace(' ', ""),
+        SECRET
+    );
+    a.cli_ok(&["set-email", USER, "ops@example.com", "--yes"]);
+    let status = status_json(&b);
+    assert_eq!(row(&status, USER)["email"], "o•••@example.com", "{status}");
+    assert!(
+        !db.dump().contains("ops@example.com"),
+        "address in the clear"
+    );
+
+    // enroll on b (another user): a's login asks that user for the new key's code.
+    let other = "bin";
+    let other_secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    b.env.enroll(other, other_secret);
+    a.env.add_secret(other_secret);
+    let t = T + 180;
+    a.env
+        .login(other, &[&totp(other_secret, t)], t)
+        .assert_result("PAM_SUCCESS");
+    assert!(!a.env.record_path(other).exists() && !b.env.record_path(other).exists());
+    let users: Vec<String> = status_json(&a)
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["user"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(users, [other, USER]);
+    // A second enroll of the same user without --force is refused, whichever host asks.
+    let out = a.env.cli_with_input(
+        &["enroll", other, "--secret-stdin", "--yes"],
+        Some(b"JBSWY3DPEHPK3PXP\n"),
+    );
+    assert!(!out.status.success(), "enrolled twice");
+
+    // doctor checks every record through the store service.
+    let out = a.env.cli(&["doctor"]);
+    let doctor = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        doctor.contains("2 enrolled users, every record reads"),
+        "{doctor}"
+    );
+
+    a.env.assert_logs_clean(&[SECRET, other_secret]);
+    b.env.assert_logs_clean(&[SECRET, other_secret]);
+}
+
+#[test]
+fn init_upgrades_a_version_1_schema_and_the_service_waits_for_it() {
+    let db = Postgres::start("fleet_upgrade");
+    let mut a = Host::new("fleet_upgrade_a", "host-a", &db, LOOSE_LOCKOUT);
+    a.cli_ok(&["fleet", "init"]);
+    // Back to what version 1 had.
+    db.psql(
+        "DROP TABLE twostep_archive; ALTER TABLE twostep_pending DROP COLUMN kind; \
+         UPDATE twostep_meta SET value = '1' WHERE key = 'schema_version'",
+    );
+    let refused = a.start_serve().expect_err("serve-store on an old schema");
+    assert!(refused.contains("run twostep fleet init"), "{refused}");
+    let out = a.cli_ok(&["fleet", "init"]);
+    assert!(out.contains("upgraded from version 1"), "{out}");
+    let again = a.cli_ok(&["fleet", "init"]);
+    assert!(again.contains("up to date"), "{again}");
+    a.start_serve().expect("serve-store after the upgrade");
+    a.env.enroll(USER, SECRET);
+    a.cli_ok(&["reset", USER]);
+    a.cli_ok(&["restore", USER]);
+    a.login(&totp(SECRET, T), T).assert_result("PAM_SUCCESS");
+}
+
+#[test]
+fn a_two_step_login_on_one_host_opens_the_smb_gate_on_the_other() {
+    // Both stacks, as for Samba (docs/smb.md): the account mode checks the gate.
+    let stack = [
+        "auth required {module} config={config}",
+        "account required {module} config={config}",
+        "account required pam_permit.so",
+    ];
+    let db = Postgres::start("fleet_gate");
+    let gate = "[gate]\nwindow_secs = 600";
+    let host = |name: &str, id: &str| {
+        Host::build(
+            TestEnv::builder(name).stack(&stack),
+            id,
+            &db,
+            LOOSE_LOCKOUT,
+            "",
+            gate,
+        )
+    };
+    let mut a = host("fleet_gate_a", "host-a");
+    let mut b = host("fleet_gate_b", "host-b");
+    a.cli_ok(&["fleet", "init"]);
+    write_private(
+        &b.key_file(),
+        &std::fs::read(a.key_file()).expect("read the fleet key"),
+    );
+    a.start_serve().expect("serve-store on a");
+    b.start_serve().expect("serve-store on b");
+    a.env.enroll(USER, SECRET);
+    b.env.add_secret(SECRET);
+    let client = "198.51.100.20";
+    let account = |host: &Host, rhost: &str, at: i64| {
+        let login = host
+            .env
+            .attempt(USER)
+            .account(true, true)
+            .rhost(rhost)
+            .time(at)
+            .run();
+        assert!(
+            login.messages.is_empty(),
+            "the account mode talked\n{login}"
+        );
+        login
+    };
+    // Closed everywhere before a two-step login from the client.
+    account(&b, client, T).assert_result("PAM_PERM_DENIED");
+    a.env
+        .attempt(USER)
+        .rhost(client)
+        .answers(&[&totp(SECRET, T)])
+        .time(T)
+        .run()
+        .assert_result("PAM_SUCCESS");
+    // b lets the same address in; not another one.
+    account(&b, client, T + 60).assert_result("PAM_SUCCESS");
+    account(&b, "198.51.100.21", T + 60).assert_result("PAM_PERM_DENIED");
+    account(&a, client, T + 60).assert_result("PAM_SUCCESS");
+    // Closed by an admin on b (`gate list` reads the real clock, in which these 2027 gates
+    // are not open yet; `close` closes them all the same): closed on a too.
+    let closed = b.cli_ok(&["gate", "close", USER, "--json"]);
+    assert!(closed.contains("\"closed\": 1"), "{closed}");
+    account(&a, client, T + 90).assert_result("PAM_PERM_DENIED");
+    account(&b, client, T + 90).assert_result("PAM_PERM_DENIED");
+    a.env.assert_logs_clean(&[SECRET]);
 }

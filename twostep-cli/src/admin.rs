@@ -4,7 +4,7 @@ use clap::Args;
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::{Config, Unenrolled};
 use twostep_common::manage;
-use twostep_common::store::Store;
+use twostep_common::remote::LoginStore;
 
 use serde_json::json;
 
@@ -20,8 +20,10 @@ pub struct UserArg {
     pub json: bool,
 }
 
-fn open(config: &Config) -> Result<Store, String> {
-    Store::open(&config.state_dir).map_err(|e| e.to_string())
+/// The store `[store]` names: the state directory, or the fleet's (every host sees a change
+/// at once).
+fn open(config: &Config) -> Result<LoginStore, String> {
+    LoginStore::open(config).map_err(|e| e.to_string())
 }
 
 pub fn reset(config: &Config, user: &str, json: bool) -> Result<(), String> {

@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use twostep_common::backend::{self, Manage};
 use twostep_common::config::{Config, DEFAULT_CONFIG_PATH, OnUnenrolled};
 use twostep_common::module_args::{Mode, ModuleArgs};
-use twostep_common::store::Store;
+use twostep_common::remote::LoginStore;
 
 use crate::pamstack::{self, Action};
 
@@ -125,11 +126,11 @@ fn check_config(path: &Path) -> Result<(Config, String), String> {
 }
 
 fn check_state(config: &Config) -> Check {
-    let store = Store::open(&config.state_dir).map_err(|e| e.to_string())?;
+    let store = LoginStore::open(config).map_err(|e| e.to_string())?;
     let users = store.users().map_err(|e| e.to_string())?;
     let mut bad = Vec::new();
     for user in &users {
-        if let Err(e) = store.load(user) {
+        if let Err(e) = backend::load(&store, user) {
             bad.push(e.to_string());
         }
     }
@@ -141,12 +142,21 @@ fn check_state(config: &Config) -> Check {
             bad.join("; ")
         ));
     }
-    Ok(format!(
-        "{} is safe (root, 0700); {} enrolled {}",
-        config.state_dir.display(),
+    let users = format!(
+        "{} enrolled {}",
         users.len(),
         if users.len() == 1 { "user" } else { "users" }
-    ))
+    );
+    Ok(match store {
+        LoginStore::File(_) => format!(
+            "{} is safe (root, 0700); {users}",
+            config.state_dir.display()
+        ),
+        LoginStore::Remote(_) => format!(
+            "the fleet store answers (twostep serve-store at {}); {users}, every record reads",
+            config.store.socket.display()
+        ),
+    })
 }
 
 /// One result line of the `pam` check.

@@ -3,11 +3,12 @@
 use std::io::Read;
 
 use clap::Args;
+use twostep_common::backend::{self, Backend, Manage};
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::{self, Config};
 use twostep_common::email::{self, MAX_REQUEST_BYTES, Request};
 use twostep_common::random;
-use twostep_common::store::Store;
+use twostep_common::remote::LoginStore;
 use zeroize::Zeroizing;
 
 use crate::mail;
@@ -76,8 +77,11 @@ pub fn email_test(config: &Config, args: &EmailTestArgs) -> Result<(), String> {
 
 pub fn set_email(config: &Config, args: &SetEmailArgs) -> Result<(), String> {
     email::check_address(&args.address).map_err(|e| e.to_string())?;
-    let store = Store::open(&config.state_dir).map_err(|e| e.to_string())?;
-    if store.load(&args.user).map_err(|e| e.to_string())?.is_none() {
+    let store = LoginStore::open(config).map_err(|e| e.to_string())?;
+    if backend::load(&store, &args.user)
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
         return Err(format!("{} is not enrolled", args.user));
     }
     if !args.yes && !confirm_address(config, &args.user, &args.address, args.json)? {
@@ -88,7 +92,7 @@ pub fn set_email(config: &Config, args: &SetEmailArgs) -> Result<(), String> {
     }
     let lock = store.lock(&args.user).map_err(|e| e.to_string())?;
     let mut record = store
-        .load_locked(&lock)
+        .load_now(&lock)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{} is not enrolled", args.user))?;
     record.email = Some(args.address.clone());

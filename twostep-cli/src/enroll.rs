@@ -4,12 +4,14 @@
 use std::io::BufRead;
 
 use clap::Args;
+use twostep_common::backend::{self, Backend, Manage};
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
 use twostep_common::email;
 use twostep_common::enroll::{self, NewEnrollment};
 use twostep_common::manage;
-use twostep_common::store::{BEGUN_LIFETIME_SECS, PendingId, Store};
+use twostep_common::remote::LoginStore;
+use twostep_common::store::{BEGUN_LIFETIME_SECS, PendingId};
 use twostep_common::totp::{self, Algorithm, Params};
 use zeroize::Zeroizing;
 
@@ -135,7 +137,7 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
         Some(text) => totp::decode_secret(text).map_err(|e| e.to_string())?,
         None => totp::new_secret().map_err(|e| e.to_string())?,
     };
-    let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
+    let store = LoginStore::open_admin(config).map_err(|e| e.to_string())?;
     refuse_existing(&store, &args.user, args.force)?;
 
     if args.begin {
@@ -188,7 +190,7 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
 fn begin(
     config: &Config,
     args: &EnrollArgs,
-    store: &Store,
+    store: &LoginStore,
     key: &[u8],
     params: Params,
 ) -> Result<(), String> {
@@ -227,7 +229,7 @@ fn confirm_begun(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     let id = PendingId::parse(text)
         .ok_or_else(|| format!("--id {text:?} is not an id printed by --begin"))?;
     let code = read_code()?;
-    let store = Store::open(&config.state_dir).map_err(|e| e.to_string())?;
+    let store = LoginStore::open(config).map_err(|e| e.to_string())?;
     let lock = store.lock(&args.user).map_err(|e| e.to_string())?;
     let now = SystemClock.now();
     let Some(waiting) = store
@@ -253,12 +255,7 @@ fn confirm_begun(config: &Config, args: &EnrollArgs) -> Result<(), String> {
                 .into(),
         );
     };
-    if !args.force
-        && store
-            .load_locked(&lock)
-            .map_err(|e| e.to_string())?
-            .is_some()
-    {
+    if !args.force && store.load_now(&lock).map_err(|e| e.to_string())?.is_some() {
         return Err(format!(
             "{} was enrolled meanwhile; nothing was changed (use --force to replace)",
             args.user
@@ -354,7 +351,7 @@ fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), String> {
             "--method email needs email to be configured ([email] smtp_host in the config)".into(),
         );
     }
-    let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
+    let store = LoginStore::open_admin(config).map_err(|e| e.to_string())?;
     refuse_existing(&store, &args.user, args.force)?;
     if !args.yes && !confirm_address(config, &args.user, address, args.json)? {
         return Err(format!(
@@ -430,8 +427,12 @@ fn build(
     Ok(new)
 }
 
-fn refuse_existing(store: &Store, user: &str, force: bool) -> Result<(), String> {
-    if !force && store.load(user).map_err(|e| e.to_string())?.is_some() {
+fn refuse_existing(store: &LoginStore, user: &str, force: bool) -> Result<(), String> {
+    if !force
+        && backend::load(store, user)
+            .map_err(|e| e.to_string())?
+            .is_some()
+    {
         return Err(format!(
             "{user} is already enrolled; use --force to replace the enrollment \
              (or `twostep show-qr {user}` to add another device)"
@@ -441,7 +442,7 @@ fn refuse_existing(store: &Store, user: &str, force: bool) -> Result<(), String>
 }
 
 fn save(
-    store: &Store,
+    store: &LoginStore,
     config: &Config,
     args: &EnrollArgs,
     new: &NewEnrollment,

@@ -7,7 +7,7 @@ use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
 use twostep_common::login::host_key;
 use twostep_common::manage::{self, OpenGate};
-use twostep_common::store::Store;
+use twostep_common::remote::LoginStore;
 use twostep_common::timefmt::utc;
 
 use crate::output::{audit, print_json};
@@ -44,8 +44,8 @@ pub struct CloseArgs {
     pub json: bool,
 }
 
-fn open(config: &Config) -> Result<Store, String> {
-    Store::open(&config.state_dir).map_err(|e| e.to_string())
+fn open(config: &Config) -> Result<LoginStore, String> {
+    LoginStore::open(config).map_err(|e| e.to_string())
 }
 
 pub fn list(config: &Config, args: &ListArgs) -> Result<(), String> {

@@ -25,7 +25,7 @@ use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
 use twostep_common::import_ga::{self, Imported, MAX_FILE_BYTES};
 use twostep_common::manage;
-use twostep_common::store::Store;
+use twostep_common::remote::LoginStore;
 use twostep_common::username;
 use zeroize::Zeroizing;
 
@@ -73,7 +73,7 @@ pub fn run(config: &Config, args: &ImportArgs) -> Result<(), String> {
     let imported = import_ga::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     drop(bytes);
 
-    let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
+    let store = LoginStore::open_admin(config).map_err(|e| e.to_string())?;
     let new = import_ga::to_enrollment(config, user, &imported, SystemClock.now())
         .map_err(|e| e.to_string())?;
     if !manage::store_enrollment(&store, &new.record, args.force).map_err(|e| e.to_string())? {

@@ -207,8 +207,10 @@ fn canonical_user(config: &Config, user: &mut String, existing: Existing) -> Res
         Canonical::Known { name, aliased } => {
             if aliased {
                 eprintln!("twostep: note: {user} is {name} on this system; acting on {name}");
-                let store = twostep_common::store::Store::open(&config.state_dir);
-                if store.is_ok_and(|store| store.has_record(user).unwrap_or(true)) {
+                let store = twostep_common::remote::LoginStore::open(config);
+                if store.is_ok_and(|store| {
+                    twostep_common::backend::Backend::has_record(&store, user).unwrap_or(true)
+                }) {
                     eprintln!(
                         "twostep: warning: a record exists under the alias {user}: logins as \
                          {user} are refused until it is removed from the state directory"

@@ -7,9 +7,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
+use twostep_common::backend::{self};
 use twostep_common::config::Config;
 use twostep_common::otpauth::{self, key_groups};
-use twostep_common::store::Store;
+use twostep_common::remote::LoginStore;
 use twostep_common::totp::{self, Params};
 
 use crate::output::audit;
@@ -138,9 +139,8 @@ fn write_files(uri: &str, files: &QrFiles) -> Result<(), String> {
 }
 
 pub fn run(config: &Config, args: &ShowQrArgs) -> Result<(), String> {
-    let store = Store::open(&config.state_dir).map_err(|e| e.to_string())?;
-    let record = store
-        .load(&args.user)
+    let store = LoginStore::open(config).map_err(|e| e.to_string())?;
+    let record = backend::load(&store, &args.user)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{} is not enrolled", args.user))?;
     let Some(totp_record) = record.totp.as_ref() else {

@@ -2,11 +2,12 @@
 
 use clap::Args;
 use serde::Serialize;
+use twostep_common::backend::Manage;
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::Config;
 use twostep_common::manage::{self, State, UserStatus};
 use twostep_common::policy::SystemDirectory;
-use twostep_common::store::Store;
+use twostep_common::remote::LoginStore;
 use twostep_common::timefmt::utc;
 
 #[derive(Debug, Args)]
@@ -41,7 +42,7 @@ fn local_accounts() -> Result<Vec<String>, String> {
 }
 
 pub fn run(config: &Config, args: &StatusArgs) -> Result<(), String> {
-    let store = Store::open(&config.state_dir).map_err(|e| e.to_string())?;
+    let store = LoginStore::open(config).map_err(|e| e.to_string())?;
     let now = SystemClock.now();
     let mut rows =
         manage::status(&store, config, &SystemDirectory, now).map_err(|e| e.to_string())?;
@@ -101,6 +102,9 @@ struct JsonLogin<'a> {
     rhost: &'a str,
     service: &'a str,
     method: &'a str,
+    /// The fleet host of the login (`[store] host_id`); absent in a file store.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    host_id: &'a str,
 }
 
 impl<'a> From<&'a UserStatus> for JsonRow<'a> {
@@ -117,6 +121,7 @@ impl<'a> From<&'a UserStatus> for JsonRow<'a> {
                 rhost: &l.rhost,
                 service: &l.service,
                 method: &l.method,
+                host_id: &l.host_id,
             }),
             recent_failures: row.recent_failures,
             locked_until: row.locked_until,
@@ -128,19 +133,18 @@ impl<'a> From<&'a UserStatus> for JsonRow<'a> {
 }
 
 fn print_table(rows: &[UserStatus]) {
-    let header = [
-        "USER",
-        "STATE",
-        "METHODS",
-        "EMAIL",
-        "CODES",
-        "LAST LOGIN",
-        "FROM",
-        "FAILURES",
-        "GATES",
-    ];
-    let cells: Vec<[String; 9]> = rows.iter().map(cells).collect();
-    let mut widths = header.map(|h| h.chars().count());
+    // A fleet's logins name the host they were on (`[store] host_id`); a file store's are all
+    // on this host, so the column appears only when a row has one.
+    let fleet = rows
+        .iter()
+        .any(|r| r.last_login.as_ref().is_some_and(|l| !l.host_id.is_empty()));
+    let mut header = vec!["USER", "STATE", "METHODS", "EMAIL", "CODES", "LAST LOGIN"];
+    if fleet {
+        header.push("ON HOST");
+    }
+    header.extend(["FROM", "FAILURES", "GATES"]);
+    let cells: Vec<Vec<String>> = rows.iter().map(|row| cells(row, fleet)).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &cells {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -149,18 +153,19 @@ fn print_table(rows: &[UserStatus]) {
     let line = |row: &[String]| {
         let parts: Vec<String> = row
             .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}", w = *w))
             .collect();
         println!("{}", parts.join("  ").trim_end());
     };
-    line(&header.map(String::from));
+    let header: Vec<String> = header.into_iter().map(String::from).collect();
+    line(&header);
     for row in &cells {
         line(row);
     }
 }
 
-fn cells(row: &UserStatus) -> [String; 9] {
+fn cells(row: &UserStatus, fleet: bool) -> Vec<String> {
     let dash = || "-".to_string();
     let state = match (row.locked_until, row.locked_hosts.len()) {
         (Some(until), _) => format!("{} until {}", row.state.name(), utc(until)),
@@ -168,7 +173,7 @@ fn cells(row: &UserStatus) -> [String; 9] {
         (None, 1) => format!("{} (locked from 1 host)", row.state.name()),
         (None, n) => format!("{} (locked from {n} hosts)", row.state.name()),
     };
-    [
+    let mut cells = vec![
         row.user.clone(),
         state,
         if row.methods.is_empty() {
@@ -180,6 +185,16 @@ fn cells(row: &UserStatus) -> [String; 9] {
         row.emergency_codes_left
             .map_or_else(dash, |n| n.to_string()),
         row.last_login.as_ref().map_or_else(dash, |l| utc(l.time)),
+    ];
+    if fleet {
+        cells.push(
+            row.last_login
+                .as_ref()
+                .filter(|l| !l.host_id.is_empty())
+                .map_or_else(dash, |l| l.host_id.clone()),
+        );
+    }
+    cells.extend([
         row.last_login
             .as_ref()
             .map(|l| {
@@ -192,7 +207,8 @@ fn cells(row: &UserStatus) -> [String; 9] {
             .unwrap_or_else(dash),
         row.recent_failures.to_string(),
         row.open_gates.to_string(),
-    ]
+    ]);
+    cells
 }
 
 #[cfg(test)]
@@ -215,6 +231,7 @@ mod tests {
                 rhost: "192.0.2.7".into(),
                 service: "sshd".into(),
                 method: "totp".into(),
+                host_id: "nas-2".into(),
             }),
             recent_failures: 3,
             locked_until: Some(1_800_000_900),
@@ -227,7 +244,7 @@ mod tests {
             "[{\"user\":\"alice\",\"state\":\"locked\",\"methods\":[\"totp\",\"emergency\"],\
              \"email\":\"a•••@example.com\",\"emergency_codes_left\":9,\"enrolled_at\":1800000000,\
              \"last_login\":{\"time\":1800000050,\"rhost\":\"192.0.2.7\",\"service\":\"sshd\",\
-             \"method\":\"totp\"},\"recent_failures\":3,\"locked_until\":1800000900,\
+             \"method\":\"totp\",\"host_id\":\"nas-2\"},\"recent_failures\":3,\"locked_until\":1800000900,\
              \"locked_hosts\":[\"\"],\"open_gates\":2,\"archived\":false}]"
         );
         let empty = UserStatus {

@@ -30,7 +30,7 @@ pub fn at_login<B: Backend>(s: &mut Session<'_, B>) -> Verdict {
     }
     let pending = match login::offer_enrollment(s.config, &s.user) {
         Ok(pending) => pending,
-        Err(e) => return s.system_error(&e),
+        Err(e) => return s.unavailable(&e),
     };
     s.log(Level::Notice, "enrollment offered", "");
     let qr = match qr::terminal_plain(&pending.uri) {
@@ -60,7 +60,7 @@ pub fn at_login<B: Backend>(s: &mut Session<'_, B>) -> Verdict {
             login::enroll_at_login(s.store, s.config, &s.attempt(), &pending, &answer, now);
         drop(answer);
         match result {
-            Err(e) => return s.system_error(&e),
+            Err(e) => return s.unavailable(&e),
             Ok(EnrollAtLogin::AlreadyEnrolled) => {
                 s.log(Level::Notice, "auth failure", "reason=enrolled-meanwhile");
                 return Verdict::Refused;

@@ -416,16 +416,21 @@ fn a_store_that_cannot_be_written_fails_closed() {
     let mut w = World::new();
     let key = w.enroll(None);
     w.store.fail_writes.set(true);
-    let verdict = w.code_prompt(&mut Script::answering(&[&code(&key, T)]));
+    let mut script = Script::answering(&[&code(&key, T)]);
+    let verdict = w.code_prompt(&mut script);
     assert_eq!(verdict, Verdict::Unavailable);
     assert!(w.logged("refusing login detail="));
+    // The user learns it is not their code; the reason stays in the log.
+    assert_eq!(script.errors(), [UNAVAILABLE_MESSAGE]);
 }
 
 #[test]
 fn a_damaged_record_fails_closed() {
     let mut w = World::new();
     w.store.put_texts(USER, "version = 1\nnot toml", None);
-    assert_eq!(w.code_prompt(&mut Script::default()), Verdict::Unavailable);
+    let mut script = Script::default();
+    assert_eq!(w.code_prompt(&mut script), Verdict::Unavailable);
+    assert_eq!(script.errors(), [UNAVAILABLE_MESSAGE]);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use super::seal::FleetKey;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// Stands for the sealed key in `record` (valid base32, so the text still parses).
 pub const SEALED_SECRET: &str = "SEALEDSEALEDSEALEDSEALEDSEALEDSE";
 pub const SEALED_EMAIL: &str = "(sealed)";
@@ -52,6 +52,21 @@ CREATE TABLE IF NOT EXISTS twostep_pending (
     created bigint NOT NULL,
     PRIMARY KEY (username, id)
 );
+";
+
+/// Version 2: the archive of `twostep reset` (one sealed full record per row, newest by
+/// `seq`), and self-service's begun enrollments next to the logins' waiting ones
+/// (`kind` 'login' or 'begun').
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS twostep_archive (
+    seq bigserial PRIMARY KEY,
+    username text NOT NULL,
+    archived bigint NOT NULL,
+    sealed bytea NOT NULL,
+    host_id text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS twostep_archive_user ON twostep_archive (username, seq);
+ALTER TABLE twostep_pending ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'login';
 ";
 
 /// Connects as `[store]` says, with its timeout for connecting and for every statement and
@@ -121,6 +136,7 @@ pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, 
     tx.execute("SELECT pg_advisory_xact_lock(7470657374)", &[])
         .map_err(db)?;
     tx.batch_execute(SCHEMA_V1).map_err(db)?;
+    tx.batch_execute(SCHEMA_V2).map_err(db)?;
     let version = tx
         .query_opt(
             "SELECT value FROM twostep_meta WHERE key = 'schema_version'",
@@ -140,6 +156,15 @@ pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, 
             "created"
         }
         Some(v) if v == SCHEMA_VERSION.to_string() => "up to date",
+        // Version 1's tables are version 2's; SCHEMA_V2 (above) added the rest.
+        Some("1") => {
+            tx.execute(
+                "UPDATE twostep_meta SET value = $1 WHERE key = 'schema_version'",
+                &[&SCHEMA_VERSION.to_string()],
+            )
+            .map_err(db)?;
+            "upgraded from version 1"
+        }
         Some(v) => {
             return Err(format!(
                 "the fleet database has schema version {v}; this twostep knows {SCHEMA_VERSION} \
@@ -167,8 +192,13 @@ pub fn check_schema(
         .map(|row| row.get::<_, String>(0));
     match version {
         Some(v) if v == SCHEMA_VERSION.to_string() => check_key(client, key),
+        Some(v) if v.parse::<i64>().is_ok_and(|v| v < SCHEMA_VERSION) => Err(format!(
+            "the fleet database has schema version {v}, not {SCHEMA_VERSION} (run twostep fleet \
+             init on one host to upgrade it)"
+        )),
         Some(v) => Err(format!(
-            "the fleet database has schema version {v}, not {SCHEMA_VERSION}"
+            "the fleet database has schema version {v}, not {SCHEMA_VERSION} (upgrade twostep \
+             on this host)"
         )),
         None => Err("the fleet database has no twostep schema (run twostep fleet init)".into()),
     }

@@ -25,7 +25,7 @@ use twostep_common::audit::{Level, Sink, Syslog, field};
 use twostep_common::config::Config;
 use twostep_common::record::Record;
 use twostep_common::remote::wire;
-use twostep_common::store::PENDING_LIFETIME_SECS;
+use twostep_common::store::{BEGUN_LIFETIME_SECS, PENDING_LIFETIME_SECS};
 use twostep_common::store_config::{Backend, StoreConfig};
 use twostep_common::username;
 use zeroize::Zeroizing;
@@ -318,12 +318,20 @@ impl Conn<'_> {
                 }
                 first
             }
+            "USERS" => self.names(arg(0)?, false),
+            "ARCHIVED" => self.names(arg(0)?, true),
             "LOAD" => self.load(),
             "SAVE" => self.save(arg(0)?, arg(1)?),
             "STATE" => self.save_state(arg(0)?),
             "PEND" => self.pend(arg(0)?),
             "TAKE" => self.take(arg(0)?),
             "DISCARD" => self.discard(),
+            "CLEARSTATE" => self.clear_state(),
+            "ARCHIVE" => self.archive(number(arg(0)?)?),
+            "RESTORE" => self.restore(),
+            "BEGIN" => self.begin(arg(0)?),
+            "BEGUN" => self.begun(arg(0)?, number(arg(1)?)?),
+            "UNBEGIN" => self.unbegin(),
             "UNLOCK" => {
                 if self.locked.is_some() {
                     self.end_transaction(true);
@@ -409,6 +417,11 @@ impl Conn<'_> {
         let user = self.user()?;
         let mut record = Record::parse(file_text, &user).map_err(|e| e.to_string())?;
         record.apply_state(state).map_err(|e| e.to_string())?;
+        if self.locked.as_ref().is_some_and(|l| l.loaded.is_none()) {
+            // A whole record replacing what is there (an admin's `enroll --force`): the write
+            // is still conditional on the version read now, under the lock.
+            self.load()?;
+        }
         self.write(&user, &record, false)
     }
 
@@ -425,11 +438,29 @@ impl Conn<'_> {
 
     /// Writes, commits, and takes the row lock again.
     fn write(&mut self, user: &str, record: &Record, state_only: bool) -> Answer {
-        let (version, loaded_step, existed) = {
+        let (version, loaded_step, existed, loaded_login) = {
             let loaded = self.loaded()?;
-            (loaded.version, loaded.last_step, loaded.record.is_some())
+            let login = loaded
+                .record
+                .as_ref()
+                .and_then(|r| r.last_login.as_ref())
+                .map(|l| l.time);
+            (
+                loaded.version,
+                loaded.last_step,
+                loaded.record.is_some(),
+                login,
+            )
         };
         let inner = self.inner;
+        // A login that this write records happened on this host (`twostep status` shows it).
+        let mut record = record.clone();
+        if let Some(last) = record.last_login.as_mut() {
+            if Some(last.time) != loaded_login {
+                last.host_id = inner.host_id.clone();
+            }
+        }
+        let record = &record;
         let sealed = db::seal(&inner.key, record)?;
         let client = self.db()?;
         let written = if existed {
@@ -483,9 +514,9 @@ impl Conn<'_> {
         let client = self.db()?;
         client
             .execute(
-                "DELETE FROM twostep_pending WHERE username = $1 AND (created <= $2 OR id IN \
-                 (SELECT id FROM twostep_pending WHERE username = $1 ORDER BY created DESC \
-                 OFFSET $3))",
+                "DELETE FROM twostep_pending WHERE username = $1 AND kind = 'login' AND \
+                 (created <= $2 OR id IN (SELECT id FROM twostep_pending WHERE username = $1 \
+                 AND kind = 'login' ORDER BY created DESC OFFSET $3))",
                 &[&user, &(created - lifetime), &(MAX_PENDING_PER_USER - 1)],
             )
             .map_err(pg)?;
@@ -504,7 +535,8 @@ impl Conn<'_> {
         let row = self
             .db()?
             .query_opt(
-                "DELETE FROM twostep_pending WHERE username = $1 AND id = $2 RETURNING sealed",
+                "DELETE FROM twostep_pending WHERE username = $1 AND id = $2 AND kind = 'login' \
+                 RETURNING sealed",
                 &[&user, &id],
             )
             .map_err(pg)?;
@@ -521,7 +553,213 @@ impl Conn<'_> {
         let user = self.user()?;
         let n = self
             .db()?
-            .execute("DELETE FROM twostep_pending WHERE username = $1", &[&user])
+            .execute(
+                "DELETE FROM twostep_pending WHERE username = $1 AND kind = 'login'",
+                &[&user],
+            )
+            .map_err(pg)?;
+        self.commit_and_relock(&user)?;
+        ok(&[&n.to_string()])
+    }
+}
+
+/// Names on one page of `USERS` / `ARCHIVED`.
+const NAMES_PER_PAGE: i64 = 2000;
+
+fn number(text: &str) -> Result<i64, String> {
+    text.parse::<u64>()
+        .ok()
+        .and_then(|n| i64::try_from(n).ok())
+        .ok_or_else(|| "not a number".to_string())
+}
+
+/// The admin commands' and self-service's requests (twostep-cli's `Manage` on the fleet).
+impl Conn<'_> {
+    /// A page of user names after `after`: of records, or of archived records.
+    fn names(&mut self, after: &str, archived: bool) -> Answer {
+        let sql = if archived {
+            "SELECT DISTINCT username FROM twostep_archive WHERE username > $1 \
+             ORDER BY username LIMIT $2"
+        } else {
+            "SELECT username FROM twostep_records WHERE username > $1 ORDER BY username LIMIT $2"
+        };
+        let rows = self
+            .db()?
+            .query(sql, &[&after, &NAMES_PER_PAGE])
+            .map_err(pg)?;
+        let more = rows.len() as i64 == NAMES_PER_PAGE;
+        let mut page = String::new();
+        for row in &rows {
+            page.push_str(row.get::<_, &str>(0));
+            page.push('\n');
+        }
+        ok(&[if more { "more" } else { "end" }, &page])
+    }
+
+    /// The locked user's current row (read under the lock, so it is the fleet's latest).
+    fn current(&mut self, user: &str) -> Result<Option<db::Stored>, String> {
+        let inner = self.inner;
+        db::read(self.db()?, &inner.key, user)
+    }
+
+    /// After a change outside `write`: the next write needs a new `LOAD`.
+    fn forget_loaded(&mut self) {
+        if let Some(locked) = self.locked.as_mut() {
+            locked.loaded = None;
+        }
+    }
+
+    fn clear_state(&mut self) -> Answer {
+        let user = self.user()?;
+        let n = self
+            .db()?
+            .execute(
+                "UPDATE twostep_records SET state = '', version = version + 1, updated = now() \
+                 WHERE username = $1",
+                &[&user],
+            )
+            .map_err(pg)?;
+        self.commit_and_relock(&user)?;
+        self.forget_loaded();
+        ok(&[if n > 0 { "yes" } else { "no" }])
+    }
+
+    /// Moves the record into `twostep_archive`, sealed whole (key, address, login state),
+    /// without its lockouts and gates, as the file store's archive does.
+    fn archive(&mut self, now: i64) -> Answer {
+        let user = self.user()?;
+        let Some(stored) = self.current(&user)? else {
+            return ok(&["none"]);
+        };
+        let mut record = stored.record;
+        record.lockout.clear();
+        record.gates.clear();
+        let text = record.to_full_text().map_err(|e| e.to_string())?;
+        let inner = self.inner;
+        let sealed = inner.key.seal("archive", &user, text.as_bytes())?;
+        let client = self.db()?;
+        let seq: i64 = client
+            .query_one(
+                "INSERT INTO twostep_archive (username, archived, sealed, host_id) \
+                 VALUES ($1, $2, $3, $4) RETURNING seq",
+                &[&user, &now, &sealed, &inner.host_id],
+            )
+            .map_err(pg)?
+            .get(0);
+        let deleted = client
+            .execute(
+                "DELETE FROM twostep_records WHERE username = $1 AND version = $2",
+                &[&user, &stored.version],
+            )
+            .map_err(pg)?;
+        if deleted != 1 {
+            return Err("the record changed in the fleet database meanwhile: refusing".into());
+        }
+        self.commit_and_relock(&user)?;
+        self.forget_loaded();
+        ok(&["archived", &format!("fleet archive #{seq}")])
+    }
+
+    /// Puts the newest archived record of the locked user back, and drops it from the archive.
+    fn restore(&mut self) -> Answer {
+        let user = self.user()?;
+        if self.current(&user)?.is_some() {
+            return Err(format!("{user} is enrolled; nothing to restore over"));
+        }
+        let row = self
+            .db()?
+            .query_opt(
+                "SELECT seq, sealed FROM twostep_archive WHERE username = $1 \
+                 ORDER BY seq DESC LIMIT 1",
+                &[&user],
+            )
+            .map_err(pg)?;
+        let Some(row) = row else {
+            return ok(&["none"]);
+        };
+        let seq: i64 = row.get(0);
+        let inner = self.inner;
+        let text = inner.key.open_text("archive", &user, row.get(1))?;
+        let record = Record::parse(&text, &user)
+            .map_err(|e| format!("fleet archive #{seq} of {user}: {e}"))?;
+        let sealed = db::seal(&inner.key, &record)?;
+        let client = self.db()?;
+        if db::insert(client, &sealed, &user, &inner.host_id)?.is_none() {
+            return Err(format!("{user} is enrolled; nothing to restore over"));
+        }
+        client
+            .execute("DELETE FROM twostep_archive WHERE seq = $1", &[&seq])
+            .map_err(pg)?;
+        self.commit_and_relock(&user)?;
+        self.forget_loaded();
+        ok(&["restored", &format!("fleet archive #{seq}")])
+    }
+
+    /// Keeps a begun enrollment (self-service), replacing the user's earlier one.
+    fn begin(&mut self, full_text: &str) -> Answer {
+        let user = self.user()?;
+        let record = Record::parse(full_text, &user).map_err(|e| e.to_string())?;
+        let created = i64::try_from(record.created).map_err(|_| "bad creation time")?;
+        let id = twostep_common::random::hex(
+            &twostep_common::random::bytes(16).map_err(|e| e.to_string())?,
+        );
+        let sealed = self.inner.key.seal("begun", &user, full_text.as_bytes())?;
+        let client = self.db()?;
+        client
+            .execute(
+                "DELETE FROM twostep_pending WHERE username = $1 AND kind = 'begun'",
+                &[&user],
+            )
+            .map_err(pg)?;
+        client
+            .execute(
+                "INSERT INTO twostep_pending (username, id, sealed, created, kind) \
+                 VALUES ($1, $2, $3, $4, 'begun')",
+                &[&user, &id, &sealed, &created],
+            )
+            .map_err(pg)?;
+        self.commit_and_relock(&user)?;
+        ok(&[&id])
+    }
+
+    /// The begun enrollment `id` while fresh at `now`; an expired one is removed.
+    fn begun(&mut self, id: &str, now: i64) -> Answer {
+        let user = self.user()?;
+        let row = self
+            .db()?
+            .query_opt(
+                "SELECT sealed, created FROM twostep_pending WHERE username = $1 AND id = $2 \
+                 AND kind = 'begun'",
+                &[&user, &id],
+            )
+            .map_err(pg)?;
+        let Some(row) = row else {
+            return ok(&["none"]);
+        };
+        let created: i64 = row.get(1);
+        let lifetime = BEGUN_LIFETIME_SECS as i64;
+        if created > now || now - created >= lifetime {
+            self.db()?
+                .execute(
+                    "DELETE FROM twostep_pending WHERE username = $1 AND id = $2",
+                    &[&user, &id],
+                )
+                .map_err(pg)?;
+            self.commit_and_relock(&user)?;
+            return ok(&["none"]);
+        }
+        let text = self.inner.key.open_text("begun", &user, row.get(0))?;
+        ok(&["record", &text])
+    }
+
+    fn unbegin(&mut self) -> Answer {
+        let user = self.user()?;
+        let n = self
+            .db()?
+            .execute(
+                "DELETE FROM twostep_pending WHERE username = $1 AND kind = 'begun'",
+                &[&user],
+            )
             .map_err(pg)?;
         self.commit_and_relock(&user)?;
         ok(&[&n.to_string()])

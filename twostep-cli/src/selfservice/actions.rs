@@ -4,6 +4,7 @@
 //! current code) is proven.
 
 use serde_json::{Value, json};
+use twostep_common::backend::{self, Backend, Manage};
 use twostep_common::config::{self, Config};
 use twostep_common::email::{self, Issue};
 use twostep_common::emergency::CodeSet;
@@ -12,8 +13,9 @@ use twostep_common::login::{self, Attempt, EmailIssue, Outcome, Rejected};
 use twostep_common::manage::{self, State};
 use twostep_common::policy::{self, SystemDirectory};
 use twostep_common::record::{EmailState, Method as RecordMethod, Record};
+use twostep_common::remote::{LoginLock, LoginStore};
 use twostep_common::self_service::Action;
-use twostep_common::store::{BEGUN_LIFETIME_SECS, PendingId, Store, UserLock};
+use twostep_common::store::{BEGUN_LIFETIME_SECS, PendingId};
 use twostep_common::totp::{self, Params};
 use twostep_sys::pam_password::{PasswordCheck, Refusal};
 use zeroize::Zeroizing;
@@ -59,7 +61,7 @@ pub fn handle(ctx: &Ctx<'_>, request: Request) -> Done {
              the administrator",
         ));
     }
-    let store = Store::create(&ctx.config.state_dir).map_err(internal)?;
+    let store = LoginStore::open_admin(ctx.config).map_err(internal)?;
     match request {
         Request::Status {} => status(ctx, &store),
         Request::History {} => history(ctx, &store),
@@ -82,10 +84,10 @@ pub fn handle(ctx: &Ctx<'_>, request: Request) -> Done {
     }
 }
 
-fn status(ctx: &Ctx<'_>, store: &Store) -> Done {
+fn status(ctx: &Ctx<'_>, store: &LoginStore) -> Done {
     let config = ctx.config;
     let enforced = enforced(ctx)?;
-    let record = store.load(ctx.user).map_err(internal)?;
+    let record = backend::load(store, ctx.user).map_err(internal)?;
     let allowed: serde_json::Map<String, Value> = Action::ALL
         .iter()
         .map(|a| (a.name().to_string(), config.self_service.allows(*a).into()))
@@ -124,8 +126,8 @@ fn status(ctx: &Ctx<'_>, store: &Store) -> Done {
     Ok(out)
 }
 
-fn history(ctx: &Ctx<'_>, store: &Store) -> Done {
-    let record = store.load(ctx.user).map_err(internal)?;
+fn history(ctx: &Ctx<'_>, store: &LoginStore) -> Done {
+    let record = backend::load(store, ctx.user).map_err(internal)?;
     let Some(record) = record else {
         return Ok(json!({"last_login": null, "failures": [], "open_gates": []}));
     };
@@ -155,7 +157,7 @@ fn history(ctx: &Ctx<'_>, store: &Store) -> Done {
 
 fn enable_begin(
     ctx: &Ctx<'_>,
-    store: &Store,
+    store: &LoginStore,
     password: &str,
     method: Method,
     address: Option<String>,
@@ -173,7 +175,7 @@ fn enable_begin(
     prove_password(ctx, password)?;
     let config = ctx.config;
     let lock = store.lock(ctx.user).map_err(internal)?;
-    if store.load_locked(&lock).map_err(internal)?.is_some() {
+    if store.load_now(&lock).map_err(internal)?.is_some() {
         return Err(already_enrolled());
     }
     match method {
@@ -213,11 +215,11 @@ fn enable_begin(
     }
 }
 
-fn enable_confirm(ctx: &Ctx<'_>, store: &Store, id: &str, code: &str) -> Done {
+fn enable_confirm(ctx: &Ctx<'_>, store: &LoginStore, id: &str, code: &str) -> Done {
     allowed(ctx, Action::Enable)?;
     let config = ctx.config;
     let lock = store.lock(ctx.user).map_err(internal)?;
-    if store.load_locked(&lock).map_err(internal)?.is_some() {
+    if store.load_now(&lock).map_err(internal)?.is_some() {
         return Err(already_enrolled());
     }
     let mut waiting = load_begun(store, &lock, id, ctx.now)?;
@@ -265,7 +267,7 @@ fn enable_confirm(ctx: &Ctx<'_>, store: &Store, id: &str, code: &str) -> Done {
     )
 }
 
-fn codes(ctx: &Ctx<'_>, store: &Store, password: &str, code: &str) -> Done {
+fn codes(ctx: &Ctx<'_>, store: &LoginStore, password: &str, code: &str) -> Done {
     allowed(ctx, Action::Codes)?;
     prove(ctx, store, password, code)?;
     let lock = store.lock(ctx.user).map_err(internal)?;
@@ -276,10 +278,9 @@ fn codes(ctx: &Ctx<'_>, store: &Store, password: &str, code: &str) -> Done {
     Ok(json!({"emergency_codes": codes_json(&codes)}))
 }
 
-fn add_device(ctx: &Ctx<'_>, store: &Store, password: &str, code: &str) -> Done {
+fn add_device(ctx: &Ctx<'_>, store: &LoginStore, password: &str, code: &str) -> Done {
     allowed(ctx, Action::AddDevice)?;
-    let record = store
-        .load(ctx.user)
+    let record = backend::load(store, ctx.user)
         .map_err(internal)?
         .ok_or_else(not_enrolled)?;
     if record.totp.is_none() {
@@ -291,8 +292,7 @@ fn add_device(ctx: &Ctx<'_>, store: &Store, password: &str, code: &str) -> Done 
     }
     prove(ctx, store, password, code)?;
     // Read again: the proof wrote the login state, and the key may have been replaced since.
-    let record = store
-        .load(ctx.user)
+    let record = backend::load(store, ctx.user)
         .map_err(internal)?
         .ok_or_else(not_enrolled)?;
     let totp_record = record.totp.as_ref().ok_or_else(not_enrolled)?;
@@ -300,7 +300,13 @@ fn add_device(ctx: &Ctx<'_>, store: &Store, password: &str, code: &str) -> Done 
     qr_json(ctx.config, ctx.user, &key, totp_record.params()).map_err(internal)
 }
 
-fn email_begin(ctx: &Ctx<'_>, store: &Store, password: &str, code: &str, address: &str) -> Done {
+fn email_begin(
+    ctx: &Ctx<'_>,
+    store: &LoginStore,
+    password: &str,
+    code: &str,
+    address: &str,
+) -> Done {
     allowed(ctx, Action::Email)?;
     if !ctx.config.email.enabled() {
         return Err(no_email());
@@ -320,7 +326,7 @@ fn email_begin(ctx: &Ctx<'_>, store: &Store, password: &str, code: &str, address
     mail_begun(ctx, store, address, &mailed, &id)
 }
 
-fn email_confirm(ctx: &Ctx<'_>, store: &Store, id: &str, code: &str) -> Done {
+fn email_confirm(ctx: &Ctx<'_>, store: &LoginStore, id: &str, code: &str) -> Done {
     allowed(ctx, Action::Email)?;
     let lock = store.lock(ctx.user).map_err(internal)?;
     let mut record = enrolled(store, &lock)?;
@@ -341,7 +347,7 @@ fn email_confirm(ctx: &Ctx<'_>, store: &Store, id: &str, code: &str) -> Done {
     Ok(json!({"email": email::mask(&address)}))
 }
 
-fn disable(ctx: &Ctx<'_>, store: &Store, password: &str, code: &str) -> Done {
+fn disable(ctx: &Ctx<'_>, store: &LoginStore, password: &str, code: &str) -> Done {
     allowed(ctx, Action::Disable)?;
     if enforced(ctx)? {
         return Err(Failure::new(
@@ -359,9 +365,8 @@ fn disable(ctx: &Ctx<'_>, store: &Store, password: &str, code: &str) -> Done {
     }
 }
 
-fn send_code(ctx: &Ctx<'_>, store: &Store, password: &str) -> Done {
-    let record = store
-        .load(ctx.user)
+fn send_code(ctx: &Ctx<'_>, store: &LoginStore, password: &str) -> Done {
+    let record = backend::load(store, ctx.user)
         .map_err(internal)?
         .ok_or_else(not_enrolled)?;
     if record.email.is_none() || !ctx.config.email.enabled() {
@@ -401,9 +406,8 @@ fn send_code(ctx: &Ctx<'_>, store: &Store, password: &str) -> Done {
 
 /// The password, then a current code of the enrollment, as at a login: a wrong or replayed
 /// code counts toward the lockout, a used emergency or mailed code is used up.
-fn prove(ctx: &Ctx<'_>, store: &Store, password: &str, code: &str) -> Result<(), Failure> {
-    let record = store
-        .load(ctx.user)
+fn prove(ctx: &Ctx<'_>, store: &LoginStore, password: &str, code: &str) -> Result<(), Failure> {
+    let record = backend::load(store, ctx.user)
         .map_err(internal)?
         .ok_or_else(not_enrolled)?;
     refuse_if_locked(ctx, &record)?;
@@ -496,7 +500,13 @@ fn issue(state: &mut EmailState, config: &Config, now: u64) -> Result<Zeroizing<
 
 /// Mails the code of the begun step `id` (outside the user's lock: SMTP may take seconds,
 /// and logins must not wait for it); a mail that cannot be sent takes the step back.
-fn mail_begun(ctx: &Ctx<'_>, store: &Store, address: &str, code: &str, id: &PendingId) -> Done {
+fn mail_begun(
+    ctx: &Ctx<'_>,
+    store: &LoginStore,
+    address: &str,
+    code: &str,
+    id: &PendingId,
+) -> Done {
     if let Err(failure) = mail_code(ctx, address, code) {
         let lock = store.lock(ctx.user).map_err(internal)?;
         // Only ours: a newer step begun meanwhile stays.
@@ -527,7 +537,7 @@ fn mail_code(ctx: &Ctx<'_>, address: &str, code: &str) -> Result<(), Failure> {
     (ctx.send_mail)(ctx.config, address, &subject, &body).map_err(|e| mail_failed(&e))
 }
 
-fn load_begun(store: &Store, lock: &UserLock, id: &str, now: u64) -> Result<Record, Failure> {
+fn load_begun(store: &LoginStore, lock: &LoginLock, id: &str, now: u64) -> Result<Record, Failure> {
     let expired = || {
         Failure::new(
             Kind::Expired,
@@ -545,9 +555,9 @@ fn load_begun(store: &Store, lock: &UserLock, id: &str, now: u64) -> Result<Reco
         .ok_or_else(expired)
 }
 
-fn enrolled(store: &Store, lock: &UserLock) -> Result<Record, Failure> {
+fn enrolled(store: &LoginStore, lock: &LoginLock) -> Result<Record, Failure> {
     store
-        .load_locked(lock)
+        .load_now(lock)
         .map_err(internal)?
         .ok_or_else(not_enrolled)
 }
