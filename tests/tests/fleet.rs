@@ -855,3 +855,84 @@ fn a_two_step_login_on_one_host_opens_the_smb_gate_on_the_other() {
     account(&b, client, T + 90).assert_result("PAM_PERM_DENIED");
     a.env.assert_logs_clean(&[SECRET]);
 }
+
+#[test]
+fn a_user_turns_two_step_on_in_self_service_on_one_host_and_it_holds_on_the_other() {
+    use twostep_tests::self_service::SelfService;
+    use twostep_tests::users::TestUser;
+
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64
+    };
+    let db = Postgres::start("fleet_self");
+    let mut a = Host::new("fleet_self_a", "host-a", &db, LOOSE_LOCKOUT);
+    let mut b = Host::new("fleet_self_b", "host-b", &db, LOOSE_LOCKOUT);
+    a.cli_ok(&["fleet", "init"]);
+    write_private(
+        &b.key_file(),
+        &std::fs::read(a.key_file()).expect("read the fleet key"),
+    );
+    a.start_serve().expect("serve-store on a");
+    b.start_serve().expect("serve-store on b");
+    let service = SelfService::start(&a.env);
+    let user = TestUser::create("fleetself");
+    let password = format!("{}\n", user.password());
+
+    // Begun on a (kept sealed in the database), confirmed with the app's code.
+    let begun = service.ok_as(user.name(), &["enable", "--stdin"], Some(&password));
+    let secret = begun["secret"].as_str().expect("secret").replace(' ', "");
+    a.env.add_secret(&secret);
+    b.env.add_secret(&secret);
+    let begun_rows = db.psql("SELECT count(*) FROM twostep_pending WHERE kind = 'begun'");
+    assert_eq!(begun_rows.trim(), "1");
+    let id = begun["id"].as_str().expect("id").to_string();
+    let typed_at = now();
+    let code = totp(&secret, typed_at);
+    let done = service.ok_as(
+        user.name(),
+        &["enable", "--confirm", &id, "--stdin"],
+        Some(&format!("{code}\n")),
+    );
+    assert_eq!(done["state"], "enabled", "{done}");
+    assert!(!a.env.record_path(user.name()).exists());
+    assert!(!db.dump().to_uppercase().contains(&secret), "plaintext key");
+
+    // b asks for the code: the confirming step is used fleet-wide, the next one works (the
+    // logins' clock is pam-drive's, set to the time the code was typed).
+    let t = typed_at;
+    b.env
+        .login(user.name(), &[&totp(&secret, t)], t)
+        .assert_result("PAM_AUTH_ERR");
+    let t = typed_at + 30;
+    b.env
+        .login(user.name(), &[&totp(&secret, t)], t)
+        .assert_result("PAM_SUCCESS");
+    let status = service.ok_as(user.name(), &["status"], None);
+    assert_eq!(status["state"], "enabled", "{status}");
+
+    // Turned off on a with the password and an emergency code (the app's next step is used
+    // already): b asks for no code any more, and the used code is gone fleet-wide.
+    let emergency = done["emergency_codes"][0]
+        .as_str()
+        .expect("a code")
+        .to_string();
+    a.env.add_secret(&emergency);
+    let off = service.run_as(
+        user.name(),
+        &["disable", "--stdin"],
+        Some(&format!("{}\n{emergency}\n", user.password())),
+    );
+    assert!(
+        off.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&off.stdout),
+        String::from_utf8_lossy(&off.stderr)
+    );
+    let t = typed_at + 60;
+    let login = b.env.login(user.name(), &[], t);
+    login.assert_result("PAM_PERM_DENIED").assert_no_prompt();
+    a.env.assert_logs_clean(&[&secret]);
+}
