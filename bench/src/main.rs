@@ -9,10 +9,13 @@
 //!                                   [--module PATH] [--cli PATH] [--dir DIR]
 //! ```
 //!
-//! Needs root, Debian's libpam-google-authenticator, libpam-oath and oathtool. Runs in a private
+//! Needs root, Debian's libpam-google-authenticator, libpam-oath and oathtool; the fleet rows
+//! (bench/src/fleet.rs) also need Debian's postgresql server binaries and are skipped, with a
+//! line saying why, without them. Runs in a private
 //! mount namespace (own /dev with /dev/log → the bench's drain, own tmpfs), writes PAM services
 //! `/etc/pam.d/twostep-bench-<pid>-*` and a scratch directory, and removes both at the end.
 
+mod fleet;
 mod pam;
 mod self_start;
 mod setup;
@@ -255,8 +258,14 @@ fn measure(
     out
 }
 
-/// Correct-code logins of one module only.
-fn measure_one(service: &str, n: usize, steps: &mut Steps, codes: &mut Codes) -> Samples {
+/// Logins of `kind` (correct or wrong codes) of one module only.
+fn measure_one(
+    service: &str,
+    kind: Kind,
+    n: usize,
+    steps: &mut Steps,
+    codes: &mut Codes,
+) -> Samples {
     let service = pam::cstring(service);
     let user = pam::cstring(USER);
     let mut out = Samples::default();
@@ -264,8 +273,12 @@ fn measure_one(service: &str, n: usize, steps: &mut Steps, codes: &mut Codes) ->
     for i in 0..n + WARMUP {
         let step = first + i as u64;
         fake_clock::start_at(time_of(step));
-        let timed = pam::login(&service, &user, codes.get(step).as_bytes());
-        if timed.rc != pam::PAM_SUCCESS {
+        let code = match kind {
+            Kind::Wrong => codes.wrong(step),
+            Kind::Correct | Kind::Replay => codes.get(step),
+        };
+        let timed = pam::login(&service, &user, code.as_bytes());
+        if (timed.rc == pam::PAM_SUCCESS) != (kind == Kind::Correct) {
             out.unexpected += 1;
             out.first_unexpected.get_or_insert(timed.rc);
         }
@@ -444,6 +457,56 @@ fn race(service: &str, rounds: usize, steps: &mut Steps, codes: &mut Codes) -> R
     result
 }
 
+/// `RACERS` processes type the same fresh code at once, `rounds` times: exactly one may get in.
+const RACERS: usize = 16;
+
+#[derive(Debug, Default, Clone)]
+struct ManyRace {
+    rounds: usize,
+    /// Rounds in which exactly one process got in.
+    exactly_one: usize,
+    /// Rounds in which none did (a valid code refused) or more than one (a replay accepted).
+    none: usize,
+    more: usize,
+    /// From the moment the code is sent to the last answer.
+    round_times: Vec<Duration>,
+}
+
+fn race_many(service: &str, rounds: usize, steps: &mut Steps, codes: &mut Codes) -> ManyRace {
+    let mut workers: Vec<Worker> = (0..RACERS).map(|_| Worker::start(service)).collect();
+    let mut result = ManyRace::default();
+    let first = steps.take(rounds);
+    for r in 0..rounds {
+        let step = first + r as u64;
+        let code = codes.get(step);
+        let started = Instant::now();
+        workers.iter_mut().for_each(|w| w.send(step, &code));
+        let won = workers
+            .iter_mut()
+            .map(|w| w.receive())
+            .filter(|&rc| rc == pam::PAM_SUCCESS)
+            .count();
+        result.round_times.push(started.elapsed());
+        result.rounds += 1;
+        match won {
+            0 => result.none += 1,
+            1 => result.exactly_one += 1,
+            _ => result.more += 1,
+        }
+    }
+    result
+}
+
+/// What the fleet part of the run measured, or why it did not run.
+#[derive(Debug)]
+struct FleetRows {
+    correct: Samples,
+    wrong: Samples,
+    /// The 16-process race on the file store (disk) and on the fleet.
+    race_file: ManyRace,
+    race_fleet: ManyRace,
+}
+
 // --- module files --------------------------------------------------------------------------
 
 /// Size of `path` after `strip --strip-all`, in bytes.
@@ -544,6 +607,8 @@ fn run(options: &Options) -> ExitCode {
     setup::create_dir(&options.dir);
     let scratch = Scratch(options.dir.clone());
     let drain = LogDrain::bind(&scratch.0.join("log.sock")).expect("bind the log drain");
+    // Before the private /dev: the server needs the real one (/dev/shm).
+    let database = fleet::Database::start();
     // A private mount namespace whose /dev/log is the drain: what pam_google_authenticator and
     // pam_oath send to syslog(3) reaches the bench, not the machine's logger.
     if let Err(e) = dev_log::redirect_to(drain.path()) {
@@ -554,7 +619,8 @@ fn run(options: &Options) -> ExitCode {
     let disk_dir = scratch.0.join("disk");
     let tmpfs_dir = scratch.0.join("tmpfs");
     let scale_dir = scratch.0.join("scale");
-    for dir in [&disk_dir, &tmpfs_dir, &scale_dir] {
+    let fleet_dir = scratch.0.join("fleet");
+    for dir in [&disk_dir, &tmpfs_dir, &scale_dir, &fleet_dir] {
         setup::create_dir(dir);
     }
     setup::mount_tmpfs(&tmpfs_dir).expect("mount a tmpfs");
@@ -607,10 +673,37 @@ fn run(options: &Options) -> ExitCode {
         setup::grow_twostep_users(&scale.dir, have, total);
         have = have.max(total);
         setup::grow_oath_users(&scale.dir, total);
-        let twostep = measure_one(&scale.twostep, scale_n, &mut steps, &mut codes);
-        let oath = measure_one(&scale.oath, scale_n.min(100), &mut steps, &mut codes);
+        let twostep = measure_one(
+            &scale.twostep,
+            Kind::Correct,
+            scale_n,
+            &mut steps,
+            &mut codes,
+        );
+        let oath = measure_one(
+            &scale.oath,
+            Kind::Correct,
+            scale_n.min(100),
+            &mut steps,
+            &mut codes,
+        );
         scale_rows.push((total, twostep, oath));
     }
+
+    eprintln!("fleet (loopback PostgreSQL) ...");
+    let fleet_host = database
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|db| fleet::host(db, &fleet_dir, module, &options.cli, &drain, &mut services));
+    let fleet_rows = fleet_host.as_ref().map_err(Clone::clone).map(|host| {
+        let rounds = options.rounds.min(100);
+        FleetRows {
+            correct: measure_one(&host.service, Kind::Correct, n, &mut steps, &mut codes),
+            wrong: measure_one(&host.service, Kind::Wrong, n, &mut steps, &mut codes),
+            race_file: race_many(&disk.twostep, rounds, &mut steps, &mut codes),
+            race_fleet: race_many(&host.service, rounds, &mut steps, &mut codes),
+        }
+    });
 
     eprintln!("self-service start-up ...");
     let self_start = self_start::measure(
@@ -645,6 +738,7 @@ fn run(options: &Options) -> ExitCode {
         scale_rows,
         files,
         self_start,
+        fleet: fleet_rows,
         log_lines: drain.count(),
         twostep_errors: twostep_errors.len(),
         elapsed: started.elapsed(),
@@ -653,6 +747,8 @@ fn run(options: &Options) -> ExitCode {
     for line in twostep_errors.iter().take(5) {
         eprintln!("pam_twostep error: {line}");
     }
+    drop(fleet_host);
+    drop(database);
     drop(services);
     drop(drain);
     drop(scratch);
@@ -675,6 +771,7 @@ struct Report {
     files: Vec<(u64, u64, f64)>,
     /// `twostep serve-self`: spawn to the first answer.
     self_start: Vec<Duration>,
+    fleet: Result<FleetRows, String>,
     log_lines: usize,
     twostep_errors: usize,
     elapsed: Duration,
@@ -693,6 +790,52 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 impl Report {
+    fn print_fleet(&self) {
+        println!("\n## Fleet (twostep serve-store, PostgreSQL 15 on loopback)\n");
+        let f = match &self.fleet {
+            Ok(f) => f,
+            Err(why) => {
+                println!("Not measured: {why}.");
+                return;
+            }
+        };
+        println!("| scenario | auth median | auth p99 | cycle median | cycle p99 | unexpected |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+        let [file, ..] = &self.correct_disk;
+        let [file_wrong, ..] = &self.wrong;
+        for (name, s) in [
+            ("correct code, file store (ext4)", file),
+            ("correct code, fleet", &f.correct),
+            ("wrong code, file store (ext4)", file_wrong),
+            ("wrong code, fleet", &f.wrong),
+        ] {
+            println!(
+                "| {name} | {} | {} | {} | {} | {} |",
+                us(s.median_auth()),
+                us(percentile(&s.auth, 99.0)),
+                us(s.median_cycle()),
+                us(percentile(&s.cycle, 99.0)),
+                s.unexpected
+            );
+        }
+        println!(
+            "\n| {RACERS} processes, one code each round | rounds | exactly one got in | none | \
+             more than one | round median | round p99 |"
+        );
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for (name, r) in [("file store", &f.race_file), ("fleet", &f.race_fleet)] {
+            println!(
+                "| {name} | {} | {} | {} | {} | {} | {} |",
+                r.rounds,
+                r.exactly_one,
+                r.none,
+                r.more,
+                us(percentile(&r.round_times, 50.0)),
+                us(percentile(&r.round_times, 99.0))
+            );
+        }
+    }
+
     fn wrong_answers(&self) -> usize {
         [
             &self.correct_disk,
@@ -703,7 +846,15 @@ impl Report {
         .iter()
         .flat_map(|s| s.iter())
         .map(|s| s.unexpected)
-        .sum()
+        .sum::<usize>()
+            + self.fleet.as_ref().map_or(0, |f| {
+                f.correct.unexpected
+                    + f.wrong.unexpected
+                    + f.race_file.none
+                    + f.race_file.more
+                    + f.race_fleet.none
+                    + f.race_fleet.more
+            })
     }
 
     fn print(&self) {
@@ -798,6 +949,8 @@ impl Report {
             us(percentile(&start, 99.0))
         );
 
+        self.print_fleet();
+
         let [t, g, o] = &self.correct_disk;
         let faster_peer = g.median_auth().min(o.median_auth());
         let [tt, gt, ot] = &self.correct_tmpfs;
@@ -847,6 +1000,24 @@ impl Report {
             us(start_median),
             verdict(start_median <= 50_000.0)
         );
+        if let Ok(f) = &self.fleet {
+            let fleet_correct = f.correct.median_auth() / t.median_auth();
+            let fleet_cycle = f.correct.median_cycle() / g.median_cycle();
+            println!(
+                "| fleet, correct code: ≤ 3 × the file store's (ext4) | {fleet_correct:.2} × | {} |",
+                verdict(fleet_correct <= 3.0)
+            );
+            println!(
+                "| fleet, whole cycle: ≤ 2 × google-authenticator's | {fleet_cycle:.2} × | {} |",
+                verdict(fleet_cycle <= 2.0)
+            );
+            println!(
+                "| fleet, {RACERS} processes, one code: exactly one in each round | {} of {} | {} |",
+                f.race_fleet.exactly_one,
+                f.race_fleet.rounds,
+                verdict(f.race_fleet.exactly_one == f.race_fleet.rounds)
+            );
+        }
         if let Some((users, ratio)) = flat {
             println!(
                 "| flat from 1 to {users} users: median within 1.25 × | {ratio:.2} × | {} |",

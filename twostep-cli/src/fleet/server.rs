@@ -334,7 +334,10 @@ impl Conn<'_> {
             "UNBEGIN" => self.unbegin(),
             "UNLOCK" => {
                 if self.locked.is_some() {
-                    self.end_transaction(true);
+                    // Every write was committed when it was answered; what is open now only
+                    // holds the row lock. A rollback ends it without a second WAL flush (a
+                    // commit of the lock's `FOR UPDATE` would wait for one).
+                    self.end_transaction(false);
                 }
                 ok(&[])
             }
