@@ -248,11 +248,13 @@ pub fn new_emergency_codes<S: Manage>(
     config: &Config,
     user: &str,
 ) -> Result<Option<Vec<Zeroizing<String>>>, Error> {
+    // Hashed before the lock is taken: PBKDF2 for every code takes a while, and in a fleet the
+    // lock holds up the user's logins on every host.
+    let (set, codes) = CodeSet::generate(config.emergency.count)?;
     let lock = store.lock(user)?;
     let Some(mut record) = store.load_now(&lock)? else {
         return Ok(None);
     };
-    let (set, codes) = CodeSet::generate(config.emergency.count)?;
     record.emergency = set;
     store.save(&lock, &record)?;
     Ok(Some(codes))

@@ -562,6 +562,8 @@ fn the_database_killed_during_logins_keeps_every_accepted_code_used() {
     let (db, a, b, _) = fleet("fleet_kill");
     let mut last_accepted: Option<(i64, String)> = None;
     let (mut steps, mut accepted, mut refused) = (0i64, 0, 0);
+    let stop_admin = std::sync::atomic::AtomicBool::new(false);
+    let (mut admin_ok, mut admin_failed) = (0, 0);
     std::thread::scope(|s| {
         // kill -9 of the postmaster and every server process in the middle of the logins,
         // then a restart (crash recovery) while they go on.
@@ -570,6 +572,30 @@ fn the_database_killed_during_logins_keeps_every_accepted_code_used() {
             db.crash();
             std::thread::sleep(Duration::from_millis(500));
             db.start_again();
+        });
+        // Meanwhile an admin on b writes the same record again and again (unlock, new
+        // emergency codes: whole-record writes under the row lock).
+        let admin = s.spawn(|| {
+            let (mut ok, mut failed) = (0, 0);
+            let mut i = 0;
+            while !stop_admin.load(std::sync::atomic::Ordering::SeqCst) {
+                let command = if i % 4 == 3 { "codes" } else { "unlock" };
+                let out = b.env.cli(&[command, USER]);
+                if out.status.success() {
+                    ok += 1;
+                    if command == "codes" {
+                        for code in twostep_tests::env::emergency_codes(&String::from_utf8_lossy(
+                            &out.stdout,
+                        )) {
+                            b.env.add_secret(&code);
+                        }
+                    }
+                } else {
+                    failed += 1;
+                }
+                i += 1;
+            }
+            (ok, failed)
         });
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(6) {
@@ -590,11 +616,21 @@ fn the_database_killed_during_logins_keeps_every_accepted_code_used() {
             }
             steps += 1;
         }
+        stop_admin.store(true, std::sync::atomic::Ordering::SeqCst);
+        (admin_ok, admin_failed) = admin.join().expect("admin");
     });
     eprintln!(
         "database killed during logins: {steps} steps, {accepted} accepted once, {refused} \
-         refused (while it was down)"
+         refused (while it was down); admin writes meanwhile: {admin_ok} done, {admin_failed} \
+         refused"
     );
+    assert!(admin_ok > 0, "premise: admin writes ran");
+    // Every record reads after the crash, through the CLI as through a login.
+    let status = status_json(&a);
+    assert_eq!(row(&status, USER)["state"], "enabled", "{status}");
+    let out = a.env.cli(&["doctor"]);
+    let doctor = String::from_utf8_lossy(&out.stdout);
+    assert!(doctor.contains("every record reads"), "{doctor}");
     assert!(
         refused > 0,
         "premise: some logins ran while the database was down"

@@ -270,9 +270,10 @@ fn enable_confirm(ctx: &Ctx<'_>, store: &LoginStore, id: &str, code: &str) -> Do
 fn codes(ctx: &Ctx<'_>, store: &LoginStore, password: &str, code: &str) -> Done {
     allowed(ctx, Action::Codes)?;
     prove(ctx, store, password, code)?;
+    // Hashed before the lock (see manage::new_emergency_codes).
+    let (set, codes) = CodeSet::generate(ctx.config.emergency.count).map_err(internal)?;
     let lock = store.lock(ctx.user).map_err(internal)?;
     let mut record = enrolled(store, &lock)?;
-    let (set, codes) = CodeSet::generate(ctx.config.emergency.count).map_err(internal)?;
     record.emergency = set;
     store.save(&lock, &record).map_err(internal)?;
     Ok(json!({"emergency_codes": codes_json(&codes)}))
