@@ -8,8 +8,9 @@
 //! UPDATE`, so the logins of one user serialize across all hosts. Every write is conditional
 //! on the version read under that lock (and a TOTP step's acceptance also on `last_step`
 //! being earlier, [`db::update`]), and commits before it is answered: a login is accepted only
-//! once its use of a code is in the database. The row lock is then taken again for what the
-//! login still does; `UNLOCK`, or the connection's end, finishes the transaction.
+//! once its use of a code is in the database. The row lock is taken again by the next request
+//! that needs it (most logins send only `UNLOCK`); `UNLOCK`, or the connection's end, ends
+//! what is open with a rollback (nothing uncommitted is ever in it).
 
 use std::io::ErrorKind;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -196,6 +197,11 @@ struct Conn<'a> {
 
 struct Locked {
     user: String,
+    /// Whether the transaction holding the row lock is open. A write commits it, and the lock
+    /// is taken again only by the next request that needs it (most logins need none: UNLOCK
+    /// follows), which is what taking it again at once would give: another host may take the
+    /// lock in between either way, and the next write is then refused by its version check.
+    in_transaction: bool,
     /// What `LOAD` read: the record (none: no row) and its version and step.
     loaded: Option<Loaded>,
 }
@@ -281,7 +287,10 @@ impl Conn<'_> {
     }
 
     fn end_transaction(&mut self, commit: bool) {
-        self.locked = None;
+        let open = self.locked.take().is_some_and(|l| l.in_transaction);
+        if !open {
+            return;
+        }
         if let Some(client) = self.db.as_mut() {
             let sql = if commit { "COMMIT" } else { "ROLLBACK" };
             if client.batch_execute(sql).is_err() {
@@ -374,16 +383,26 @@ impl Conn<'_> {
         take_row_lock(self.db()?, user)?;
         self.locked = Some(Locked {
             user: user.to_string(),
+            in_transaction: true,
             loaded: None,
         });
         ok(&[])
     }
 
-    fn user(&self) -> Result<String, String> {
-        self.locked
+    /// The locked user, with the row lock held again if a commit ended its transaction.
+    fn user(&mut self) -> Result<String, String> {
+        let (user, open) = self
+            .locked
             .as_ref()
-            .map(|l| l.user.clone())
-            .ok_or_else(|| "no lock held".to_string())
+            .map(|l| (l.user.clone(), l.in_transaction))
+            .ok_or_else(|| "no lock held".to_string())?;
+        if !open {
+            take_row_lock(self.db()?, &user)?;
+            if let Some(locked) = self.locked.as_mut() {
+                locked.in_transaction = true;
+            }
+        }
+        Ok(user)
     }
 
     fn load(&mut self) -> Answer {
@@ -487,7 +506,9 @@ impl Conn<'_> {
             );
         };
         client.batch_execute("COMMIT").map_err(pg)?;
-        take_row_lock(client, user)?;
+        if let Some(locked) = self.locked.as_mut() {
+            locked.in_transaction = false;
+        }
         if let Some(loaded) = self.locked.as_mut().and_then(|l| l.loaded.as_mut()) {
             loaded.version = new_version;
             loaded.last_step = loaded.last_step.max(db::step_of(record));
@@ -496,10 +517,14 @@ impl Conn<'_> {
         ok(&[])
     }
 
-    fn commit_and_relock(&mut self, user: &str) -> Result<(), String> {
-        let client = self.db()?;
-        client.batch_execute("COMMIT").map_err(pg)?;
-        take_row_lock(client, user)
+    /// Commits what the request wrote (the lock is taken again by the next request that
+    /// needs it, see [`Locked::in_transaction`]).
+    fn commit(&mut self) -> Result<(), String> {
+        self.db()?.batch_execute("COMMIT").map_err(pg)?;
+        if let Some(locked) = self.locked.as_mut() {
+            locked.in_transaction = false;
+        }
+        Ok(())
     }
 
     fn pend(&mut self, full_text: &str) -> Answer {
@@ -529,7 +554,7 @@ impl Conn<'_> {
                 &[&user, &id, &sealed, &created],
             )
             .map_err(pg)?;
-        self.commit_and_relock(&user)?;
+        self.commit()?;
         ok(&[&id])
     }
 
@@ -548,7 +573,7 @@ impl Conn<'_> {
         };
         let sealed: Vec<u8> = row.get(0);
         let text = self.inner.key.open_text("pending", &user, &sealed)?;
-        self.commit_and_relock(&user)?;
+        self.commit()?;
         ok(&["record", &text])
     }
 
@@ -561,7 +586,7 @@ impl Conn<'_> {
                 &[&user],
             )
             .map_err(pg)?;
-        self.commit_and_relock(&user)?;
+        self.commit()?;
         ok(&[&n.to_string()])
     }
 }
@@ -622,7 +647,7 @@ impl Conn<'_> {
                 &[&user],
             )
             .map_err(pg)?;
-        self.commit_and_relock(&user)?;
+        self.commit()?;
         self.forget_loaded();
         ok(&[if n > 0 { "yes" } else { "no" }])
     }
@@ -658,7 +683,7 @@ impl Conn<'_> {
         if deleted != 1 {
             return Err("the record changed in the fleet database meanwhile: refusing".into());
         }
-        self.commit_and_relock(&user)?;
+        self.commit()?;
         self.forget_loaded();
         ok(&["archived", &format!("fleet archive #{seq}")])
     }
@@ -693,7 +718,7 @@ impl Conn<'_> {
         client
             .execute("DELETE FROM twostep_archive WHERE seq = $1", &[&seq])
             .map_err(pg)?;
-        self.commit_and_relock(&user)?;
+        self.commit()?;
         self.forget_loaded();
         ok(&["restored", &format!("fleet archive #{seq}")])
     }
@@ -721,7 +746,7 @@ impl Conn<'_> {
                 &[&user, &id, &sealed, &created],
             )
             .map_err(pg)?;
-        self.commit_and_relock(&user)?;
+        self.commit()?;
         ok(&[&id])
     }
 
@@ -748,7 +773,7 @@ impl Conn<'_> {
                     &[&user, &id],
                 )
                 .map_err(pg)?;
-            self.commit_and_relock(&user)?;
+            self.commit()?;
             return ok(&["none"]);
         }
         let text = self.inner.key.open_text("begun", &user, row.get(0))?;
@@ -764,26 +789,26 @@ impl Conn<'_> {
                 &[&user],
             )
             .map_err(pg)?;
-        self.commit_and_relock(&user)?;
+        self.commit()?;
         ok(&[&n.to_string()])
     }
 }
 
-/// Begins a transaction holding `user`'s row lock (the row is created the first time).
+/// Begins a transaction holding `user`'s row lock (the row is created the first time; after
+/// that one statement takes it).
 fn take_row_lock(client: &mut Client, user: &str) -> Result<(), String> {
+    const SELECT: &str = "SELECT username FROM twostep_locks WHERE username = $1 FOR UPDATE";
     client.batch_execute("BEGIN").map_err(pg)?;
+    if client.query_opt(SELECT, &[&user]).map_err(pg)?.is_some() {
+        return Ok(());
+    }
     client
         .execute(
             "INSERT INTO twostep_locks (username) VALUES ($1) ON CONFLICT DO NOTHING",
             &[&user],
         )
         .map_err(pg)?;
-    client
-        .query_one(
-            "SELECT username FROM twostep_locks WHERE username = $1 FOR UPDATE",
-            &[&user],
-        )
-        .map_err(pg)?;
+    client.query_one(SELECT, &[&user]).map_err(pg)?;
     Ok(())
 }
 
