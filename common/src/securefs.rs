@@ -78,10 +78,15 @@ impl Dir {
     /// `names` lead to, refusing a symlink on any component; `access` is checked on that
     /// descriptor, and its ancestors — those it is in now, reached by `..` from it, which
     /// is never a symlink — each with one `fstatat` under the ancestor rule (`None`), the
-    /// last of them required to be this process's `/`. Once every ancestor passes, only root
-    /// can move the directory or anything above it, so it is the directory the path names
-    /// and stays so, as after the walk; before they pass, a directory an attacker moved or
-    /// planted sits below an ancestor that fails. `Ok(None)` on any `openat2` error (kernels
+    /// last of them required to be this process's `/`. Moving a directory to another parent
+    /// needs write permission on it (its `..`) and on the new parent, and a sticky directory
+    /// lets nobody but root rename root's entries; so when no directory on the chain and its
+    /// parent are both writable by others (that pair, a sticky directory in a sticky one,
+    /// sends the caller to the walk), no user but root can have moved the directory or
+    /// anything above it, before or after the `openat2`, or swapped an entry on the way: it is
+    /// the directory the path names and stays so, as after the walk, and a directory an
+    /// attacker moved or planted sits below an ancestor that fails. `Ok(None)` also on any
+    /// `openat2` error (kernels
     /// before 5.6, seccomp filters, a missing or symlinked component): the caller walks,
     /// which gives today's answers and messages.
     fn open_resolved(names: &[&OsStr], access: Option<Access>) -> Result<Option<Dir>, Error> {
@@ -93,7 +98,9 @@ impl Dir {
         let Ok(fd) = openat2(AT_FDCWD, &path, how) else {
             return Ok(None);
         };
-        check_dir(&path, &fstat_at(&fd, &path)?, access)?;
+        let stat = fstat_at(&fd, &path)?;
+        check_dir(&path, &stat, access)?;
+        let mut below_writable = stat.st_mode & 0o022 != 0;
         let mut up = String::with_capacity(3 * names.len());
         let mut ancestor = path.clone();
         let mut top = None;
@@ -103,6 +110,14 @@ impl Dir {
             let stat = fstatat(&fd, up.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_err(|e| Error::io(&ancestor, "stat", e))?;
             check_dir(&ancestor, &stat, None)?;
+            let writable = stat.st_mode & 0o022 != 0;
+            if writable && below_writable {
+                // A sticky directory (accepted for being sticky) in a sticky one: others could
+                // have moved it here from where they write, and it would pass from here up.
+                // The walk checks the path as it is resolved instead.
+                return Ok(None);
+            }
+            below_writable = writable;
             top = Some(stat);
         }
         if let Some(top) = top {
@@ -658,7 +673,13 @@ mod tests {
         if !nix::unistd::geteuid().is_root() {
             return;
         }
-        let base = std::env::temp_dir().join(format!("twostep-resolve-{}", std::process::id()));
+        // Not under /tmp: a sticky ancestor sends the fast path to the walk (checked below).
+        let run = Path::new("/run");
+        match lstat(run) {
+            Ok(st) if st.st_uid == 0 && st.st_mode & 0o7022 == 0 => {}
+            _ => return,
+        }
+        let base = run.join(format!("twostep-resolve-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let mkdir = |p: &Path, mode: u32| {
             std::fs::create_dir(p).unwrap();
@@ -691,6 +712,24 @@ mod tests {
                 .is_none()
         );
         std::fs::remove_dir_all(&base).unwrap();
+
+        let sticky = std::env::temp_dir().join(format!("twostep-sticky-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&sticky);
+        mkdir(&sticky, 0o1777);
+        mkdir(&sticky.join("ok"), 0o700);
+        assert!(!resolved(&sticky.join("ok"), Some(Access::Private)).unwrap());
+        // A sticky directory under a root-only one (/tmp under /) is no reason to walk.
+        let plain = std::env::temp_dir().join(format!("twostep-plain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&plain);
+        mkdir(&plain, 0o755);
+        assert!(resolved(&plain, Some(Access::Readable)).unwrap());
+        std::fs::remove_dir_all(&plain).unwrap();
+        assert!(
+            Dir::open(&sticky.join("ok"), Access::Private)
+                .unwrap()
+                .is_some()
+        );
+        std::fs::remove_dir_all(&sticky).unwrap();
     }
 
     #[test]
