@@ -86,9 +86,8 @@ impl Dir {
     /// anything above it, before or after the `openat2`, or swapped an entry on the way: it is
     /// the directory the path names and stays so, as after the walk, and a directory an
     /// attacker moved or planted sits below an ancestor that fails. `Ok(None)` also on any
-    /// `openat2` error (kernels
-    /// before 5.6, seccomp filters, a missing or symlinked component): the caller walks,
-    /// which gives today's answers and messages.
+    /// `openat2` error (kernels before 5.6, seccomp filters, a missing or symlinked
+    /// component): the caller walks, which gives today's answers and messages.
     fn open_resolved(names: &[&OsStr], access: Option<Access>) -> Result<Option<Dir>, Error> {
         let mut path = PathBuf::from("/");
         path.extend(names);
