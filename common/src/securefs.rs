@@ -15,8 +15,10 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
-use nix::fcntl::{Flock, FlockArg, OFlag, openat, renameat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
+use nix::fcntl::{
+    AT_FDCWD, Flock, FlockArg, OFlag, OpenHow, ResolveFlag, openat, openat2, renameat,
+};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, lstat, mkdirat};
 use nix::unistd::{UnlinkatFlags, fsync, unlinkat};
 use zeroize::Zeroizing;
 
@@ -52,8 +54,11 @@ impl Dir {
     /// accepted: others cannot rename or remove what root created there); the directory itself
     /// must satisfy `access`. `Ok(None)` when some component does not exist.
     pub fn open(path: &Path, access: Access) -> Result<Option<Dir>, Error> {
-        let mut dir = Dir::open_root()?;
         let names = normal_components(path)?;
+        if let Some(dir) = Dir::open_resolved(&names, Some(access))? {
+            return Ok(Some(dir));
+        }
+        let mut dir = Dir::open_root()?;
         for (i, name) in names.iter().enumerate() {
             let is_last = i + 1 == names.len();
             let wanted = if is_last { Some(access) } else { None };
@@ -66,6 +71,61 @@ impl Dir {
             check_dir(&dir.path, &fstat_at(&dir.fd, &dir.path)?, Some(access))?;
         }
         Ok(Some(dir))
+    }
+
+    /// The fast path of [`Dir::open`] and [`Dir::open_ancestors`] (issue 17 §3): one
+    /// `openat2(2)` with `RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS` opens the directory
+    /// `names` lead to, refusing a symlink on any component; `access` is checked on that
+    /// descriptor, and its ancestors — those it is in now, reached by `..` from it, which
+    /// is never a symlink — each with one `fstatat` under the ancestor rule (`None`), the
+    /// last of them required to be this process's `/`. Moving a directory to another parent
+    /// needs write permission on it (its `..`) and on the new parent, and a sticky directory
+    /// lets nobody but root rename root's entries; so when no directory on the chain and its
+    /// parent are both writable by others (that pair, a sticky directory in a sticky one,
+    /// sends the caller to the walk), no user but root can have moved the directory or
+    /// anything above it, before or after the `openat2`, or swapped an entry on the way: it is
+    /// the directory the path names and stays so, as after the walk, and a directory an
+    /// attacker moved or planted sits below an ancestor that fails. `Ok(None)` also on any
+    /// `openat2` error (kernels before 5.6, seccomp filters, a missing or symlinked
+    /// component): the caller walks, which gives today's answers and messages.
+    fn open_resolved(names: &[&OsStr], access: Option<Access>) -> Result<Option<Dir>, Error> {
+        let mut path = PathBuf::from("/");
+        path.extend(names);
+        let how = OpenHow::new()
+            .flags(DIR_FLAGS)
+            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let Ok(fd) = openat2(AT_FDCWD, &path, how) else {
+            return Ok(None);
+        };
+        let stat = fstat_at(&fd, &path)?;
+        check_dir(&path, &stat, access)?;
+        let mut below_writable = stat.st_mode & 0o022 != 0;
+        let mut up = String::with_capacity(3 * names.len());
+        let mut ancestor = path.clone();
+        let mut top = None;
+        for _ in names {
+            up.push_str(if up.is_empty() { ".." } else { "/.." });
+            ancestor.pop();
+            let stat = fstatat(&fd, up.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map_err(|e| Error::io(&ancestor, "stat", e))?;
+            check_dir(&ancestor, &stat, None)?;
+            let writable = stat.st_mode & 0o022 != 0;
+            if writable && below_writable {
+                // A sticky directory (accepted for being sticky) in a sticky one: others could
+                // have moved it here from where they write, and it would pass from here up.
+                // The walk checks the path as it is resolved instead.
+                return Ok(None);
+            }
+            below_writable = writable;
+            top = Some(stat);
+        }
+        if let Some(top) = top {
+            let root = lstat("/").map_err(|e| Error::io(Path::new("/"), "stat", e))?;
+            if (top.st_dev, top.st_ino) != (root.st_dev, root.st_ino) {
+                return Err(Error::unsafe_path(&path, "moved while being opened"));
+            }
+        }
+        Ok(Some(Dir { fd, path }))
     }
 
     fn open_root() -> Result<Dir, Error> {
@@ -393,8 +453,12 @@ impl Dir {
     /// Opens a directory that only needs the ancestor rules (root owned, not writable by
     /// others), such as /etc/twostep holding a world-readable config.
     pub fn open_ancestors(path: &Path) -> Result<Option<Dir>, Error> {
+        let names = normal_components(path)?;
+        if let Some(dir) = Dir::open_resolved(&names, None)? {
+            return Ok(Some(dir));
+        }
         let mut dir = Dir::open_root()?;
-        for name in normal_components(path)? {
+        for name in names {
             match dir.open_subdir(name, None)? {
                 Some(next) => dir = next,
                 None => return Ok(None),
@@ -596,6 +660,75 @@ mod tests {
             }
         }
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// The `openat2` fast path opens what the walk opens and refuses what it refuses: a
+    /// symlink on the path (left to the walk, which says why), a directory below one that
+    /// others may write, a directory of the wrong mode. Needs root (the directories must be
+    /// root's); skipped otherwise.
+    #[test]
+    fn resolved_opens_agree_with_the_walk() {
+        use std::os::unix::fs::PermissionsExt;
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        // Not under /tmp: a sticky ancestor sends the fast path to the walk (checked below).
+        let run = Path::new("/run");
+        match lstat(run) {
+            Ok(st) if st.st_uid == 0 && st.st_mode & 0o7022 == 0 => {}
+            _ => return,
+        }
+        let base = run.join(format!("twostep-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let mkdir = |p: &Path, mode: u32| {
+            std::fs::create_dir(p).unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        mkdir(&base, 0o755);
+        mkdir(&base.join("ok"), 0o700);
+        mkdir(&base.join("open"), 0o755);
+        mkdir(&base.join("wide"), 0o777);
+        mkdir(&base.join("wide/inner"), 0o700);
+        std::os::unix::fs::symlink(base.join("ok"), base.join("link")).unwrap();
+        let resolved = |p: &Path, access| {
+            Dir::open_resolved(&normal_components(p).unwrap(), access).map(|d| d.is_some())
+        };
+        let ok = base.join("ok");
+        assert!(resolved(&ok, Some(Access::Private)).unwrap());
+        assert_eq!(Dir::open(&ok, Access::Private).unwrap().unwrap().path(), ok);
+        assert!(resolved(&base.join("open"), None).unwrap());
+        assert!(resolved(&base.join("open"), Some(Access::Private)).is_err());
+        assert!(Dir::open(&base.join("open"), Access::Private).is_err());
+        assert!(!resolved(&base.join("link"), Some(Access::Private)).unwrap());
+        assert!(Dir::open(&base.join("link"), Access::Private).is_err());
+        assert!(!resolved(&base.join("link/x"), None).unwrap());
+        assert!(resolved(&base.join("wide/inner"), Some(Access::Private)).is_err());
+        assert!(Dir::open(&base.join("wide/inner"), Access::Private).is_err());
+        assert!(!resolved(&base.join("missing"), None).unwrap());
+        assert!(
+            Dir::open(&base.join("missing"), Access::Private)
+                .unwrap()
+                .is_none()
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+
+        let sticky = std::env::temp_dir().join(format!("twostep-sticky-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&sticky);
+        mkdir(&sticky, 0o1777);
+        mkdir(&sticky.join("ok"), 0o700);
+        assert!(!resolved(&sticky.join("ok"), Some(Access::Private)).unwrap());
+        // A sticky directory under a root-only one (/tmp under /) is no reason to walk.
+        let plain = std::env::temp_dir().join(format!("twostep-plain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&plain);
+        mkdir(&plain, 0o755);
+        assert!(resolved(&plain, Some(Access::Readable)).unwrap());
+        std::fs::remove_dir_all(&plain).unwrap();
+        assert!(
+            Dir::open(&sticky.join("ok"), Access::Private)
+                .unwrap()
+                .is_some()
+        );
+        std::fs::remove_dir_all(&sticky).unwrap();
     }
 
     #[test]
