@@ -332,3 +332,45 @@ fn tls_a_ca_file_not_roots_or_writable_by_others_is_refused() {
     host.set_store(&store(&db, "localhost", "verify-full", &ca));
     host.cli_ok(&["fleet", "status"]);
 }
+
+#[test]
+fn tls_the_ca_file_is_the_only_ca_trusted() {
+    let certs = Certs::make("tls_only");
+    let db = certs.server("tls_only");
+    let host = FleetHost::new("tls_only", "");
+    let other_ca = certs.install_ca("other-ca", &host);
+    // The CA that signed the server's certificate is among the "system's" CAs (OpenSSL's
+    // default store, here through SSL_CERT_FILE), but ca_file names another one: as libpq's
+    // sslrootcert, ca_file is the one CA trusted, and the connection is refused.
+    let system: [(std::ffi::OsString, std::ffi::OsString); 2] = [
+        ("SSL_CERT_FILE".into(), certs.path("ca.crt").into()),
+        ("SSL_CERT_DIR".into(), certs.path("no-such-dir").into()),
+    ];
+    for sslmode in ["verify-full", "verify-ca"] {
+        host.set_store(&store(&db, "localhost", sslmode, &other_ca));
+        let out = host.env.cli_with(&["fleet", "init"], &system);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.status.success(),
+            "{sslmode}: connected through the system's CA:\n{text}"
+        );
+        assert!(text.contains(HANDSHAKE_FAILED), "{sslmode}: {text}");
+    }
+    // Without ca_file, the system's CAs are the ones trusted: the same server connects.
+    host.set_store(&format!(
+        "url = \"host=localhost port={} user=twostep dbname=postgres\"\n\
+         sslmode = \"verify-full\"\nhost_id = \"tls-host\"\n",
+        db.port()
+    ));
+    let out = host.env.cli_with(&["fleet", "init"], &system);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

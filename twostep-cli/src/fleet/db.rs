@@ -85,7 +85,7 @@ pub fn connect(config: &StoreConfig) -> Result<Client, String> {
                     .ok_or_else(|| format!("{} does not exist", config.ca_file.display()))?;
                 let ca = native_tls::Certificate::from_pem(&pem)
                     .map_err(|e| format!("store.ca_file: {e}"))?;
-                tls.add_root_certificate(ca);
+                tls.disable_built_in_roots(true).add_root_certificate(ca);
             }
             match mode {
                 SslMode::Require => {
