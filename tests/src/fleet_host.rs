@@ -77,8 +77,24 @@ impl FleetHost {
     /// Starts `twostep serve-store --foreground`, waiting for its socket; or, when it exits at
     /// once, returns its standard error.
     pub fn start_serve(&mut self) -> Result<(), String> {
+        let mut command = Command::new(paths::cli());
+        self.spawn_serve(&mut command)
+    }
+
+    /// Like [`start_serve`](Self::start_serve), but socket-activated as twostep-store.socket
+    /// does it: `systemd-socket-activate` binds the store socket and execs serve-store with it
+    /// as fd 3 (`LISTEN_FDS=1`, `LISTEN_PID` its own pid).
+    pub fn start_serve_socket_activated(&mut self) -> Result<(), String> {
+        let dir = self.socket().parent().expect("a directory").to_path_buf();
+        std::fs::create_dir_all(&dir).expect("create the socket directory");
+        let mut command = Command::new("systemd-socket-activate");
+        command.arg("--listen").arg(self.socket()).arg(paths::cli());
+        self.spawn_serve(&mut command)
+    }
+
+    fn spawn_serve(&mut self, command: &mut Command) -> Result<(), String> {
         let log = std::fs::File::create(self.serve_log()).expect("log file");
-        let mut child = Command::new(paths::cli())
+        let mut child = command
             .env_remove("TWOSTEP_CONFIG")
             .arg("--config")
             .arg(self.env.config_path())

@@ -374,3 +374,29 @@ fn tls_the_ca_file_is_the_only_ca_trusted() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn tls_serve_store_socket_activated_as_its_unit_serves_logins() {
+    let certs = Certs::make("tls_activated");
+    let db = certs.server("tls_activated");
+    let mut host = FleetHost::new("tls_activated", "");
+    let ca = certs.install_ca("ca", &host);
+    host.set_store(&store(&db, "localhost", "verify-full", &ca));
+    host.cli_ok(&["fleet", "init"]);
+    host.env.enroll(USER, SECRET);
+    host.cli_ok(&["fleet", "import"]);
+    // The socket comes from "systemd" (packaging/systemd/twostep-store.socket's way): had
+    // serve-store bound [store] socket itself, it would have found it taken and exited.
+    host.start_serve_socket_activated()
+        .expect("serve-store with the passed socket");
+    host.login(USER, &totp(SECRET, T), T)
+        .assert_result("PAM_SUCCESS");
+    host.login(USER, &totp(SECRET, T), T + 1)
+        .assert_result("PAM_AUTH_ERR");
+    let log = host.serve_stderr();
+    assert!(
+        log.contains("fleet store listening") && log.contains("systemd socket"),
+        "{log}"
+    );
+    host.env.assert_logs_clean(&[SECRET]);
+}
