@@ -36,6 +36,8 @@ PROFILE=/usr/share/pam-configs/twostep
 SELF_PAM=/etc/pam.d/twostep-self
 SELF_UNITS="twostep-self.socket twostep-self.service"
 SOCKET_WANTS=/etc/systemd/system/sockets.target.wants/twostep-self.socket
+STORE_UNITS="twostep-store.socket twostep-store.service"
+STORE_WANTS=/etc/systemd/system/sockets.target.wants/twostep-store.socket
 MANUAL_SERVICE=/etc/pam.d/twostep-pkgtest-manual
 USER_A=twostep-pkgtest-a   # enrolled by tests/tests/packages.rs
 USER_B=twostep-pkgtest-b   # never enrolled
@@ -66,6 +68,29 @@ check_self_files() {
             fail "systemd-analyze verify rejects the self-service units"
     fi
 }
+# The fleet store's installed units ($1: the unit directory): owner, mode and content, the
+# installed binary as ExecStart, the socket root's only, and NOT enabled (the default backend
+# is the file store; docs/fleet.md has the admin enable it).
+check_store_files() {
+    local dir=$1 unit
+    for unit in $STORE_UNITS; do
+        [ "$(stat -c '%U:%G %a' "$dir/$unit")" = "root:root 644" ] || fail "$dir/$unit: $(stat -c '%U:%G %a' "$dir/$unit")"
+        cmp "packaging/systemd/$unit" "$dir/$unit" || fail "$dir/$unit is not packaging/systemd/$unit"
+    done
+    [ "$(grep '^ExecStart=' "$dir/twostep-store.service")" = "ExecStart=$CLI serve-store" ] ||
+        fail "twostep-store.service: $(grep '^ExecStart' "$dir/twostep-store.service")"
+    [ -x "$CLI" ] || fail "twostep-store.service's ExecStart $CLI is not installed"
+    grep -qx 'ListenStream=/run/twostep/store.sock' "$dir/twostep-store.socket" ||
+        fail "twostep-store.socket does not listen on /run/twostep/store.sock"
+    grep -qx 'SocketMode=0600' "$dir/twostep-store.socket" || fail "twostep-store.socket is not mode 0600"
+    if [ -e "$STORE_WANTS" ] || [ -L "$STORE_WANTS" ]; then
+        fail "twostep-store.socket is enabled by the installation: $STORE_WANTS"
+    fi
+    if command -v systemd-analyze >/dev/null 2>&1; then
+        systemd-analyze verify --man=no "$dir/twostep-store.socket" "$dir/twostep-store.service" ||
+            fail "systemd-analyze verify rejects the fleet store units"
+    fi
+}
 
 [ "$(id -u)" -eq 0 ] || fail "run as root"
 
@@ -74,7 +99,9 @@ INSTALL_MANIFEST=/usr/share/twostep/installed-files   # written by packaging/ins
 for path in "$MODULE" "$CLI" "$PROFILE" /etc/twostep /var/lib/twostep /usr/local/sbin/twostep \
             "$MANUAL_SERVICE" "$INSTALL_MANIFEST" /usr/share/man/man8/twostep.8.gz "$SELF_PAM" \
             /lib/systemd/system/twostep-self.socket /usr/local/lib/systemd/system/twostep-self.socket \
-            "$SOCKET_WANTS" /etc/systemd/system/twostep-self.socket; do
+            "$SOCKET_WANTS" /etc/systemd/system/twostep-self.socket \
+            /lib/systemd/system/twostep-store.socket /usr/local/lib/systemd/system/twostep-store.socket \
+            "$STORE_WANTS"; do
     [ ! -e "$path" ] || fail "$path exists: twostep seems installed here; remove it first \
 (apt-get purge twostep, or undo packaging/install.sh) - this test installs and purges the package"
 done
@@ -217,6 +244,10 @@ for path in "$SELF_PAM" /usr/local/lib/systemd/system/twostep-self.socket /usr/l
     grep -qxF "$path" "$INSTALL_MANIFEST" || fail "$path is not in $INSTALL_MANIFEST"
 done
 check_self_files /usr/local/lib/systemd/system
+for unit in $STORE_UNITS; do
+    grep -qxF "/usr/local/lib/systemd/system/$unit" "$INSTALL_MANIFEST" || fail "$unit is not in $INSTALL_MANIFEST"
+done
+check_store_files /usr/local/lib/systemd/system
 [ "$(stat -c '%U %a' /var/lib/twostep)" = "root 700" ] || fail "install.sh: /var/lib/twostep mode"
 "$CLI" enroll daemon --secret JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP --yes >/dev/null || fail "enroll after install.sh"
 printf 'auth requisite pam_unix.so\nauth required pam_twostep.so\n' >"$MANUAL_SERVICE"
@@ -230,7 +261,8 @@ grep -qF "sed -i.twostep-bak '/^[^#]*pam_twostep\.so/d' $MANUAL_SERVICE" "$backu
 rm "$MANUAL_SERVICE"
 bash packaging/install.sh --uninstall >"$backup/uninstall.log" 2>&1 || fail "install.sh --uninstall: $(cat "$backup/uninstall.log")"
 for path in "$MODULE" "$CLI" /usr/share/man/man8/twostep.8.gz "$INSTALL_MANIFEST" "$SELF_PAM" \
-            /usr/local/lib/systemd/system/twostep-self.socket /usr/local/lib/systemd/system/twostep-self.service; do
+            /usr/local/lib/systemd/system/twostep-self.socket /usr/local/lib/systemd/system/twostep-self.service \
+            /usr/local/lib/systemd/system/twostep-store.socket /usr/local/lib/systemd/system/twostep-store.service; do
     [ ! -e "$path" ] || fail "install.sh --uninstall left $path"
 done
 [ ! -L "$SOCKET_WANTS" ] || fail "install.sh --uninstall left twostep-self.socket enabled"
@@ -269,12 +301,16 @@ expected_files() {
         echo "/usr/share/doc/twostep/changelog.Debian.gz"
         echo "/lib/systemd/system/twostep-self.socket"
         echo "/lib/systemd/system/twostep-self.service"
+        echo "/lib/systemd/system/twostep-store.socket"
+        echo "/lib/systemd/system/twostep-store.service"
     else
         echo "/usr/lib64/security/pam_twostep.so"
         echo "/usr/share/zsh/site-functions/_twostep"
         echo "/usr/share/licenses/twostep/copyright"
         echo "/usr/lib/systemd/system/twostep-self.socket"
         echo "/usr/lib/systemd/system/twostep-self.service"
+        echo "/usr/lib/systemd/system/twostep-store.socket"
+        echo "/usr/lib/systemd/system/twostep-store.service"
         echo "/usr/lib/systemd/system-preset/80-twostep.preset"
         # The directories the .rpm owns.
         echo "/etc/twostep"
@@ -368,6 +404,12 @@ grep -qF 'systemctl try-restart twostep-self.socket' <<<"$(rpm -qp --qf '%{POSTU
 rpm2cpio "$rpm" | (cd "$backup" && cpio -id --quiet ./usr/lib/systemd/system-preset/80-twostep.preset)
 grep -qx 'enable twostep-self.socket' "$backup/usr/lib/systemd/system-preset/80-twostep.preset" ||
     fail "the rpm's preset does not enable twostep-self.socket"
+grep -F twostep-store "$backup/usr/lib/systemd/system-preset/80-twostep.preset" &&
+    fail "the rpm's preset names the fleet store (above): it must stay disabled"
+rpm2cpio "$rpm" | (cd "$backup" && cpio -id --quiet ./usr/lib/systemd/system/twostep-store.service)
+[ "$(grep '^ExecStart=' "$backup/usr/lib/systemd/system/twostep-store.service")" = "ExecStart=$CLI serve-store" ] ||
+    fail "the rpm's twostep-store.service does not start $CLI serve-store"
+grep -qF 'twostep-store.service' "$backup/rpm-preun" || fail "rpm %preun does not stop twostep-store.service"
 # %preun refuses an erase while a PAM file loads the module, allows upgrades and clean erases.
 printf '# a comment naming pam_twostep.so is not a use\nauth required pam_unix.so\n' >"$MANUAL_SERVICE"
 sh "$backup/rpm-preun" 0 || fail "rpm %preun refused an erase with only a comment naming the module"
@@ -381,7 +423,7 @@ step "lintian and rpmlint: only the tags packaging/README.md explains"
 # Each tag allowed here has its reason in packaging/README.md ("lintian and rpmlint").
 lintian -EvIL +pedantic --tag-display-limit 0 "$deb" >"$backup/lintian.log" 2>&1 || true
 grep -E '^[EWIXP]: ' "$backup/lintian.log" |
-    grep -vE '^W: twostep: initial-upload-closes-no-bugs( |$)|^I: twostep: (hardening-no-fortify-functions|no-md5sums-control-file|spare-manual-page|spelling-error-in-binary usera users|package-supports-alternative-init-but-no-init\.d-script \[lib/systemd/system/twostep-self\.service\]|systemd-service-file-missing-install-key \[lib/systemd/system/twostep-self\.service\])( |$)' &&
+    grep -vE '^W: twostep: initial-upload-closes-no-bugs( |$)|^I: twostep: (hardening-no-fortify-functions|no-md5sums-control-file|spare-manual-page|spelling-error-in-binary usera users|package-supports-alternative-init-but-no-init\.d-script \[lib/systemd/system/twostep-(self|store)\.service\]|systemd-service-file-missing-install-key \[lib/systemd/system/twostep-(self|store)\.service\])( |$)' &&
     fail "lintian reports tags not explained in packaging/README.md (above)"
 rpmlint "$rpm" >"$backup/rpmlint.log" 2>&1 || true
 grep -E '^twostep\.x86_64: [EW]: ' "$backup/rpmlint.log" |
@@ -400,6 +442,7 @@ for path in /etc/twostep/twostep.toml "$MODULE" "$CLI" "$PROFILE"; do
     [ -f "$path" ] || fail "$path is missing after install"
 done
 check_self_files /lib/systemd/system
+check_store_files /lib/systemd/system
 # Users find `twostep self` on their PATH (no /usr/sbin on Debian): /usr/bin/twostep links to it.
 [ "$(readlink /usr/bin/twostep)" = ../sbin/twostep ] ||
     fail "/usr/bin/twostep is not a link to ../sbin/twostep: $(ls -l /usr/bin/twostep 2>&1)"
@@ -495,7 +538,7 @@ done
 sha256sum --quiet -c "$backup/record.sha256" || fail "remove changed or deleted the enrollment"
 [ -f /etc/twostep/twostep.toml ] || fail "remove deleted the conffile"
 [ -f "$SELF_PAM" ] || fail "remove deleted the conffile $SELF_PAM"
-for unit in $SELF_UNITS; do
+for unit in $SELF_UNITS $STORE_UNITS; do
     [ ! -e "/lib/systemd/system/$unit" ] || fail "/lib/systemd/system/$unit is still there after remove"
 done
 
@@ -533,7 +576,7 @@ state_json=$("$CLI" status "$USER_A" --json) || fail "twostep status failed afte
 grep -q '"state": *"enabled"' <<<"$state_json" || fail "$USER_A not enrolled after the restore: $state_json"
 apt-get -o DPkg::Lock::Timeout=300 purge -y -qq twostep >/dev/null 2>&1 || fail "apt-get purge (again) failed"
 [ ! -e /var/lib/twostep ] || fail "the second purge left /var/lib/twostep"
-for path in "$SELF_PAM" "$SOCKET_WANTS" /etc/systemd/system/twostep-self.socket; do
+for path in "$SELF_PAM" "$SOCKET_WANTS" /etc/systemd/system/twostep-self.socket "$STORE_WANTS"; do
     if [ -e "$path" ] || [ -L "$path" ]; then fail "the purge left $path"; fi
 done
 pam_unchanged || fail "after purge, PAM files differ from before the install"

@@ -19,6 +19,8 @@
 #   self-service    -> twostep-self.socket and .service in /usr/local/lib/systemd/system
 #                      (the socket enabled, and started when systemd runs) and the PAM
 #                      service /etc/pam.d/twostep-self (kept if present; docs/self-service.md)
+#   fleet store     -> twostep-store.socket and .service in /usr/local/lib/systemd/system, not
+#                      enabled (docs/fleet.md: `systemctl enable --now twostep-store.socket`)
 # and lists every file in /usr/share/twostep/installed-files, which --uninstall reads. It does
 # not change any PAM service: nobody is asked for a code until you enroll users and add the
 # module to a service (see README.md, docs/pam.md). --uninstall refuses while a PAM file loads
@@ -103,11 +105,13 @@ if [ "$mode" = uninstall ]; then
         } >&2
         exit 1
     fi
-    # The self-service first: no socket may stay listening for a binary that goes away.
+    # The self-service and the fleet store first: no socket may stay listening for a binary
+    # that goes away.
     if command -v systemctl >/dev/null 2>&1; then
-        systemctl disable --quiet twostep-self.socket >/dev/null 2>&1 || true
+        systemctl disable --quiet twostep-self.socket twostep-store.socket >/dev/null 2>&1 || true
         if [ -d /run/systemd/system ]; then
-            systemctl stop twostep-self.socket twostep-self.service >/dev/null 2>&1 || true
+            systemctl stop twostep-self.socket twostep-self.service twostep-store.socket \
+                twostep-store.service >/dev/null 2>&1 || true
         fi
     fi
     while read -r file; do
@@ -206,6 +210,10 @@ put 0644 "$gen/completions/twostep.fish" /usr/share/fish/vendor_completions.d/tw
 unit_dir=/usr/local/lib/systemd/system
 put 0644 packaging/systemd/twostep-self.socket "$unit_dir/twostep-self.socket"
 put 0644 packaging/systemd/twostep-self.service "$unit_dir/twostep-self.service"
+# The fleet store (docs/fleet.md): installed, never enabled here (the default backend is the
+# file store); fleet setup enables it with `systemctl enable --now twostep-store.socket`.
+put 0644 packaging/systemd/twostep-store.socket "$unit_dir/twostep-store.socket"
+put 0644 packaging/systemd/twostep-store.service "$unit_dir/twostep-store.service"
 if [ ! -e /etc/pam.d/twostep-self ]; then
     put 0644 packaging/pam.d/twostep-self /etc/pam.d/twostep-self
 fi

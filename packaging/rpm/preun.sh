@@ -2,8 +2,9 @@
 # erase the package while a PAM configuration still loads pam_twostep.so: libpam fails every
 # login through a stack whose module cannot be loaded. /var/lib/twostep (the enrollments) and
 # /etc/twostep are kept on erase (a modified twostep.toml is saved as .rpmsave). An erase that
-# goes ahead first stops and disables the self-service socket and service (what systemd's
-# systemd_preun macro does; written out here so that it runs only after the PAM check).
+# goes ahead first stops and disables the self-service's and the fleet store's sockets and
+# services (what systemd's systemd_preun macro does; written out here so that it runs only
+# after the PAM check).
 if [ "$1" -eq 0 ]; then
     refs=$(
         for file in /etc/pam.d/* /etc/pam.conf; do
@@ -20,9 +21,10 @@ if [ "$1" -eq 0 ]; then
         exit 1
     fi
     if command -v systemctl >/dev/null 2>&1; then
-        systemctl --no-reload disable twostep-self.socket >/dev/null 2>&1 || :
+        systemctl --no-reload disable twostep-self.socket twostep-store.socket >/dev/null 2>&1 || :
         if [ -d /run/systemd/system ]; then
-            systemctl stop twostep-self.socket twostep-self.service >/dev/null 2>&1 || :
+            systemctl stop twostep-self.socket twostep-self.service twostep-store.socket \
+                twostep-store.service >/dev/null 2>&1 || :
         fi
     fi
 fi

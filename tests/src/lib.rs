@@ -21,6 +21,7 @@
 
 pub mod cockpit;
 pub mod env;
+pub mod fleet_host;
 pub mod login;
 pub mod nss;
 pub mod oath;

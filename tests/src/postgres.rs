@@ -5,6 +5,7 @@
 
 use std::ffi::CString;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -30,6 +31,49 @@ impl Postgres {
 
     /// initdb and start; panics with the server's log on failure.
     pub fn start(name: &str) -> Postgres {
+        let db = Postgres::init(name);
+        db.start_again();
+        db
+    }
+
+    /// Like [`start`](Self::start), but with TLS (`ssl = on`) on the certificate `cert` and its
+    /// private key `key` (PEM files, copied into the server's directory), and a `pg_hba.conf`
+    /// that allows the `twostep` role over TCP only through TLS (`hostssl`, scram-sha-256):
+    /// plain connections to 127.0.0.1 are rejected (`hostnossl … reject`). The local socket in
+    /// the server's directory stays trusted.
+    pub fn start_tls(name: &str, cert: &Path, key: &Path) -> Postgres {
+        let db = Postgres::init(name);
+        let server_cert = db.dir.join("server.crt");
+        let server_key = db.dir.join("server.key");
+        std::fs::copy(cert, &server_cert).expect("copy the server certificate");
+        std::fs::copy(key, &server_key).expect("copy the server key");
+        // PostgreSQL refuses a key file that its own user cannot read or that others can.
+        std::fs::set_permissions(&server_key, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod the server key");
+        chown_postgres(&server_cert);
+        chown_postgres(&server_key);
+        let data = db.data_dir();
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("read postgresql.conf");
+        text.push_str(&format!(
+            "\n# twostep tests: TLS\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            server_cert.display(),
+            server_key.display()
+        ));
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        let hba = "# twostep tests: TCP through TLS only\n\
+                   local all all trust\n\
+                   hostnossl all all 0.0.0.0/0 reject\n\
+                   hostnossl all all ::/0 reject\n\
+                   hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                   hostssl all all ::1/128 scram-sha-256\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        db.start_again();
+        db
+    }
+
+    /// initdb into a new directory, not started.
+    fn init(name: &str) -> Postgres {
         crate::require_root();
         assert!(
             Postgres::installed(),
@@ -60,7 +104,6 @@ impl Postgres {
             "--no-instructions",
         ]);
         assert!(out.status.success(), "initdb failed:\n{}", text(&out));
-        db.start_again();
         db
     }
 
@@ -106,6 +149,11 @@ impl Postgres {
             text(&out),
             std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
         );
+    }
+
+    /// The server's log so far (`server.log`: connections refused and why, TLS failures).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
     /// The postmaster's pid, from its pid file.

@@ -100,7 +100,7 @@ pub fn connect(config: &StoreConfig) -> Result<Client, String> {
                     .ok_or_else(|| format!("{} does not exist", config.ca_file.display()))?;
                 let ca = native_tls::Certificate::from_pem(&pem)
                     .map_err(|e| format!("store.ca_file: {e}"))?;
-                tls.add_root_certificate(ca);
+                tls.disable_built_in_roots(true).add_root_certificate(ca);
             }
             match mode {
                 SslMode::Require => {
@@ -115,7 +115,7 @@ pub fn connect(config: &StoreConfig) -> Result<Client, String> {
             pg.connect(postgres_native_tls::MakeTlsConnector::new(tls))
         }
     }
-    .map_err(|e| format!("cannot connect to the fleet database: {e}"))?;
+    .map_err(|e| format!("cannot connect to the fleet database: {}", with_causes(&e)))?;
     let ms = config.timeout().as_millis();
     client
         .batch_execute(&format!(
@@ -405,6 +405,22 @@ pub fn update(
     };
     row.map(|row| row.map(|r| r.get(0)))
         .map_err(|e| pg_error(&e))
+}
+
+/// `error` and the errors it wraps: the postgres crate's top level alone says only "error
+/// performing TLS handshake" or "db error", the reason is in its sources.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A database error as logs and answers show it: the server's message and SQLSTATE (never the
