@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use twostep_tests::fleet_host::enroll_locally;
 use twostep_tests::oath::totp;
 use twostep_tests::postgres::{self, Postgres};
 use twostep_tests::{TestEnv, paths, run};
@@ -124,39 +125,6 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.stop_serve();
     }
-}
-
-/// Enrolls `user` in `env`'s own state directory, as a box does before it joins the fleet:
-/// through a copy of its config with the file backend (the configured backend is the fleet's,
-/// which every admin command now uses). The emergency codes.
-fn enroll_locally(env: &TestEnv, user: &str, secret: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(env.config_path()).expect("read the config");
-    assert!(text.contains("backend = \"postgresql\""), "{text}");
-    let file_config = env.dir().join("file-backend.toml");
-    write_private(
-        &file_config,
-        text.replace("backend = \"postgresql\"", "backend = \"file\"")
-            .as_bytes(),
-    );
-    env.add_secret(secret);
-    let out = run::run_with_input(
-        Command::new(paths::cli())
-            .env_remove("TWOSTEP_CONFIG")
-            .arg("--config")
-            .arg(&file_config)
-            .args(["enroll", user, "--secret-stdin", "--yes"]),
-        Some(format!("{secret}\n").as_bytes()),
-        run::TIMEOUT,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "local enroll failed\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let codes = twostep_tests::env::emergency_codes(&stdout);
-    codes.iter().for_each(|c| env.add_secret(c));
-    codes
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) {

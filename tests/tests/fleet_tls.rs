@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use twostep_tests::fleet_host::FleetHost;
+use twostep_tests::fleet_host::{FleetHost, enroll_locally};
 use twostep_tests::oath::totp;
 use twostep_tests::postgres::Postgres;
 use twostep_tests::{TestEnv, run};
@@ -180,8 +180,8 @@ fn tls_verify_full_with_the_right_ca_works_for_the_cli_and_logins() {
     host.set_store(&store(&db, "localhost", "verify-full", &ca));
 
     let init = host.cli_ok(&["fleet", "init"]);
-    assert!(init.contains("schema version 1: created"), "{init}");
-    let codes = host.env.enroll(USER, SECRET);
+    assert!(init.contains("schema version 2: created"), "{init}");
+    let codes = enroll_locally(&host.env, USER, SECRET);
     assert!(!codes.is_empty());
     let imported = host.cli_ok(&["fleet", "import"]);
     assert!(imported.contains("1 imported"), "{imported}");
@@ -215,7 +215,7 @@ fn tls_a_wrong_ca_or_a_name_the_certificate_lacks_fails_closed() {
     // Set up through the right CA first, so that a failure below is the certificate check's.
     host.set_store(&store(&db, "localhost", "verify-full", &ca));
     host.cli_ok(&["fleet", "init"]);
-    host.env.enroll(USER, SECRET);
+    enroll_locally(&host.env, USER, SECRET);
     host.cli_ok(&["fleet", "import"]);
 
     // Another CA: the CLI fails at the handshake; the client rejected the certificate (its
@@ -289,7 +289,7 @@ fn tls_plain_text_to_a_hostssl_only_server_is_refused() {
     // The same server over TLS (require: encrypted, certificate not checked) lets it in.
     host.set_store(&store(&db, "127.0.0.1", "require", &ca));
     let init = host.cli_ok(&["fleet", "init"]);
-    assert!(init.contains("schema version 1: created"), "{init}");
+    assert!(init.contains("schema version 2: created"), "{init}");
 }
 
 #[test]
@@ -383,7 +383,7 @@ fn tls_serve_store_socket_activated_as_its_unit_serves_logins() {
     let ca = certs.install_ca("ca", &host);
     host.set_store(&store(&db, "localhost", "verify-full", &ca));
     host.cli_ok(&["fleet", "init"]);
-    host.env.enroll(USER, SECRET);
+    enroll_locally(&host.env, USER, SECRET);
     host.cli_ok(&["fleet", "import"]);
     // The socket comes from "systemd" (packaging/systemd/twostep-store.socket's way): had
     // serve-store bound [store] socket itself, it would have found it taken and exited.
