@@ -147,3 +147,37 @@ impl From<serde_json::Error> for CliError {
         CliError::Json(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_the_ones_the_commands_printed() {
+        assert_eq!(
+            CliError::not_enrolled("alice").to_string(),
+            "alice is not enrolled"
+        );
+        let reset = CliError::NotEnrolled {
+            user: "alice".into(),
+            then: "; nothing to reset",
+        };
+        assert_eq!(reset.to_string(), "alice is not enrolled; nothing to reset");
+        let broken = || io::Error::from(io::ErrorKind::BrokenPipe);
+        assert_eq!(CliError::io("", broken()).to_string(), broken().to_string());
+        assert_eq!(
+            CliError::io("cannot read /etc/passwd", broken()).to_string(),
+            format!("cannot read /etc/passwd: {}", broken())
+        );
+        assert_eq!(
+            CliError::sys("fork", Errno::EAGAIN).to_string(),
+            format!("fork: {}", Errno::EAGAIN.desc())
+        );
+        let input = || Error::Input("the secret is empty".into());
+        assert_eq!(CliError::from(input()).to_string(), input().to_string());
+        assert_eq!(
+            CliError::from(twostep_common::totp::SecretError::Empty).to_string(),
+            "the secret is empty"
+        );
+    }
+}
