@@ -3,6 +3,7 @@
 //! uses. Unknown arguments are errors: a misspelled option must not silently change what the
 //! module does.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::config::DEFAULT_CONFIG_PATH;
@@ -47,35 +48,27 @@ impl ModuleArgs {
 
     /// Parses the arguments of one service-file line. Each argument is given as the bytes libpam
     /// passes (PAM arguments are C strings of any encoding).
-    pub fn parse<A: AsRef<[u8]>>(args: &[A]) -> Result<ModuleArgs, String> {
+    pub fn parse<A: AsRef<[u8]>>(args: &[A]) -> Result<ModuleArgs, ArgsError> {
         let mut parsed = ModuleArgs {
             config: PathBuf::from(DEFAULT_CONFIG_PATH),
             mode: Mode::Code,
         };
         let mut mode_set = false;
         for arg in args {
-            let arg = std::str::from_utf8(arg.as_ref())
-                .map_err(|_| "a module argument is not valid UTF-8".to_string())?;
+            let arg = std::str::from_utf8(arg.as_ref()).map_err(|_| ArgsError::NotUtf8)?;
             let mode = match arg.split_once('=') {
                 Some(("config", path)) if path.starts_with('/') => {
                     parsed.config = PathBuf::from(path);
                     continue;
                 }
-                Some(("config", _)) => return Err("config= needs an absolute path".into()),
+                Some(("config", _)) => return Err(ArgsError::RelativeConfig),
                 Some(("combined", "split")) => Mode::Split,
                 Some(("combined", "verify")) => Mode::Verify,
-                None if arg == "combined" => {
-                    return Err(
-                        "`combined` alone is no longer accepted: one-prompt mode takes \
-                                two lines, `combined=split` before the password module and \
-                                `combined=verify` after it (docs/pam.md)"
-                            .into(),
-                    );
-                }
-                _ => return Err(format!("unknown module argument {arg:?}")),
+                None if arg == "combined" => return Err(ArgsError::CombinedAlone),
+                _ => return Err(ArgsError::Unknown(arg.to_string())),
             };
             if mode_set {
-                return Err("combined= is given twice".into());
+                return Err(ArgsError::CombinedTwice);
             }
             mode_set = true;
             parsed.mode = mode;
@@ -84,11 +77,42 @@ impl ModuleArgs {
     }
 }
 
+/// Why a service-file line's arguments were refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsError {
+    NotUtf8,
+    /// `config=` with a relative path.
+    RelativeConfig,
+    /// The old one-line `combined`.
+    CombinedAlone,
+    CombinedTwice,
+    /// An argument the module does not know, as given.
+    Unknown(String),
+}
+
+impl fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArgsError::NotUtf8 => f.write_str("a module argument is not valid UTF-8"),
+            ArgsError::RelativeConfig => f.write_str("config= needs an absolute path"),
+            ArgsError::CombinedAlone => f.write_str(
+                "`combined` alone is no longer accepted: one-prompt mode takes two lines, \
+                 `combined=split` before the password module and `combined=verify` after it \
+                 (docs/pam.md)",
+            ),
+            ArgsError::CombinedTwice => f.write_str("combined= is given twice"),
+            ArgsError::Unknown(arg) => write!(f, "unknown module argument {arg:?}"),
+        }
+    }
+}
+
+impl std::error::Error for ArgsError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<ModuleArgs, String> {
+    fn parse(args: &[&str]) -> Result<ModuleArgs, ArgsError> {
         ModuleArgs::parse(args)
     }
 
@@ -121,7 +145,17 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
-        assert!(parse(&["combined"]).unwrap_err().contains("combined=split"));
+        assert_eq!(parse(&["combined"]).unwrap_err(), ArgsError::CombinedAlone);
+        assert!(
+            parse(&["combined"])
+                .unwrap_err()
+                .to_string()
+                .contains("combined=split")
+        );
+        assert_eq!(
+            parse(&["combined=split", "combined=verify"]).unwrap_err(),
+            ArgsError::CombinedTwice
+        );
         assert!(ModuleArgs::parse(&[b"config=/\xff".as_slice()]).is_err());
     }
 }

@@ -16,7 +16,7 @@ use twostep_common::clock::SystemClock;
 use twostep_common::config::Config;
 use twostep_common::dialogue::{self, Answer, ConvError, Conversation, Mailer, Session, Verdict};
 use twostep_common::email;
-use twostep_common::module_args::{Mode, ModuleArgs};
+use twostep_common::module_args::{ArgsError, Mode, ModuleArgs};
 use twostep_common::policy::SystemDirectory;
 use twostep_common::remote::LoginStore;
 
@@ -133,7 +133,7 @@ impl Shell {
             Err(why) => {
                 early_log(&format!(
                     "configuration error in the PAM service file: {}",
-                    field("detail", &why)
+                    field("detail", &why.to_string())
                 ));
                 return Err(PamResultCode::PAM_SERVICE_ERR);
             }
@@ -322,7 +322,7 @@ pub fn misplaced(stack: &str, raw_args: &[&CStr]) -> PamResultCode {
     PamResultCode::PAM_SERVICE_ERR
 }
 
-fn parse_args(raw_args: &[&CStr]) -> Result<ModuleArgs, String> {
+fn parse_args(raw_args: &[&CStr]) -> Result<ModuleArgs, ArgsError> {
     let bytes: Vec<&[u8]> = raw_args.iter().map(|a| a.to_bytes()).collect();
     ModuleArgs::parse(&bytes)
 }

@@ -1,5 +1,6 @@
 //! `reset`, `restore`, `unlock`, `codes`: the lost-phone and locked-out procedures.
 
+use crate::error::CliError;
 use clap::Args;
 use twostep_common::clock::{Clock, SystemClock};
 use twostep_common::config::{Config, Unenrolled};
@@ -22,15 +23,17 @@ pub struct UserArg {
 
 /// The store `[store]` names: the state directory, or the fleet's (every host sees a change
 /// at once).
-fn open(config: &Config) -> Result<LoginStore, String> {
-    LoginStore::open(config).map_err(|e| e.to_string())
+fn open(config: &Config) -> Result<LoginStore, CliError> {
+    Ok(LoginStore::open(config)?)
 }
 
-pub fn reset(config: &Config, user: &str, json: bool) -> Result<(), String> {
+pub fn reset(config: &Config, user: &str, json: bool) -> Result<(), CliError> {
     let store = open(config)?;
-    let archived = manage::reset(&store, user, SystemClock.now())
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{user} is not enrolled; nothing to reset"))?;
+    let archived =
+        manage::reset(&store, user, SystemClock.now())?.ok_or_else(|| CliError::NotEnrolled {
+            user: user.to_string(),
+            then: "; nothing to reset",
+        })?;
     audit(config, "reset", user);
     if json {
         return print_json(&json!({"user": user, "archived": archived.display().to_string()}));
@@ -52,11 +55,10 @@ pub fn reset(config: &Config, user: &str, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-pub fn restore(config: &Config, user: &str, json: bool) -> Result<(), String> {
+pub fn restore(config: &Config, user: &str, json: bool) -> Result<(), CliError> {
     let store = open(config)?;
-    let from = manage::restore(&store, user)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{user} has no archived enrollment"))?;
+    let from = manage::restore(&store, user)?
+        .ok_or_else(|| CliError::refused(format!("{user} has no archived enrollment")))?;
     audit(config, "restore", user);
     if json {
         return print_json(&json!({"user": user, "restored_from": from.display().to_string()}));
@@ -68,10 +70,10 @@ pub fn restore(config: &Config, user: &str, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-pub fn unlock(config: &Config, user: &str, json: bool) -> Result<(), String> {
+pub fn unlock(config: &Config, user: &str, json: bool) -> Result<(), CliError> {
     let store = open(config)?;
-    if !manage::unlock(&store, user).map_err(|e| e.to_string())? {
-        return Err(format!("{user} is not enrolled"));
+    if !manage::unlock(&store, user)? {
+        return Err(CliError::not_enrolled(user));
     }
     audit(config, "unlock", user);
     if json {
@@ -81,11 +83,10 @@ pub fn unlock(config: &Config, user: &str, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-pub fn codes(config: &Config, user: &str, json: bool) -> Result<(), String> {
+pub fn codes(config: &Config, user: &str, json: bool) -> Result<(), CliError> {
     let store = open(config)?;
-    let codes = manage::new_emergency_codes(&store, config, user)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{user} is not enrolled"))?;
+    let codes = manage::new_emergency_codes(&store, config, user)?
+        .ok_or_else(|| CliError::not_enrolled(user))?;
     audit(config, "new-emergency-codes", user);
     if json {
         return print_json(&json!({"user": user, "emergency_codes": codes_json(&codes)}));

@@ -6,6 +6,7 @@
 //! file's permission bits, under a lock on the config's directory. `--expect-hash` refuses the
 //! change when the file is no longer the one the caller read (an edit from the terminal since).
 
+use crate::error::CliError;
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -126,11 +127,15 @@ const KEYS: &[(&str, Kind)] = &[
     ("log.socket", Kind::Text),
 ];
 
-fn kind_of(key: &str) -> Result<Kind, String> {
+fn kind_of(key: &str) -> Result<Kind, CliError> {
     KEYS.iter()
         .find(|(k, _)| *k == key)
         .map(|(_, kind)| *kind)
-        .ok_or_else(|| format!("unknown setting {key:?} (`twostep config get` lists them)"))
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "unknown setting {key:?} (`twostep config get` lists them)"
+            ))
+        })
 }
 
 /// The file as read: its text (empty when missing), whether it exists, its mode.
@@ -140,9 +145,8 @@ struct Current {
     mode: u32,
 }
 
-fn read_current(path: &Path) -> Result<Current, String> {
-    let bytes = securefs::read_root_file(path, MAX_CONFIG_BYTES, Access::Readable)
-        .map_err(|e| e.to_string())?;
+fn read_current(path: &Path) -> Result<Current, CliError> {
+    let bytes = securefs::read_root_file(path, MAX_CONFIG_BYTES, Access::Readable)?;
     let Some(bytes) = bytes else {
         return Ok(Current {
             text: String::new(),
@@ -151,7 +155,7 @@ fn read_current(path: &Path) -> Result<Current, String> {
         });
     };
     let text = String::from_utf8(bytes.to_vec())
-        .map_err(|_| format!("{}: not valid UTF-8", path.display()))?;
+        .map_err(|_| CliError::Refused(format!("{}: not valid UTF-8", path.display())))?;
     let mode = std::fs::symlink_metadata(path)
         .map(|m| m.mode() & 0o777)
         .unwrap_or(0o644);
@@ -169,13 +173,12 @@ fn hash(text: &str) -> String {
     format!("sha256:{hex}")
 }
 
-pub fn get(path: &Path, args: &GetArgs) -> Result<(), String> {
+pub fn get(path: &Path, args: &GetArgs) -> Result<(), CliError> {
     let current = read_current(path)?;
-    let config = Config::parse(path, &current.text).map_err(|e| e.to_string())?;
+    let config = Config::parse(path, &current.text)?;
     let doc = parse_doc(path, &current.text)?;
     if args.json {
-        let text = serde_json::to_string_pretty(&describe(path, &current, &config, &doc))
-            .map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&describe(path, &current, &config, &doc))?;
         println!("{text}");
         return Ok(());
     }
@@ -203,9 +206,9 @@ fn describe(path: &Path, current: &Current, config: &Config, doc: &DocumentMut) 
     })
 }
 
-fn parse_doc(path: &Path, text: &str) -> Result<DocumentMut, String> {
+fn parse_doc(path: &Path, text: &str) -> Result<DocumentMut, CliError> {
     text.parse::<DocumentMut>()
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| CliError::Refused(format!("{}: {e}", path.display())))
 }
 
 fn split_key(key: &str) -> (Option<&str>, &str) {
@@ -348,8 +351,8 @@ fn values(c: &Config) -> serde_json::Map<String, Value> {
 }
 
 /// The TOML value for `text` given on the command line for a key of `kind`.
-fn to_toml(key: &str, kind: Kind, text: &str) -> Result<toml_edit::Value, String> {
-    let bad = |what: &str| format!("{key}: {text:?} is not {what}");
+fn to_toml(key: &str, kind: Kind, text: &str) -> Result<toml_edit::Value, CliError> {
+    let bad = |what: &str| CliError::Usage(format!("{key}: {text:?} is not {what}"));
     Ok(match kind {
         Kind::Text => text.into(),
         Kind::Integer => text
@@ -443,12 +446,16 @@ fn apply(doc: &mut DocumentMut, key: &str, value: Option<toml_edit::Value>) {
     }
 }
 
-pub fn set(path: &Path, args: &SetArgs) -> Result<(), String> {
+pub fn set(path: &Path, args: &SetArgs) -> Result<(), CliError> {
     if args.pairs.chunks(2).any(|pair| pair.len() != 2) {
-        return Err("config set takes KEY VALUE pairs (an even number of arguments)".into());
+        return Err(CliError::usage(
+            "config set takes KEY VALUE pairs (an even number of arguments)",
+        ));
     }
     if args.pairs.is_empty() && args.unset.is_empty() {
-        return Err("config set: nothing to change (give KEY VALUE pairs or --unset KEY)".into());
+        return Err(CliError::usage(
+            "config set: nothing to change (give KEY VALUE pairs or --unset KEY)",
+        ));
     }
     let mut changes: Vec<(&str, Option<toml_edit::Value>)> = Vec::new();
     for pair in args.pairs.chunks(2) {
@@ -461,43 +468,47 @@ pub fn set(path: &Path, args: &SetArgs) -> Result<(), String> {
     }
 
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(format!("{}: not a file path", path.display()));
+        return Err(CliError::Usage(format!(
+            "{}: not a file path",
+            path.display()
+        )));
     };
-    let dir = Dir::open_ancestors(parent)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{}: no such directory", parent.display()))?;
+    let dir = Dir::open_ancestors(parent)?
+        .ok_or_else(|| CliError::Refused(format!("{}: no such directory", parent.display())))?;
     // Two `config set` at once must not both read the old file and each drop the other's
     // change: the second waits, then reads the first one's file (and --expect-hash refuses).
-    let _lock = dir.lock_self().map_err(|e| e.to_string())?;
+    let _lock = dir.lock_self()?;
     let current = read_current(path)?;
     if let Some(expected) = &args.expect_hash {
         let actual = hash(&current.text);
         if &actual != expected {
-            return Err(format!(
+            return Err(CliError::Refused(format!(
                 "{} changed since it was read (hash {actual}, expected {expected}); nothing was \
                  written: read it again",
                 path.display()
-            ));
+            )));
         }
     }
     // The current file must load: a change is never made on top of a broken file, where the
     // admin's intent is unclear.
     Config::parse(path, &current.text)
-        .map_err(|e| format!("{e}; fix the file first, nothing was written"))?;
+        .map_err(|e| CliError::Refused(format!("{e}; fix the file first, nothing was written")))?;
     let mut doc = parse_doc(path, &current.text)?;
     for (key, value) in changes {
         apply(&mut doc, key, value);
     }
     let new_text = doc.to_string();
-    let config = Config::parse(path, &new_text)
-        .map_err(|e| format!("refused, the file would not load: {e}; nothing was written"))?;
+    let config = Config::parse(path, &new_text).map_err(|e| {
+        CliError::Refused(format!(
+            "refused, the file would not load: {e}; nothing was written"
+        ))
+    })?;
     if new_text != current.text {
         dir.replace_file_mode(
             OsStr::new(name),
             new_text.as_bytes(),
             Mode::from_bits_truncate(current.mode),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let keys: Vec<&str> = args
             .pairs
             .chunks(2)
@@ -512,8 +523,7 @@ pub fn set(path: &Path, args: &SetArgs) -> Result<(), String> {
         mode: current.mode,
     };
     if args.json {
-        let text = serde_json::to_string_pretty(&describe(path, &written, &config, &doc))
-            .map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&describe(path, &written, &config, &doc))?;
         println!("{text}");
     } else {
         println!("Saved {} ({}).", path.display(), hash(&written.text));

@@ -90,12 +90,14 @@ pub fn run(config_path: &Path, args: &DoctorArgs) -> ExitCode {
     match &config {
         Ok((config, _)) if config.email.enabled() => report(
             "email",
-            crate::mail::check(config).map(|()| {
-                format!(
-                    "{}:{} accepts connections",
-                    config.email.smtp_host, config.email.smtp_port
-                )
-            }),
+            crate::mail::check(config)
+                .map(|()| {
+                    format!(
+                        "{}:{} accepts connections",
+                        config.email.smtp_host, config.email.smtp_port
+                    )
+                })
+                .map_err(|e| e.to_string()),
         ),
         Ok(_) => report("email", Ok("off (no [email] smtp_host)".into())),
         Err(_) => report("email", Err("not checked: the config does not load".into())),

@@ -1,5 +1,6 @@
 //! `send-code` (the module's mail helper), `email-test` and `set-email`.
 
+use crate::error::CliError;
 use std::io::Read;
 
 use clap::Args;
@@ -44,23 +45,24 @@ pub struct SetEmailArgs {
 }
 
 /// Run by pam_twostep: reads one request on standard input and mails the code.
-pub fn send_code(config: &Config) -> Result<(), String> {
+pub fn send_code(config: &Config) -> Result<(), CliError> {
     let mut input = Zeroizing::new(String::new());
     std::io::stdin()
         .take(MAX_REQUEST_BYTES + 1)
         .read_to_string(&mut input)
-        .map_err(|e| format!("cannot read the request: {e}"))?;
+        .map_err(|e| CliError::io("cannot read the request", e))?;
     if input.len() as u64 > MAX_REQUEST_BYTES {
-        return Err("the request is too large".into());
+        return Err(CliError::refused("the request is too large"));
     }
-    let request = Request::parse(&input).map_err(|e| format!("bad request: {e}"))?;
-    email::check_address(&request.to).map_err(|e| e.to_string())?;
+    let request =
+        Request::parse(&input).map_err(|e| CliError::Refused(format!("bad request: {e}")))?;
+    email::check_address(&request.to)?;
     let (subject, body) = email::compose(&config.email, &request);
     mail::send(config, &request.to, &subject, &body)
 }
 
-pub fn email_test(config: &Config, args: &EmailTestArgs) -> Result<(), String> {
-    email::check_address(&args.address).map_err(|e| e.to_string())?;
+pub fn email_test(config: &Config, args: &EmailTestArgs) -> Result<(), CliError> {
+    email::check_address(&args.address)?;
     let body = format!(
         "This is a test mail from twostep on {}. If you can read it, emailed verification codes \
          can reach this address.\n",
@@ -75,28 +77,24 @@ pub fn email_test(config: &Config, args: &EmailTestArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub fn set_email(config: &Config, args: &SetEmailArgs) -> Result<(), String> {
-    email::check_address(&args.address).map_err(|e| e.to_string())?;
-    let store = LoginStore::open(config).map_err(|e| e.to_string())?;
-    if backend::load(&store, &args.user)
-        .map_err(|e| e.to_string())?
-        .is_none()
-    {
-        return Err(format!("{} is not enrolled", args.user));
+pub fn set_email(config: &Config, args: &SetEmailArgs) -> Result<(), CliError> {
+    email::check_address(&args.address)?;
+    let store = LoginStore::open(config)?;
+    if backend::load(&store, &args.user)?.is_none() {
+        return Err(CliError::not_enrolled(&args.user));
     }
     if !args.yes && !confirm_address(config, &args.user, &args.address, args.json)? {
-        return Err(format!(
+        return Err(CliError::Refused(format!(
             "no code from the mail to {} verified; the address was not saved",
             args.address
-        ));
+        )));
     }
-    let lock = store.lock(&args.user).map_err(|e| e.to_string())?;
+    let lock = store.lock(&args.user)?;
     let mut record = store
-        .load_now(&lock)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} is not enrolled", args.user))?;
+        .load_now(&lock)?
+        .ok_or_else(|| CliError::not_enrolled(&args.user))?;
     record.email = Some(args.address.clone());
-    store.save(&lock, &record).map_err(|e| e.to_string())?;
+    store.save(&lock, &record)?;
     drop(lock);
     audit(config, "set-email", &args.user);
     if args.json {
@@ -119,9 +117,9 @@ pub fn set_email(config: &Config, args: &SetEmailArgs) -> Result<(), String> {
 }
 
 /// One JSON object on one line (the `--json` events of `set-email`).
-fn print_json_line(value: &serde_json::Value) -> Result<(), String> {
+fn print_json_line(value: &serde_json::Value) -> Result<(), CliError> {
     println!("{value}");
-    std::io::Write::flush(&mut std::io::stdout()).map_err(|e| e.to_string())
+    std::io::Write::flush(&mut std::io::stdout()).map_err(|e| CliError::io("", e))
 }
 
 /// Mails a one-time code to `address` and asks for it back; true when it was typed right.
@@ -131,12 +129,10 @@ pub fn confirm_address(
     user: &str,
     address: &str,
     json: bool,
-) -> Result<bool, String> {
+) -> Result<bool, CliError> {
     let mut code = Zeroizing::new(String::new());
     for _ in 0..config.email.code_digits {
-        code.push(char::from(
-            b'0' + random::index(10).map_err(|e| e.to_string())? as u8,
-        ));
+        code.push(char::from(b'0' + random::index(10)? as u8));
     }
     let request = Request {
         to: address.to_string(),

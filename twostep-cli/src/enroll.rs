@@ -1,6 +1,7 @@
 //! `twostep enroll`: create a user's enrollment. Interactively, 2FA is switched on only after
 //! the user's app has produced a code that verifies, as Synology and QNAP do.
 
+use crate::error::CliError;
 use std::io::BufRead;
 
 use clap::Args;
@@ -109,10 +110,12 @@ fn parse_digits(text: &str) -> Result<u8, String> {
     }
 }
 
-pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
+pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), CliError> {
     if args.method == MethodArg::Email {
         if args.begin || args.confirm_stdin {
-            return Err("--begin and --confirm-stdin are for --method totp".into());
+            return Err(CliError::usage(
+                "--begin and --confirm-stdin are for --method totp",
+            ));
         }
         return run_email(config, args);
     }
@@ -120,7 +123,9 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
         return confirm_begun(config, args);
     }
     if args.json && !args.begin && !args.yes {
-        return Err("--json needs --begin, --confirm-stdin or --yes".into());
+        return Err(CliError::usage(
+            "--json needs --begin, --confirm-stdin or --yes",
+        ));
     }
     let params = Params {
         algorithm: args.algorithm.unwrap_or(config.totp.algorithm),
@@ -129,15 +134,15 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     };
     totp::validate_params(params.digits, params.period)?;
     if let Some(address) = &args.email {
-        email::check_address(address).map_err(|e| e.to_string())?;
+        email::check_address(address)?;
     }
     let given = given_secret(args)?;
     let generated = given.is_none();
     let key = match &given {
-        Some(text) => totp::decode_secret(text).map_err(|e| e.to_string())?,
-        None => totp::new_secret().map_err(|e| e.to_string())?,
+        Some(text) => totp::decode_secret(text)?,
+        None => totp::new_secret()?,
     };
-    let store = LoginStore::open_admin(config).map_err(|e| e.to_string())?;
+    let store = LoginStore::open_admin(config)?;
     refuse_existing(&store, &args.user, args.force)?;
 
     if args.begin {
@@ -173,10 +178,10 @@ pub fn run(config: &Config, args: &EnrollArgs) -> Result<(), String> {
     present(config, &args.user, &key, params, &args.files)?;
     println!();
     let Some(step) = confirm(config, &key, params)? else {
-        return Err(format!(
+        return Err(CliError::Refused(format!(
             "enrollment of {} aborted: no code from the app verified; nothing was stored",
             args.user
-        ));
+        )));
     };
     let new = build(config, args, &key, params, Some(step))?;
     save(&store, config, args, &new)?;
@@ -193,15 +198,12 @@ fn begin(
     store: &LoginStore,
     key: &[u8],
     params: Params,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let now = SystemClock.now();
-    let mut waiting =
-        enroll::new_totp(config, &args.user, key, params, now).map_err(|e| e.to_string())?;
+    let mut waiting = enroll::new_totp(config, &args.user, key, params, now)?;
     waiting.record.email = args.email.clone();
-    let lock = store.lock(&args.user).map_err(|e| e.to_string())?;
-    let id = store
-        .save_begun(&lock, &waiting.record)
-        .map_err(|e| e.to_string())?;
+    let lock = store.lock(&args.user)?;
+    let id = store.save_begun(&lock, &waiting.record)?;
     drop(lock);
     audit(config, "enroll-begin", &args.user);
     let mut out = qr_json(config, &args.user, key, params)?;
@@ -224,51 +226,46 @@ fn begin(
 }
 
 /// `--confirm-stdin --id ID`: the app's code from standard input against the begun key.
-fn confirm_begun(config: &Config, args: &EnrollArgs) -> Result<(), String> {
+fn confirm_begun(config: &Config, args: &EnrollArgs) -> Result<(), CliError> {
     let text = args.id.as_deref().unwrap_or_default();
     let id = PendingId::parse(text)
-        .ok_or_else(|| format!("--id {text:?} is not an id printed by --begin"))?;
+        .ok_or_else(|| CliError::Usage(format!("--id {text:?} is not an id printed by --begin")))?;
     let code = read_code()?;
-    let store = LoginStore::open(config).map_err(|e| e.to_string())?;
-    let lock = store.lock(&args.user).map_err(|e| e.to_string())?;
+    let store = LoginStore::open(config)?;
+    let lock = store.lock(&args.user)?;
     let now = SystemClock.now();
-    let Some(waiting) = store
-        .load_begun(&lock, &id, now)
-        .map_err(|e| e.to_string())?
-    else {
-        return Err(format!(
+    let Some(waiting) = store.load_begun(&lock, &id, now)? else {
+        return Err(CliError::Refused(format!(
             "no enrollment of {} is waiting under this id: it expired ({} minutes), was begun \
              again elsewhere, or was already confirmed; begin again",
             args.user,
             BEGUN_LIFETIME_SECS / 60
-        ));
+        )));
     };
     let Some(totp_record) = waiting.totp.as_ref() else {
-        return Err("the waiting enrollment has no key".into());
+        return Err(CliError::refused("the waiting enrollment has no key"));
     };
-    let key = totp::decode_secret(totp_record.secret.expose()).map_err(|e| e.to_string())?;
+    let key = totp::decode_secret(totp_record.secret.expose())?;
     let params = totp_record.params();
     let Some(step) = totp::matching_step(&key, params, config.totp.skew, &code, now) else {
-        return Err(
+        return Err(CliError::refused(
             "that code does not match; check the phone's clock and try the next code (nothing \
-             was stored)"
-                .into(),
-        );
+             was stored)",
+        ));
     };
-    if !args.force && store.load_now(&lock).map_err(|e| e.to_string())?.is_some() {
-        return Err(format!(
+    if !args.force && store.load_now(&lock)?.is_some() {
+        return Err(CliError::Refused(format!(
             "{} was enrolled meanwhile; nothing was changed (use --force to replace)",
             args.user
-        ));
+        )));
     }
-    let mut new =
-        enroll::new_totp(config, &args.user, &key, params, now).map_err(|e| e.to_string())?;
+    let mut new = enroll::new_totp(config, &args.user, &key, params, now)?;
     new.record.email = waiting.email.clone();
     if let Some(totp) = new.record.totp.as_mut() {
         totp.last_step = step;
     }
-    store.save(&lock, &new.record).map_err(|e| e.to_string())?;
-    store.discard_begun(&lock).map_err(|e| e.to_string())?;
+    store.save(&lock, &new.record)?;
+    store.discard_begun(&lock)?;
     drop(lock);
     audit(config, "enroll", &args.user);
     if args.json {
@@ -285,21 +282,23 @@ fn confirm_begun(config: &Config, args: &EnrollArgs) -> Result<(), String> {
 }
 
 /// The code on the first line of standard input, spaces removed.
-fn read_code() -> Result<Zeroizing<String>, String> {
+fn read_code() -> Result<Zeroizing<String>, CliError> {
     let mut line = Zeroizing::new(String::new());
     std::io::Read::take(std::io::stdin().lock(), 256)
         .read_line(&mut line)
-        .map_err(|e| format!("--confirm-stdin: cannot read standard input: {e}"))?;
+        .map_err(|e| CliError::io("--confirm-stdin: cannot read standard input", e))?;
     let code: String = line.chars().filter(|c| !c.is_whitespace()).collect();
     if code.is_empty() {
-        return Err("--confirm-stdin: no code on standard input".into());
+        return Err(CliError::usage(
+            "--confirm-stdin: no code on standard input",
+        ));
     }
     Ok(Zeroizing::new(code))
 }
 
 /// The key given with `--secret` (with a warning: argv is world-readable in /proc) or on the
 /// first line of standard input with `--secret-stdin`; `None` for a new key.
-fn given_secret(args: &EnrollArgs) -> Result<Option<Zeroizing<String>>, String> {
+fn given_secret(args: &EnrollArgs) -> Result<Option<Zeroizing<String>>, CliError> {
     if let Some(text) = &args.secret {
         eprintln!(
             "warning: --secret puts the key on the command line, where every local user can \
@@ -315,24 +314,26 @@ fn given_secret(args: &EnrollArgs) -> Result<Option<Zeroizing<String>>, String> 
     let mut line = Zeroizing::new(String::new());
     let read = std::io::Read::take(std::io::stdin().lock(), MAX_LINE)
         .read_line(&mut line)
-        .map_err(|e| format!("--secret-stdin: cannot read standard input: {e}"))?;
+        .map_err(|e| CliError::io("--secret-stdin: cannot read standard input", e))?;
     if read as u64 == MAX_LINE && !line.ends_with('\n') {
-        return Err(
-            "--secret-stdin: the first line of standard input is too long for a key".into(),
-        );
+        return Err(CliError::usage(
+            "--secret-stdin: the first line of standard input is too long for a key",
+        ));
     }
     let key = Zeroizing::new(line.trim().to_string());
     if key.is_empty() {
-        return Err("--secret-stdin: no key on the first line of standard input".into());
+        return Err(CliError::usage(
+            "--secret-stdin: no key on the first line of standard input",
+        ));
     }
     Ok(Some(key))
 }
 
 /// `--method email`: no app; codes are mailed at login. Interactively the address must first
 /// prove it receives mail.
-fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), String> {
+fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), CliError> {
     let Some(address) = args.email.as_deref() else {
-        return Err("--method email needs --email ADDR".into());
+        return Err(CliError::usage("--method email needs --email ADDR"));
     };
     if args.secret.is_some()
         || args.secret_stdin
@@ -340,27 +341,25 @@ fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), String> {
         || args.digits.is_some()
         || args.period.is_some()
     {
-        return Err(
-            "--secret, --secret-stdin, --algorithm, --digits and --period are for --method totp"
-                .into(),
-        );
-    }
-    email::check_address(address).map_err(|e| e.to_string())?;
-    if !config.email.enabled() {
-        return Err(
-            "--method email needs email to be configured ([email] smtp_host in the config)".into(),
-        );
-    }
-    let store = LoginStore::open_admin(config).map_err(|e| e.to_string())?;
-    refuse_existing(&store, &args.user, args.force)?;
-    if !args.yes && !confirm_address(config, &args.user, address, args.json)? {
-        return Err(format!(
-            "enrollment of {} aborted: no code from the mail verified; nothing was stored",
-            args.user
+        return Err(CliError::usage(
+            "--secret, --secret-stdin, --algorithm, --digits and --period are for --method totp",
         ));
     }
-    let new = enroll::new_email(config, &args.user, address, SystemClock.now())
-        .map_err(|e| e.to_string())?;
+    email::check_address(address)?;
+    if !config.email.enabled() {
+        return Err(CliError::refused(
+            "--method email needs email to be configured ([email] smtp_host in the config)",
+        ));
+    }
+    let store = LoginStore::open_admin(config)?;
+    refuse_existing(&store, &args.user, args.force)?;
+    if !args.yes && !confirm_address(config, &args.user, address, args.json)? {
+        return Err(CliError::Refused(format!(
+            "enrollment of {} aborted: no code from the mail verified; nothing was stored",
+            args.user
+        )));
+    }
+    let new = enroll::new_email(config, &args.user, address, SystemClock.now())?;
     save(&store, config, args, &new)?;
     if args.json {
         // One line, like the events of confirm_address before it.
@@ -387,7 +386,7 @@ fn run_email(config: &Config, args: &EnrollArgs) -> Result<(), String> {
 
 /// Asks for codes until one verifies; the time step it matched, or `None` after three misses
 /// or at end of input.
-fn confirm(config: &Config, key: &[u8], params: Params) -> Result<Option<u64>, String> {
+fn confirm(config: &Config, key: &[u8], params: Params) -> Result<Option<u64>, CliError> {
     for attempt in 1..=CONFIRM_TRIES {
         let Some(answer) = ask("Code shown by the app: ")? else {
             return Ok(None);
@@ -415,10 +414,9 @@ fn build(
     key: &[u8],
     params: Params,
     confirmed_step: Option<u64>,
-) -> Result<NewEnrollment, String> {
+) -> Result<NewEnrollment, CliError> {
     let now = SystemClock.now();
-    let mut new =
-        enroll::new_totp(config, &args.user, key, params, now).map_err(|e| e.to_string())?;
+    let mut new = enroll::new_totp(config, &args.user, key, params, now)?;
     new.record.email = args.email.clone();
     // The code typed to confirm has been seen: it must not also open a login.
     if let (Some(step), Some(totp)) = (confirmed_step, new.record.totp.as_mut()) {
@@ -427,16 +425,12 @@ fn build(
     Ok(new)
 }
 
-fn refuse_existing(store: &LoginStore, user: &str, force: bool) -> Result<(), String> {
-    if !force
-        && backend::load(store, user)
-            .map_err(|e| e.to_string())?
-            .is_some()
-    {
-        return Err(format!(
+fn refuse_existing(store: &LoginStore, user: &str, force: bool) -> Result<(), CliError> {
+    if !force && backend::load(store, user)?.is_some() {
+        return Err(CliError::Refused(format!(
             "{user} is already enrolled; use --force to replace the enrollment \
              (or `twostep show-qr {user}` to add another device)"
-        ));
+        )));
     }
     Ok(())
 }
@@ -446,15 +440,14 @@ fn save(
     config: &Config,
     args: &EnrollArgs,
     new: &NewEnrollment,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     // Checked again under the lock: another admin may have enrolled the user meanwhile.
-    let stored =
-        manage::store_enrollment(store, &new.record, args.force).map_err(|e| e.to_string())?;
+    let stored = manage::store_enrollment(store, &new.record, args.force)?;
     if !stored {
-        return Err(format!(
+        return Err(CliError::Refused(format!(
             "{} was enrolled meanwhile; nothing was changed",
             args.user
-        ));
+        )));
     }
     audit(config, "enroll", &args.user);
     Ok(())

@@ -1,6 +1,7 @@
 //! `twostep gate list|close`: the gates that let users into services that cannot prompt
 //! (Samba) after a two-step login from the same address (docs/smb.md).
 
+use crate::error::CliError;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use twostep_common::clock::{Clock, SystemClock};
@@ -44,14 +45,13 @@ pub struct CloseArgs {
     pub json: bool,
 }
 
-fn open(config: &Config) -> Result<LoginStore, String> {
-    LoginStore::open(config).map_err(|e| e.to_string())
+fn open(config: &Config) -> Result<LoginStore, CliError> {
+    Ok(LoginStore::open(config)?)
 }
 
-pub fn list(config: &Config, args: &ListArgs) -> Result<(), String> {
+pub fn list(config: &Config, args: &ListArgs) -> Result<(), CliError> {
     let store = open(config)?;
-    let gates = manage::open_gates(&store, config, args.user.as_deref(), SystemClock.now())
-        .map_err(|e| e.to_string())?;
+    let gates = manage::open_gates(&store, config, args.user.as_deref(), SystemClock.now())?;
     if args.json {
         let rows: Vec<serde_json::Value> = gates.iter().map(row_json).collect();
         return print_json(&rows.into());
@@ -108,15 +108,14 @@ fn print_table(gates: &[OpenGate]) {
     }
 }
 
-pub fn close(config: &Config, args: &CloseArgs) -> Result<(), String> {
+pub fn close(config: &Config, args: &CloseArgs) -> Result<(), CliError> {
     let store = open(config)?;
     let address = args.address.as_deref().map(host_key);
     if address.as_deref() == Some("") {
-        return Err("the address is empty".into());
+        return Err(CliError::usage("the address is empty"));
     }
-    let closed = manage::close_gates(&store, &args.user, address.as_deref())
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} is not enrolled", args.user))?;
+    let closed = manage::close_gates(&store, &args.user, address.as_deref())?
+        .ok_or_else(|| CliError::not_enrolled(&args.user))?;
     audit(config, "gate-close", &args.user);
     if args.json {
         return print_json(&json!({

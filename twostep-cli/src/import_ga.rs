@@ -9,6 +9,7 @@
 //! pipe. The parent, still root, only parses those bytes. A file named on the command line is
 //! read the same way, as the user.
 
+use crate::error::CliError;
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -50,19 +51,19 @@ pub struct ImportArgs {
     pub force: bool,
 }
 
-pub fn run(config: &Config, args: &ImportArgs) -> Result<(), String> {
+pub fn run(config: &Config, args: &ImportArgs) -> Result<(), CliError> {
     let user = &args.user;
-    username::encode(user).map_err(|e| e.to_string())?;
+    username::encode(user)?;
     let account = User::from_name(user)
-        .map_err(|e| format!("cannot look up user {user}: {}", e.desc()))?
-        .ok_or_else(|| format!("no such user: {user}"))?;
+        .map_err(|e| CliError::sys(format_args!("cannot look up user {user}"), e))?
+        .ok_or_else(|| CliError::Refused(format!("no such user: {user}")))?;
     let path = match &args.file {
-        Some(file) => std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?,
+        Some(file) => std::path::absolute(file).map_err(|e| CliError::io(file.display(), e))?,
         None => {
             if !account.dir.is_absolute() {
-                return Err(format!(
+                return Err(CliError::Refused(format!(
                     "the home directory of {user} is not an absolute path; name the file"
-                ));
+                )));
             }
             account.dir.join(DEFAULT_FILE)
         }
@@ -70,17 +71,17 @@ pub fn run(config: &Config, args: &ImportArgs) -> Result<(), String> {
 
     // Before the state directory is opened: the reader child inherits no descriptor of it.
     let bytes = read_as_user(&account, &path)?;
-    let imported = import_ga::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let imported = import_ga::parse(&bytes)
+        .map_err(|e| CliError::Refused(format!("{}: {e}", path.display())))?;
     drop(bytes);
 
-    let store = LoginStore::open_admin(config).map_err(|e| e.to_string())?;
-    let new = import_ga::to_enrollment(config, user, &imported, SystemClock.now())
-        .map_err(|e| e.to_string())?;
-    if !manage::store_enrollment(&store, &new.record, args.force).map_err(|e| e.to_string())? {
-        return Err(format!(
+    let store = LoginStore::open_admin(config)?;
+    let new = import_ga::to_enrollment(config, user, &imported, SystemClock.now())?;
+    if !manage::store_enrollment(&store, &new.record, args.force)? {
+        return Err(CliError::Refused(format!(
             "{user} is already enrolled in twostep; use --force to replace that enrollment \
              with the imported one"
-        ));
+        )));
     }
     audit(config, "import", user);
 
@@ -220,9 +221,10 @@ struct ReadAs<'a> {
 }
 
 /// Reads `path` as `account` in a child process; at most [`MAX_FILE_BYTES`].
-fn read_as_user(account: &User, path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| format!("{}: the path contains a NUL byte", path.display()))?;
+fn read_as_user(account: &User, path: &Path) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        CliError::Usage(format!("{}: the path contains a NUL byte", path.display()))
+    })?;
     let spec = ReadAs {
         path: &c_path,
         uid: account.uid,
@@ -232,7 +234,7 @@ fn read_as_user(account: &User, path: &Path) -> Result<Zeroizing<Vec<u8>>, Strin
     // no copy of the key is left behind in freed memory.
     let mut buffer = Zeroizing::new(vec![0u8; MAX_FILE_BYTES + 1]);
     let (read_end, write_end) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {}", e.desc()))?;
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| CliError::sys("pipe", e))?;
 
     // SAFETY: between `fork` and `_exit` the child only makes plain system calls through
     // nix's thin wrappers (setgroups, setgid, setuid, prctl, alarm, open, fstat, read, write,
@@ -252,7 +254,7 @@ fn read_as_user(account: &User, path: &Path) -> Result<Zeroizing<Vec<u8>>, Strin
             let status = reap(child);
             finish(&account.name, path, status, filled, buffer)
         }
-        Err(e) => Err(format!("fork: {}", e.desc())),
+        Err(e) => Err(CliError::sys("fork", e)),
     }
 }
 
@@ -262,29 +264,36 @@ fn finish(
     status: Result<WaitStatus, Errno>,
     filled: Result<usize, Errno>,
     mut buffer: Zeroizing<Vec<u8>>,
-) -> Result<Zeroizing<Vec<u8>>, String> {
+) -> Result<Zeroizing<Vec<u8>>, CliError> {
     let p = path.display();
-    match status.map_err(|e| format!("waiting for the reader of {p}: {}", e.desc()))? {
+    match status.map_err(|e| CliError::sys(format_args!("waiting for the reader of {p}"), e))? {
         WaitStatus::Exited(_, 0) => {}
         WaitStatus::Exited(_, code) => {
-            return Err(match Refusal::from_status(code) {
+            return Err(CliError::Refused(match Refusal::from_status(code) {
                 Some(refusal) => refusal.message(user, path),
                 None => format!("the reader of {p} failed (status {code})"),
-            });
+            }));
         }
         WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGALRM, _) => {
-            return Err(format!(
+            return Err(CliError::Refused(format!(
                 "reading {p} took more than {READ_TIMEOUT_SECS} s; gave up"
-            ));
+            )));
         }
         WaitStatus::Signaled(_, signal, _) => {
-            return Err(format!("the reader of {p} was killed by {signal}"));
+            return Err(CliError::Refused(format!(
+                "the reader of {p} was killed by {signal}"
+            )));
         }
-        other => return Err(format!("the reader of {p} ended oddly: {other:?}")),
+        other => {
+            return Err(CliError::Refused(format!(
+                "the reader of {p} ended oddly: {other:?}"
+            )));
+        }
     }
-    let filled = filled.map_err(|e| format!("reading {p} from the reader: {}", e.desc()))?;
+    let filled =
+        filled.map_err(|e| CliError::sys(format_args!("reading {p} from the reader"), e))?;
     if filled > MAX_FILE_BYTES {
-        return Err(Refusal::TooLarge.message(user, path));
+        return Err(CliError::Refused(Refusal::TooLarge.message(user, path)));
     }
     buffer.truncate(filled);
     Ok(buffer)

@@ -6,6 +6,7 @@ mod config_cmd;
 mod doctor;
 mod email_cmds;
 mod enroll;
+mod error;
 mod fleet;
 mod gate;
 mod import_ga;
@@ -19,6 +20,7 @@ mod show;
 mod smbconf;
 mod status;
 
+use crate::error::CliError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -103,20 +105,22 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
-        Err(message) => {
-            eprintln!("twostep: {message}");
+        Err(error) => {
+            eprintln!("twostep: {error}");
             ExitCode::from(1)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, String> {
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
     // A user's own commands run as that user; the service they talk to is root's.
     if let Command::SelfService(args) = &cli.command {
         return Ok(selfservice::client::run(args));
     }
     if !nix::unistd::geteuid().is_root() {
-        return Err("must be run as root (enrollment records are root-only)".into());
+        return Err(CliError::refused(
+            "must be run as root (enrollment records are root-only)",
+        ));
     }
     let config_path = cli
         .config
@@ -125,8 +129,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     // Relative to the working directory, as a shell user means it; symlinks are still not
     // followed when the file is opened.
     let config_path =
-        std::path::absolute(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let load = || Config::load(&config_path).map_err(|e| e.to_string());
+        std::path::absolute(&config_path).map_err(|e| CliError::io(config_path.display(), e))?;
+    let load = || Config::load(&config_path).map_err(CliError::from);
     match cli.command {
         // The doctor reports a broken config instead of stopping at it.
         Command::Doctor(args) => return Ok(doctor::run(&config_path, &args)),
@@ -201,9 +205,9 @@ enum Existing {
 /// Replaces `user` by its canonical name in the system's directory, as the PAM module does, so
 /// that `twostep enroll ALICE` on a case-insensitive directory acts on `alice`'s record; says so
 /// on stderr. Fails when the directory cannot be asked.
-fn canonical_user(config: &Config, user: &mut String, existing: Existing) -> Result<(), String> {
+fn canonical_user(config: &Config, user: &mut String, existing: Existing) -> Result<(), CliError> {
     use twostep_common::username::{self, Canonical};
-    match username::canonical(user).map_err(|e| e.to_string())? {
+    match username::canonical(user)? {
         Canonical::Known { name, aliased } => {
             if aliased {
                 eprintln!("twostep: note: {user} is {name} on this system; acting on {name}");
@@ -220,9 +224,9 @@ fn canonical_user(config: &Config, user: &mut String, existing: Existing) -> Res
             }
             Ok(())
         }
-        Canonical::Unknown if existing == Existing::Required => Err(format!(
+        Canonical::Unknown if existing == Existing::Required => Err(CliError::Refused(format!(
             "no such user {user:?} in the system's user directory (getent passwd {user})"
-        )),
+        ))),
         Canonical::Unknown => Ok(()),
     }
 }
@@ -230,8 +234,8 @@ fn canonical_user(config: &Config, user: &mut String, existing: Existing) -> Res
 fn with_user(
     config: Config,
     args: &mut admin::UserArg,
-    command: fn(&Config, &str, bool) -> Result<(), String>,
-) -> Result<(), String> {
+    command: fn(&Config, &str, bool) -> Result<(), CliError>,
+) -> Result<(), CliError> {
     canonical_user(&config, &mut args.user, Existing::NotRequired)?;
     command(&config, &args.user, args.json)
 }

@@ -1,6 +1,7 @@
 //! Sending mail over SMTP (lettre, with the system's OpenSSL and CA store). Only the admin
 //! command links this; the PAM module runs `twostep send-code` instead.
 
+use crate::error::CliError;
 use std::time::Duration;
 
 use lettre::message::SinglePart;
@@ -13,13 +14,15 @@ use zeroize::Zeroizing;
 /// The SMTP password file is small; anything larger is a mistake.
 const MAX_PASSWORD_FILE: u64 = 4096;
 
-pub fn send(config: &Config, to: &str, subject: &str, body: &str) -> Result<(), String> {
+pub fn send(config: &Config, to: &str, subject: &str, body: &str) -> Result<(), CliError> {
     let email = &config.email;
     let from = email
         .from
         .parse()
-        .map_err(|e| format!("email.from {:?}: {e}", email.from))?;
-    let to = to.parse().map_err(|e| format!("address {to:?}: {e}"))?;
+        .map_err(|e| CliError::Mail(format!("email.from {:?}: {e}", email.from)))?;
+    let to = to
+        .parse()
+        .map_err(|e| CliError::Mail(format!("address {to:?}: {e}")))?;
     // singlepart() adds MIME-Version, which the quoted-printable body needs to be read right.
     let message = Message::builder()
         .from(from)
@@ -27,33 +30,38 @@ pub fn send(config: &Config, to: &str, subject: &str, body: &str) -> Result<(), 
         .subject(subject)
         .message_id(None)
         .singlepart(SinglePart::plain(body.to_string()))
-        .map_err(|e| format!("cannot build the mail: {e}"))?;
+        .map_err(|e| CliError::Mail(format!("cannot build the mail: {e}")))?;
     transport(config)?
         .send(&message)
         .map(|_| ())
-        .map_err(|e| describe(config, &e))
+        .map_err(|e| CliError::Mail(describe(config, &e)))
 }
 
 /// Connects, greets and (for STARTTLS/TLS) negotiates TLS, without sending anything.
-pub fn check(config: &Config) -> Result<(), String> {
+pub fn check(config: &Config) -> Result<(), CliError> {
     match transport(config)?.test_connection() {
         Ok(true) => Ok(()),
-        Ok(false) => Err(format!("{} did not accept the connection", server(config))),
-        Err(e) => Err(describe(config, &e)),
+        Ok(false) => Err(CliError::Mail(format!(
+            "{} did not accept the connection",
+            server(config)
+        ))),
+        Err(e) => Err(CliError::Mail(describe(config, &e))),
     }
 }
 
-fn transport(config: &Config) -> Result<SmtpTransport, String> {
+fn transport(config: &Config) -> Result<SmtpTransport, CliError> {
     let email = &config.email;
     if !email.enabled() {
-        return Err("email is not configured (set [email] smtp_host in the config)".into());
+        return Err(CliError::Mail(
+            "email is not configured (set [email] smtp_host in the config)".into(),
+        ));
     }
     let builder = match email.security {
         SmtpSecurity::Starttls => SmtpTransport::starttls_relay(&email.smtp_host),
         SmtpSecurity::Tls => SmtpTransport::relay(&email.smtp_host),
         SmtpSecurity::None => Ok(SmtpTransport::builder_dangerous(&email.smtp_host)),
     }
-    .map_err(|e| format!("{}: {e}", server(config)))?;
+    .map_err(|e| CliError::Mail(format!("{}: {e}", server(config))))?;
     let mut builder = builder
         .port(email.smtp_port)
         .timeout(Some(Duration::from_secs(email.timeout_secs)));
@@ -63,13 +71,17 @@ fn transport(config: &Config) -> Result<SmtpTransport, String> {
     Ok(builder.build())
 }
 
-fn password(config: &Config) -> Result<String, String> {
+fn password(config: &Config) -> Result<String, CliError> {
     let path = &config.email.password_file;
-    let bytes = read_root_file(path, MAX_PASSWORD_FILE, Access::Private)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{}: the SMTP password file does not exist", path.display()))?;
+    let bytes = read_root_file(path, MAX_PASSWORD_FILE, Access::Private)?.ok_or_else(|| {
+        CliError::Mail(format!(
+            "{}: the SMTP password file does not exist",
+            path.display()
+        ))
+    })?;
     let text = Zeroizing::new(
-        String::from_utf8(bytes.to_vec()).map_err(|_| format!("{}: not UTF-8", path.display()))?,
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| CliError::Mail(format!("{}: not UTF-8", path.display())))?,
     );
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }

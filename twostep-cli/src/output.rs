@@ -1,5 +1,6 @@
 //! What the command prints and logs, shared by the subcommands.
 
+use crate::error::CliError;
 use twostep_common::audit::{Level, Sink, Syslog, field};
 use twostep_common::config::Config;
 use zeroize::Zeroizing;
@@ -36,8 +37,8 @@ pub fn codes_json(codes: &[Zeroizing<String>]) -> serde_json::Value {
 }
 
 /// Prints one JSON value (pretty, one trailing newline): the `--json` output of a command.
-pub fn print_json(value: &serde_json::Value) -> Result<(), String> {
-    let text = Zeroizing::new(serde_json::to_string_pretty(value).map_err(|e| e.to_string())?);
+pub fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
+    let text = Zeroizing::new(serde_json::to_string_pretty(value)?);
     println!("{}", text.as_str());
     Ok(())
 }

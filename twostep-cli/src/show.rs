@@ -1,8 +1,9 @@
 //! Showing an enrollment's key: terminal QR code, key for typing, otpauth URI, optional image
 //! files. Used by `enroll` and `show-qr`.
 
-mod qr_file;
+pub(crate) mod qr_file;
 
+use crate::error::CliError;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -48,9 +49,9 @@ pub fn qr_json(
     user: &str,
     key: &[u8],
     params: Params,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, CliError> {
     let uri = uri(config, user, key, params);
-    let svg = qr_file::svg_document(&uri).map_err(|e| e.to_string())?;
+    let svg = qr_file::svg_document(&uri)?;
     Ok(serde_json::json!({
         "user": user,
         "issuer": config.issuer_or_hostname(),
@@ -71,7 +72,7 @@ pub fn present(
     key: &[u8],
     params: Params,
     files: &QrFiles,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let issuer = config.issuer_or_hostname();
     let account = config.account_label(user);
     let uri = uri(config, user, key, params);
@@ -82,8 +83,7 @@ pub fn present(
         qr::terminal(&uri)
     } else {
         qr::terminal_plain(&uri)
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     println!(
         "Scan this QR code with an authenticator app (Google or Microsoft Authenticator, Aegis, ...):"
     );
@@ -111,7 +111,7 @@ pub fn present_uri(
     key: &[u8],
     params: Params,
     files: &QrFiles,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let uri = uri(config, user, key, params);
     println!("URI: {}", uri.as_str());
     write_files(&uri, files)
@@ -126,30 +126,29 @@ fn uri(config: &Config, user: &str, key: &[u8], params: Params) -> zeroize::Zero
     )
 }
 
-fn write_files(uri: &str, files: &QrFiles) -> Result<(), String> {
+fn write_files(uri: &str, files: &QrFiles) -> Result<(), CliError> {
     if let Some(path) = &files.qr_png {
-        qr_file::write_png(uri, path).map_err(|e| e.to_string())?;
+        qr_file::write_png(uri, path)?;
         println!("QR code written to {}", path.display());
     }
     if let Some(path) = &files.qr_svg {
-        qr_file::write_svg(uri, path).map_err(|e| e.to_string())?;
+        qr_file::write_svg(uri, path)?;
         println!("QR code written to {}", path.display());
     }
     Ok(())
 }
 
-pub fn run(config: &Config, args: &ShowQrArgs) -> Result<(), String> {
-    let store = LoginStore::open(config).map_err(|e| e.to_string())?;
-    let record = backend::load(&store, &args.user)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} is not enrolled", args.user))?;
+pub fn run(config: &Config, args: &ShowQrArgs) -> Result<(), CliError> {
+    let store = LoginStore::open(config)?;
+    let record =
+        backend::load(&store, &args.user)?.ok_or_else(|| CliError::not_enrolled(&args.user))?;
     let Some(totp_record) = record.totp.as_ref() else {
-        return Err(format!(
+        return Err(CliError::Refused(format!(
             "{} receives codes by email and has no authenticator key to show",
             args.user
-        ));
+        )));
     };
-    let key = totp::decode_secret(totp_record.secret.expose()).map_err(|e| e.to_string())?;
+    let key = totp::decode_secret(totp_record.secret.expose())?;
     eprintln!(
         "Warning: this shows {}'s secret key. Anyone who sees it (or a photo of it) can make \
          their codes.",

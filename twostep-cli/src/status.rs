@@ -1,5 +1,6 @@
 //! `twostep status`: one row per user the store knows.
 
+use crate::error::CliError;
 use clap::Args;
 use serde::Serialize;
 use twostep_common::backend::Manage;
@@ -26,9 +27,9 @@ pub struct StatusArgs {
 }
 
 /// Local accounts of people (uid 1000 or more, not `nobody`) and root, from /etc/passwd.
-fn local_accounts() -> Result<Vec<String>, String> {
+fn local_accounts() -> Result<Vec<String>, CliError> {
     let passwd = std::fs::read_to_string("/etc/passwd")
-        .map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+        .map_err(|e| CliError::io("cannot read /etc/passwd", e))?;
     Ok(passwd
         .lines()
         .filter_map(|line| {
@@ -41,11 +42,10 @@ fn local_accounts() -> Result<Vec<String>, String> {
         .collect())
 }
 
-pub fn run(config: &Config, args: &StatusArgs) -> Result<(), String> {
-    let store = LoginStore::open(config).map_err(|e| e.to_string())?;
+pub fn run(config: &Config, args: &StatusArgs) -> Result<(), CliError> {
+    let store = LoginStore::open(config)?;
     let now = SystemClock.now();
-    let mut rows =
-        manage::status(&store, config, &SystemDirectory, now).map_err(|e| e.to_string())?;
+    let mut rows = manage::status(&store, config, &SystemDirectory, now)?;
     if args.all {
         for user in local_accounts()? {
             if !rows.iter().any(|r| r.user == user) {
@@ -57,13 +57,14 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<(), String> {
     if let Some(user) = &args.user {
         rows.retain(|r| &r.user == user);
         if rows.is_empty() {
-            return Err(format!(
-                "{user} is not enrolled and has no archived enrollment"
-            ));
+            return Err(CliError::NotEnrolled {
+                user: user.clone(),
+                then: " and has no archived enrollment",
+            });
         }
     }
     if args.json {
-        let archived = store.archived_users().map_err(|e| e.to_string())?;
+        let archived = store.archived_users()?;
         let rows: Vec<JsonRow<'_>> = rows
             .iter()
             .map(|row| JsonRow {
@@ -71,7 +72,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<(), String> {
                 ..JsonRow::from(row)
             })
             .collect();
-        let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&rows)?;
         println!("{text}");
     } else {
         print_table(&rows);

@@ -9,6 +9,7 @@ mod db;
 mod seal;
 pub mod server;
 
+use crate::error::CliError;
 use clap::{Args, Subcommand};
 use twostep_common::config::Config;
 use twostep_common::store::Store;
@@ -33,7 +34,7 @@ pub enum FleetCommand {
 #[derive(Debug, Args)]
 pub struct FleetArgs {}
 
-pub fn run(config: &Config, command: &FleetCommand) -> Result<(), String> {
+pub fn run(config: &Config, command: &FleetCommand) -> Result<(), CliError> {
     match command {
         FleetCommand::Init(_) => init(config),
         FleetCommand::Import(_) => import(config),
@@ -42,9 +43,9 @@ pub fn run(config: &Config, command: &FleetCommand) -> Result<(), String> {
     }
 }
 
-fn init(config: &Config) -> Result<(), String> {
+fn init(config: &Config) -> Result<(), CliError> {
     let path = &config.store.key_file;
-    if FleetKey::create(path)? {
+    if FleetKey::create(path).map_err(CliError::Fleet)? {
         println!(
             "created the fleet key {} (copy it, root 0600, to every host of the fleet)",
             path.display()
@@ -52,9 +53,9 @@ fn init(config: &Config) -> Result<(), String> {
     } else {
         println!("kept the existing fleet key {}", path.display());
     }
-    let key = FleetKey::load(path)?;
-    let mut client = db::connect(&config.store)?;
-    let done = db::init_schema(&mut client, &key)?;
+    let key = FleetKey::load(path).map_err(CliError::Fleet)?;
+    let mut client = db::connect(&config.store).map_err(CliError::Fleet)?;
+    let done = db::init_schema(&mut client, &key).map_err(CliError::Fleet)?;
     println!(
         "fleet database schema version {}: {done}",
         db::SCHEMA_VERSION
@@ -62,19 +63,19 @@ fn init(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-fn import(config: &Config) -> Result<(), String> {
-    let key = FleetKey::load(&config.store.key_file)?;
-    let mut client = db::connect(&config.store)?;
-    db::check_schema(&mut client, &key)?;
-    let store = Store::open(&config.state_dir).map_err(|e| e.to_string())?;
+fn import(config: &Config) -> Result<(), CliError> {
+    let key = FleetKey::load(&config.store.key_file).map_err(CliError::Fleet)?;
+    let mut client = db::connect(&config.store).map_err(CliError::Fleet)?;
+    db::check_schema(&mut client, &key).map_err(CliError::Fleet)?;
+    let store = Store::open(&config.state_dir)?;
     let host_id = config.store.host_id();
     let (mut imported, mut unchanged, mut conflicts) = (0, 0, 0);
-    for user in store.users().map_err(|e| e.to_string())? {
-        let lock = store.lock(&user).map_err(|e| e.to_string())?;
-        let Some(record) = store.load_locked(&lock).map_err(|e| e.to_string())? else {
+    for user in store.users()? {
+        let lock = store.lock(&user)?;
+        let Some(record) = store.load_locked(&lock)? else {
             continue;
         };
-        let db_err = |e: postgres::Error| db::pg_error(&e);
+        let db_err = |e: postgres::Error| CliError::Fleet(db::pg_error(&e));
         let mut tx = client.transaction().map_err(db_err)?;
         tx.execute(
             "INSERT INTO twostep_locks (username) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -86,18 +87,16 @@ fn import(config: &Config) -> Result<(), String> {
             &[&user],
         )
         .map_err(db_err)?;
-        match db::read(&mut tx, &key, &user)? {
+        match db::read(&mut tx, &key, &user).map_err(CliError::Fleet)? {
             None => {
-                let sealed = db::seal(&key, &record)?;
-                db::insert(&mut tx, &sealed, &user, &host_id)?
-                    .ok_or_else(|| format!("{user}: inserted meanwhile"))?;
+                let sealed = db::seal(&key, &record).map_err(CliError::Fleet)?;
+                db::insert(&mut tx, &sealed, &user, &host_id)
+                    .map_err(CliError::Fleet)?
+                    .ok_or_else(|| CliError::Fleet(format!("{user}: inserted meanwhile")))?;
                 println!("imported {user}");
                 imported += 1;
             }
-            Some(stored)
-                if stored.record.to_file_text().map_err(|e| e.to_string())?
-                    == record.to_file_text().map_err(|e| e.to_string())? =>
-            {
+            Some(stored) if stored.record.to_file_text()? == record.to_file_text()? => {
                 println!("unchanged {user} (already in the fleet database)");
                 unchanged += 1;
             }
@@ -113,17 +112,19 @@ fn import(config: &Config) -> Result<(), String> {
     }
     println!("{imported} imported, {unchanged} unchanged, {conflicts} conflicts");
     if conflicts > 0 {
-        return Err(format!("{conflicts} enrollments conflict (see above)"));
+        return Err(CliError::Refused(format!(
+            "{conflicts} enrollments conflict (see above)"
+        )));
     }
     Ok(())
 }
 
-fn export(config: &Config) -> Result<(), String> {
-    let key = FleetKey::load(&config.store.key_file)?;
-    let mut client = db::connect(&config.store)?;
-    db::check_schema(&mut client, &key)?;
-    let store = Store::create(&config.state_dir).map_err(|e| e.to_string())?;
-    let db_err = |e: postgres::Error| db::pg_error(&e);
+fn export(config: &Config) -> Result<(), CliError> {
+    let key = FleetKey::load(&config.store.key_file).map_err(CliError::Fleet)?;
+    let mut client = db::connect(&config.store).map_err(CliError::Fleet)?;
+    db::check_schema(&mut client, &key).map_err(CliError::Fleet)?;
+    let store = Store::create(&config.state_dir)?;
+    let db_err = |e: postgres::Error| CliError::Fleet(db::pg_error(&e));
     let users: Vec<String> = client
         .query(
             "SELECT username FROM twostep_records ORDER BY username",
@@ -135,22 +136,17 @@ fn export(config: &Config) -> Result<(), String> {
         .collect();
     let (mut exported, mut unchanged, mut conflicts) = (0, 0, 0);
     for user in users {
-        let lock = store.lock(&user).map_err(|e| e.to_string())?;
-        let Some(stored) = db::read(&mut client, &key, &user)? else {
+        let lock = store.lock(&user)?;
+        let Some(stored) = db::read(&mut client, &key, &user).map_err(CliError::Fleet)? else {
             continue;
         };
-        match store.load_locked(&lock).map_err(|e| e.to_string())? {
+        match store.load_locked(&lock)? {
             None => {
-                store
-                    .save(&lock, &stored.record)
-                    .map_err(|e| e.to_string())?;
+                store.save(&lock, &stored.record)?;
                 println!("exported {user}");
                 exported += 1;
             }
-            Some(local)
-                if local.to_file_text().map_err(|e| e.to_string())?
-                    == stored.record.to_file_text().map_err(|e| e.to_string())? =>
-            {
+            Some(local) if local.to_file_text()? == stored.record.to_file_text()? => {
                 println!("unchanged {user} (already in the state directory)");
                 unchanged += 1;
             }
@@ -165,26 +161,28 @@ fn export(config: &Config) -> Result<(), String> {
     }
     println!("{exported} exported, {unchanged} unchanged, {conflicts} conflicts");
     if conflicts > 0 {
-        return Err(format!("{conflicts} enrollments conflict (see above)"));
+        return Err(CliError::Refused(format!(
+            "{conflicts} enrollments conflict (see above)"
+        )));
     }
     Ok(())
 }
 
 /// One line per user of the fleet database (read-only; no lock).
-fn status(config: &Config) -> Result<(), String> {
-    let key = FleetKey::load(&config.store.key_file)?;
-    let mut client = db::connect(&config.store)?;
-    db::check_schema(&mut client, &key)?;
+fn status(config: &Config) -> Result<(), CliError> {
+    let key = FleetKey::load(&config.store.key_file).map_err(CliError::Fleet)?;
+    let mut client = db::connect(&config.store).map_err(CliError::Fleet)?;
+    db::check_schema(&mut client, &key).map_err(CliError::Fleet)?;
     let rows = client
         .query(
             "SELECT username, host_id FROM twostep_records ORDER BY username",
             &[],
         )
-        .map_err(|e| db::pg_error(&e))?;
+        .map_err(|e| CliError::Fleet(db::pg_error(&e)))?;
     println!("{} users in the fleet database", rows.len());
     for row in rows {
         let (user, host): (String, String) = (row.get(0), row.get(1));
-        let Some(stored) = db::read(&mut client, &key, &user)? else {
+        let Some(stored) = db::read(&mut client, &key, &user).map_err(CliError::Fleet)? else {
             continue;
         };
         let record = &stored.record;

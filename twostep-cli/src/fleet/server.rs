@@ -12,6 +12,7 @@
 //! that needs it (most logins send only `UNLOCK`); `UNLOCK`, or the connection's end, ends
 //! what is open with a rollback (nothing uncommitted is ever in it).
 
+use crate::error::CliError;
 use std::io::ErrorKind;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -99,15 +100,15 @@ impl Inner {
     }
 }
 
-pub fn run(config_path: &Path, args: &ServeStoreArgs) -> Result<(), String> {
-    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+pub fn run(config_path: &Path, args: &ServeStoreArgs) -> Result<(), CliError> {
+    let config = Config::load(config_path)?;
     if config.store.backend != Backend::Postgresql {
-        return Err(format!(
+        return Err(CliError::Refused(format!(
             "{}: [store] backend is not \"postgresql\"; serve-store serves the fleet store only",
             config_path.display()
-        ));
+        )));
     }
-    let key = FleetKey::load(&config.store.key_file)?;
+    let key = FleetKey::load(&config.store.key_file).map_err(CliError::Fleet)?;
     let inner = Arc::new(Inner {
         host_id: config.store.host_id(),
         store: config.store.clone(),
@@ -123,7 +124,7 @@ pub fn run(config_path: &Path, args: &ServeStoreArgs) -> Result<(), String> {
         Ok(mut client) => {
             if let Err(e) = db::check_schema(&mut client, &inner.key) {
                 inner.log(Level::Error, &format!("fleet store not started: {e}"));
-                return Err(e);
+                return Err(CliError::Fleet(e));
             }
             inner.give_back(client);
         }
@@ -852,12 +853,12 @@ fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
 fn listener(
     args: &ServeStoreArgs,
     store: &StoreConfig,
-) -> Result<(UnixListener, Option<PathBuf>), String> {
+) -> Result<(UnixListener, Option<PathBuf>), CliError> {
     if let Some(listener) = crate::listen::passed_socket()? {
         return Ok((listener, None));
     }
     let path = args.socket.clone().unwrap_or_else(|| store.socket.clone());
-    let path = std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let path = std::path::absolute(&path).map_err(|e| CliError::io(path.display(), e))?;
     // 0600: only root's logins talk to the store.
     crate::listen::bind(&path, 0o600).map(|l| (l, Some(path)))
 }

@@ -3,6 +3,7 @@
 //! `ctx.user` only and changes nothing before the password (and, for an existing enrollment, a
 //! current code) is proven.
 
+use crate::error::CliError;
 use serde_json::{Value, json};
 use twostep_common::backend::{self, Backend, Manage};
 use twostep_common::config::{self, Config};
@@ -32,7 +33,7 @@ pub const SERVICE: &str = "twostep-self";
 /// Checks `user`'s password through PAM, within the rate limit (the server's).
 pub type PasswordChecker = dyn Fn(&str, &[u8]) -> Result<PasswordCheck, Failure>;
 /// Sends one mail: config, to, subject, body.
-pub type MailSender = dyn Fn(&Config, &str, &str, &str) -> Result<(), String>;
+pub type MailSender = dyn Fn(&Config, &str, &str, &str) -> Result<(), CliError>;
 
 pub struct Ctx<'a> {
     pub config: &'a Config,
@@ -632,7 +633,7 @@ fn wrong_mailed_code() -> Failure {
     )
 }
 
-fn mail_failed(error: &str) -> Failure {
+fn mail_failed(error: &CliError) -> Failure {
     Failure::new(
         Kind::Error,
         "the mail could not be sent; try again later or ask the administrator (twostep \

@@ -3,6 +3,7 @@
 //! kernel (SO_PEERCRED), and acts for that account only (actions.rs). One request and one
 //! response per connection; a thread per connection, bounded by limits.rs.
 
+use crate::error::CliError;
 use std::io::{ErrorKind, Read};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -56,10 +57,10 @@ struct Shared {
     limits: Limits,
 }
 
-pub fn run(config_path: &Path, args: &ServeArgs) -> Result<(), String> {
+pub fn run(config_path: &Path, args: &ServeArgs) -> Result<(), CliError> {
     // The config is read again for every request (an admin's change applies at once); a broken
     // one is refused at start, where the admin sees it.
-    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    let config = Config::load(config_path)?;
     let (listener, bound) = listener(args)?;
     let shared = Shared {
         config_path: config_path.to_path_buf(),
@@ -88,7 +89,7 @@ pub fn run(config_path: &Path, args: &ServeArgs) -> Result<(), String> {
 }
 
 /// The socket systemd passed (fd 3, `LISTEN_FDS=1` for this pid), else a new one at `--socket`.
-fn listener(args: &ServeArgs) -> Result<(UnixListener, Option<PathBuf>), String> {
+fn listener(args: &ServeArgs) -> Result<(UnixListener, Option<PathBuf>), CliError> {
     if let Some(listener) = crate::listen::passed_socket()? {
         return Ok((listener, None));
     }
@@ -96,7 +97,7 @@ fn listener(args: &ServeArgs) -> Result<(UnixListener, Option<PathBuf>), String>
         .socket
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    let path = std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let path = std::path::absolute(&path).map_err(|e| CliError::io(path.display(), e))?;
     // 0666: anyone may ask; the kernel says who is asking.
     crate::listen::bind(&path, 0o666).map(|l| (l, Some(path)))
 }
