@@ -258,12 +258,9 @@ impl Conn<'_> {
                     send(stream, &["err", message])
                 }
             };
-            if let Err(message) = &answer {
-                if self.locked.is_some() {
-                    // Nothing half-done stays: the transaction ends with the failure.
-                    let _ = message;
-                    self.end_transaction(false);
-                }
+            if answer.is_err() && self.locked.is_some() {
+                // Nothing half-done stays: the transaction ends with the failure.
+                self.unlock();
             }
             if sent.is_err() {
                 return;
@@ -280,21 +277,22 @@ impl Conn<'_> {
     /// committed when they were answered).
     fn finish(&mut self) {
         if self.locked.is_some() {
-            self.end_transaction(false);
+            self.unlock();
         }
         if let Some(client) = self.db.take() {
             self.inner.give_back(client);
         }
     }
 
-    fn end_transaction(&mut self, commit: bool) {
+    /// Gives up the lock: what is open is rolled back (every write was committed when it was
+    /// answered, so only the row lock, or a failed request's half, is in it).
+    fn unlock(&mut self) {
         let open = self.locked.take().is_some_and(|l| l.in_transaction);
         if !open {
             return;
         }
         if let Some(client) = self.db.as_mut() {
-            let sql = if commit { "COMMIT" } else { "ROLLBACK" };
-            if client.batch_execute(sql).is_err() {
+            if client.batch_execute("ROLLBACK").is_err() {
                 self.db = None;
             }
         }
@@ -344,10 +342,9 @@ impl Conn<'_> {
             "UNBEGIN" => self.unbegin(),
             "UNLOCK" => {
                 if self.locked.is_some() {
-                    // Every write was committed when it was answered; what is open now only
-                    // holds the row lock. A rollback ends it without a second WAL flush (a
-                    // commit of the lock's `FOR UPDATE` would wait for one).
-                    self.end_transaction(false);
+                    // A rollback, not a commit: what is open only holds the row lock, and a
+                    // commit of its `FOR UPDATE` would wait for a second WAL flush.
+                    self.unlock();
                 }
                 ok(&[])
             }
