@@ -558,6 +558,19 @@ impl LoginStore {
     }
 }
 
+/// Calls `$method` (a [`Backend`] or [`Manage`] method, of the same name on both) of the
+/// store `$store` is, with its lock `$lock` unwrapped as `$l`; a lock of the other kind is a
+/// bug.
+macro_rules! with_lock {
+    ($store:ident, $lock:ident as $l:ident, $method:ident($($arg:expr),*)) => {
+        match ($store, $lock) {
+            (LoginStore::File(s), LoginLock::File($l)) => Store::$method(s, $($arg),*),
+            (LoginStore::Remote(r), LoginLock::Remote($l)) => r.$method($($arg),*),
+            _ => Err(mismatch()),
+        }
+    };
+}
+
 fn mismatch() -> Error {
     Error::Bug("a lock of another store".into())
 }
@@ -595,19 +608,11 @@ impl Backend for LoginStore {
     }
 
     fn save(&self, lock: &LoginLock, record: &Record) -> Result<(), Error> {
-        match (self, lock) {
-            (LoginStore::File(s), LoginLock::File(l)) => Store::save(s, l, record),
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.save(l, record),
-            _ => Err(mismatch()),
-        }
+        with_lock!(self, lock as l, save(l, record))
     }
 
     fn save_state(&self, lock: &LoginLock, record: &Record, sync: bool) -> Result<(), Error> {
-        match (self, lock) {
-            (LoginStore::File(s), LoginLock::File(l)) => Store::save_state(s, l, record, sync),
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.save_state(l, record, sync),
-            _ => Err(mismatch()),
-        }
+        with_lock!(self, lock as l, save_state(l, record, sync))
     }
 
     fn has_record(&self, user: &str) -> Result<bool, Error> {
@@ -618,11 +623,7 @@ impl Backend for LoginStore {
     }
 
     fn save_pending(&self, lock: &LoginLock, record: &Record) -> Result<PendingId, Error> {
-        match (self, lock) {
-            (LoginStore::File(s), LoginLock::File(l)) => Store::save_pending(s, l, record),
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.save_pending(l, record),
-            _ => Err(mismatch()),
-        }
+        with_lock!(self, lock as l, save_pending(l, record))
     }
 
     fn take_pending(
@@ -631,19 +632,11 @@ impl Backend for LoginStore {
         id: &PendingId,
         now: u64,
     ) -> Result<Option<Record>, Error> {
-        match (self, lock) {
-            (LoginStore::File(s), LoginLock::File(l)) => Store::take_pending(s, l, id, now),
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.take_pending(l, id, now),
-            _ => Err(mismatch()),
-        }
+        with_lock!(self, lock as l, take_pending(l, id, now))
     }
 
     fn discard_pendings(&self, lock: &LoginLock) -> Result<usize, Error> {
-        match (self, lock) {
-            (LoginStore::File(s), LoginLock::File(l)) => Store::discard_pendings(s, l),
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.discard_pendings(l),
-            _ => Err(mismatch()),
-        }
+        with_lock!(self, lock as l, discard_pendings(l))
     }
 }
 
@@ -674,35 +667,19 @@ impl Manage for LoginStore {
     }
 
     fn discard_state(&self, lock: &LoginLock) -> Result<bool, Error> {
-        match (self, lock) {
-            (LoginStore::File(s), LoginLock::File(l)) => Store::discard_state(s, l),
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.discard_state(l),
-            _ => Err(mismatch()),
-        }
+        with_lock!(self, lock as l, discard_state(l))
     }
 
     fn archive(&self, lock: &LoginLock, now: u64) -> Result<Option<PathBuf>, Error> {
-        match (self, lock) {
-            (LoginStore::File(s), LoginLock::File(l)) => Store::archive(s, l, now),
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.archive(l, now),
-            _ => Err(mismatch()),
-        }
+        with_lock!(self, lock as l, archive(l, now))
     }
 
     fn restore(&self, lock: &LoginLock) -> Result<Option<PathBuf>, Error> {
-        match (self, lock) {
-            (LoginStore::File(s), LoginLock::File(l)) => Store::restore(s, l),
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.restore(l),
-            _ => Err(mismatch()),
-        }
+        with_lock!(self, lock as l, restore(l))
     }
 
     fn save_begun(&self, lock: &LoginLock, record: &Record) -> Result<PendingId, Error> {
-        match (self, lock) {
-            (LoginStore::File(s), LoginLock::File(l)) => Store::save_begun(s, l, record),
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.save_begun(l, record),
-            _ => Err(mismatch()),
-        }
+        with_lock!(self, lock as l, save_begun(l, record))
     }
 
     fn load_begun(
@@ -711,19 +688,11 @@ impl Manage for LoginStore {
         id: &PendingId,
         now: u64,
     ) -> Result<Option<Record>, Error> {
-        match (self, lock) {
-            (LoginStore::File(s), LoginLock::File(l)) => Store::load_begun(s, l, id, now),
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.load_begun(l, id, now),
-            _ => Err(mismatch()),
-        }
+        with_lock!(self, lock as l, load_begun(l, id, now))
     }
 
     fn discard_begun(&self, lock: &LoginLock) -> Result<usize, Error> {
-        match (self, lock) {
-            (LoginStore::File(s), LoginLock::File(l)) => Store::discard_begun(s, l),
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.discard_begun(l),
-            _ => Err(mismatch()),
-        }
+        with_lock!(self, lock as l, discard_begun(l))
     }
 }
 

@@ -138,6 +138,18 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) {
     file.write_all(bytes).expect("write");
 }
 
+/// `fleet init` on `a`, its key copied to `b` (root 0600, as the docs say), and both hosts'
+/// serve-store started.
+fn init_pair(a: &mut Host, b: &mut Host) {
+    a.cli_ok(&["fleet", "init"]);
+    write_private(
+        &b.key_file(),
+        &std::fs::read(a.key_file()).expect("read the fleet key"),
+    );
+    a.start_serve().expect("serve-store on a");
+    b.start_serve().expect("serve-store on b");
+}
+
 /// Lockout limits high enough that the races' replays never lock anyone out.
 const LOOSE_LOCKOUT: &str = "max_failures = 1000\nmax_failures_user = 10000\nwindow_secs = 60";
 
@@ -449,11 +461,7 @@ fn an_enrollment_at_login_on_one_host_is_the_fleets() {
     let policy = format!("enforce_users = [\"{USER}\"]\non_unenrolled = \"enroll\"");
     let mut a = Host::with_policy("fleet_enroll_a", "host-a", &db, LOOSE_LOCKOUT, &policy);
     let mut b = Host::with_policy("fleet_enroll_b", "host-b", &db, LOOSE_LOCKOUT, &policy);
-    a.cli_ok(&["fleet", "init"]);
-    let key = std::fs::read(a.key_file()).expect("read the fleet key");
-    write_private(&b.key_file(), &key);
-    a.start_serve().expect("serve-store on a");
-    b.start_serve().expect("serve-store on b");
+    init_pair(&mut a, &mut b);
 
     // The module shows a new key; a script types its code (oathtool), then Enter after the
     // emergency codes. pam_setcred stores the waiting enrollment: in the database.
@@ -814,13 +822,7 @@ fn a_two_step_login_on_one_host_opens_the_smb_gate_on_the_other() {
     };
     let mut a = host("fleet_gate_a", "host-a");
     let mut b = host("fleet_gate_b", "host-b");
-    a.cli_ok(&["fleet", "init"]);
-    write_private(
-        &b.key_file(),
-        &std::fs::read(a.key_file()).expect("read the fleet key"),
-    );
-    a.start_serve().expect("serve-store on a");
-    b.start_serve().expect("serve-store on b");
+    init_pair(&mut a, &mut b);
     a.env.enroll(USER, SECRET);
     b.env.add_secret(SECRET);
     let client = "198.51.100.20";
@@ -874,13 +876,7 @@ fn a_user_turns_two_step_on_in_self_service_on_one_host_and_it_holds_on_the_othe
     let db = Postgres::start("fleet_self");
     let mut a = Host::new("fleet_self_a", "host-a", &db, LOOSE_LOCKOUT);
     let mut b = Host::new("fleet_self_b", "host-b", &db, LOOSE_LOCKOUT);
-    a.cli_ok(&["fleet", "init"]);
-    write_private(
-        &b.key_file(),
-        &std::fs::read(a.key_file()).expect("read the fleet key"),
-    );
-    a.start_serve().expect("serve-store on a");
-    b.start_serve().expect("serve-store on b");
+    init_pair(&mut a, &mut b);
     let service = SelfService::start(&a.env);
     let user = TestUser::create("fleetself");
     let password = format!("{}\n", user.password());
