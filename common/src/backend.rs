@@ -27,7 +27,10 @@ pub trait Backend {
     fn load_seen(&self, user: &str) -> Result<Self::Seen, Error>;
     /// Blocks until this process holds `user`'s lock.
     fn lock(&self, user: &str) -> Result<Self::Lock, Error>;
-    /// The locked user's record, reusing `seen` if it is still current.
+    /// The locked user's record, reusing `seen` if it is still current. A store whose writes
+    /// are conditional on the version read (the fleet's, [`crate::remote`]) may return
+    /// `seen`'s record unchecked: a write based on it then fails with [`Error::Changed`],
+    /// writing nothing, if the record changed since.
     fn load_locked(&self, lock: &Self::Lock, seen: Self::Seen) -> Result<Option<Record>, Error>;
     /// Writes the whole record durably (enrollment changes, a used emergency code).
     fn save(&self, lock: &Self::Lock, record: &Record) -> Result<(), Error>;

@@ -42,6 +42,10 @@ pub enum Error {
     Bug(String),
     /// The kernel random source failed.
     Random,
+    /// A write based on a record read earlier, without the lock, found the record changed
+    /// since (the fleet store: another host or an admin wrote it). Not a failure: the login
+    /// decides again on the current record, under the lock ([`crate::login`]).
+    Changed,
 }
 
 impl fmt::Display for Error {
@@ -75,6 +79,7 @@ impl fmt::Display for Error {
                 f.write_str(why)
             }
             Error::Random => f.write_str("the system random number generator failed"),
+            Error::Changed => f.write_str("the record changed since it was read"),
         }
     }
 }

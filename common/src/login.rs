@@ -169,6 +169,18 @@ pub fn issue_email_code<B: Backend>(
     now: u64,
     seen: B::Seen,
 ) -> Result<EmailIssue, Error> {
+    decided_again::<B, _>(seen, |seen| {
+        issue_email_code_on(store, config, attempt, now, seen)
+    })
+}
+
+fn issue_email_code_on<B: Backend>(
+    store: &B,
+    config: &Config,
+    attempt: &Attempt<'_>,
+    now: u64,
+    seen: B::Seen,
+) -> Result<EmailIssue, Error> {
     let lock = store.lock(attempt.user)?;
     let Some(mut record) = store.load_locked(&lock, seen)? else {
         return Ok(EmailIssue::NotEnrolled);
@@ -232,6 +244,34 @@ pub fn email_not_sent<B: Backend>(
 /// less than a reboot takes), and losing failure counts at most restarts a lockout window.
 /// Docs: docs/reliability.md, "What is synced".
 pub fn verify<B: Backend>(
+    store: &B,
+    config: &Config,
+    attempt: &Attempt<'_>,
+    answer: &[u8],
+    now: u64,
+    seen: B::Seen,
+) -> Result<Outcome, Error> {
+    decided_again::<B, _>(seen, |seen| {
+        verify_on(store, config, attempt, answer, now, seen)
+    })
+}
+
+/// Runs `step` on `seen`, and once more on the record read under the lock when its write
+/// found the record changed since `seen` was read. The fleet store decides a login on the
+/// record read before the prompt and writes only if that is still the current one
+/// (docs/fleet.md); nothing was written when it answers [`Error::Changed`]. The file store
+/// never does (it reuses `seen` only after checking it under the lock).
+fn decided_again<B: Backend, T>(
+    seen: B::Seen,
+    mut step: impl FnMut(B::Seen) -> Result<T, Error>,
+) -> Result<T, Error> {
+    match step(seen) {
+        Err(Error::Changed) => step(B::Seen::default()),
+        other => other,
+    }
+}
+
+fn verify_on<B: Backend>(
     store: &B,
     config: &Config,
     attempt: &Attempt<'_>,

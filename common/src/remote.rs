@@ -9,9 +9,13 @@
 //! The wire ([`wire`]): every message is a frame, a 4-byte big-endian length and that many
 //! bytes, holding fields, each a 4-byte big-endian length and UTF-8 text. A request's first
 //! field is its verb; an answer's is `ok` or `err` (then one message). One connection is one
-//! login's conversation; `LOCK` begins the database transaction that holds the user's row
-//! lock, each write commits before it is answered (a login is accepted only once its use of a
-//! code is durable in the database), and `UNLOCK` (or the connection's end) ends it.
+//! login's conversation. A login reads with `GET` before the prompt, decides on that record,
+//! and writes with `PUTSTATE` (or `PUT`, a used emergency code): one statement conditional on
+//! the version `GET` read, committed before it is answered (a login is accepted only once its
+//! use of a code is durable in the database); `changed` means another host wrote the record
+//! since, and the login decides again under the lock. `LOCK` begins the database transaction
+//! that holds the user's row lock (and answers the record), each write under it commits
+//! before it is answered, and `UNLOCK` (or the connection's end) ends it.
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
@@ -113,6 +117,9 @@ struct Conn {
     timeout: std::time::Duration,
     /// A failed exchange leaves the stream out of step: nothing more is sent on it.
     broken: bool,
+    /// Counts the requests that set or clear the service's record read outside a lock
+    /// (`GET`, `LOCK`): a [`RemoteSeen`] is a write's basis only while it is the latest.
+    reads: u64,
 }
 
 impl Conn {
@@ -175,17 +182,31 @@ pub struct RemoteBackend {
     conn: Rc<RefCell<Conn>>,
 }
 
-/// Proof of the user's row lock in the database (the service's open transaction); `UNLOCK` is
-/// sent on drop.
+/// A user's lock on the fleet store. The row lock in the database (the service's open
+/// transaction) is taken by the first request that needs it; a login that decides on the
+/// record read before the prompt needs none ([`Mode::Seen`]). `UNLOCK` is sent on drop when
+/// the lock was taken.
 #[derive(Debug)]
 pub struct RemoteLock {
     user: String,
     conn: Rc<RefCell<Conn>>,
+    mode: std::cell::Cell<Mode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Nothing asked yet.
+    Unsent,
+    /// Deciding on the record `GET` read: writes are `PUT`/`PUTSTATE`, conditional on that
+    /// record's version, and answer [`Error::Changed`] if it is no longer the current one.
+    Seen,
+    /// The row lock is held (`LOCK` answered).
+    Held,
 }
 
 impl Drop for RemoteLock {
     fn drop(&mut self) {
-        if self.conn.borrow().stream.is_none() {
+        if self.mode.get() != Mode::Held || self.conn.borrow().stream.is_none() {
             return;
         }
         // Every write was committed when it was answered; this only ends the transaction (a
@@ -194,14 +215,20 @@ impl Drop for RemoteLock {
     }
 }
 
-/// What [`RemoteBackend::load_seen`] read. Never reused under the lock: another host may have
-/// changed the record meanwhile, so the locked load always asks the database again.
+/// What [`RemoteBackend::load_seen`] read: the basis of a login's decision and of its write
+/// (conditional on this record's version, checked by the database), while it is the last
+/// read on its connection.
 #[derive(Debug, Default)]
-pub struct RemoteSeen(Option<Record>);
+pub struct RemoteSeen {
+    record: Option<Record>,
+    user: String,
+    /// [`Conn::reads`] when it was read (0: nothing read).
+    read: u64,
+}
 
 impl Seen for RemoteSeen {
     fn record(&self) -> Option<&Record> {
-        self.0.as_ref()
+        self.record.as_ref()
     }
 }
 
@@ -215,6 +242,7 @@ impl RemoteBackend {
                 socket: config.socket.clone(),
                 timeout: config.timeout(),
                 broken: false,
+                reads: 0,
             })),
         }
     }
@@ -228,6 +256,33 @@ impl RemoteBackend {
             return Err(Error::Bug("a lock of another store connection".into()));
         }
         Ok(&lock.user)
+    }
+
+    /// Sends `LOCK` (which also answers the record) and parses what it found.
+    fn take_lock(&self, lock: &RemoteLock) -> Result<Option<Record>, Error> {
+        let user = self.owned(lock)?;
+        let fields = self.call(&["LOCK", user])?;
+        self.conn.borrow_mut().reads += 1;
+        lock.mode.set(Mode::Held);
+        self.parse_found(user, &fields)
+    }
+
+    /// The locked user, with the row lock taken if it is not yet (the requests other than a
+    /// login's write need it).
+    fn held<'a>(&self, lock: &'a RemoteLock) -> Result<&'a str, Error> {
+        if lock.mode.get() != Mode::Held {
+            self.take_lock(lock)?;
+        }
+        self.owned(lock)
+    }
+
+    /// A `PUT`/`PUTSTATE` answer: nothing, or `changed`.
+    fn put_answer(&self, fields: &wire::Fields) -> Result<(), Error> {
+        match fields.first().map(|f| f.as_str()) {
+            None => Ok(()),
+            Some("changed") => Err(Error::Changed),
+            Some(_) => Err(self.conn.borrow_mut().failed(Errno::EPROTO)),
+        }
     }
 
     /// `record` and `state` fields (or `none`) into a record of `user`.
@@ -262,22 +317,45 @@ impl Backend for RemoteBackend {
     fn load_seen(&self, user: &str) -> Result<RemoteSeen, Error> {
         crate::username::encode(user)?;
         let fields = self.call(&["GET", user])?;
-        Ok(RemoteSeen(self.parse_found(user, &fields)?))
-    }
-
-    fn lock(&self, user: &str) -> Result<RemoteLock, Error> {
-        crate::username::encode(user)?;
-        self.call(&["LOCK", user])?;
-        Ok(RemoteLock {
+        let read = {
+            let mut conn = self.conn.borrow_mut();
+            conn.reads += 1;
+            conn.reads
+        };
+        Ok(RemoteSeen {
+            record: self.parse_found(user, &fields)?,
             user: user.to_string(),
-            conn: Rc::clone(&self.conn),
+            read,
         })
     }
 
-    fn load_locked(&self, lock: &RemoteLock, _seen: RemoteSeen) -> Result<Option<Record>, Error> {
+    /// Sends nothing: the row lock is taken by the first request that needs it.
+    fn lock(&self, user: &str) -> Result<RemoteLock, Error> {
+        crate::username::encode(user)?;
+        Ok(RemoteLock {
+            user: user.to_string(),
+            conn: Rc::clone(&self.conn),
+            mode: std::cell::Cell::new(Mode::Unsent),
+        })
+    }
+
+    /// `seen`'s record itself when it is this user's and the last read on this connection
+    /// (the service keeps its version: the login's write is conditional on it, see
+    /// [`Mode::Seen`]); otherwise the record read under the row lock.
+    fn load_locked(&self, lock: &RemoteLock, seen: RemoteSeen) -> Result<Option<Record>, Error> {
         let user = self.owned(lock)?;
-        let fields = self.call(&["LOAD"])?;
-        self.parse_found(user, &fields)
+        let latest = seen.read != 0 && seen.read == self.conn.borrow().reads;
+        match lock.mode.get() {
+            Mode::Unsent if latest && seen.user == user && seen.record.is_some() => {
+                lock.mode.set(Mode::Seen);
+                Ok(seen.record)
+            }
+            Mode::Unsent | Mode::Seen => self.take_lock(lock),
+            Mode::Held => {
+                let fields = self.call(&["LOAD"])?;
+                self.parse_found(user, &fields)
+            }
+        }
     }
 
     fn save(&self, lock: &RemoteLock, record: &Record) -> Result<(), Error> {
@@ -285,6 +363,11 @@ impl Backend for RemoteBackend {
         check_owner(user, record)?;
         let text = record.to_file_text().map_err(text_error(user))?;
         let state = record.state_text().map_err(text_error(user))?;
+        if lock.mode.get() == Mode::Seen {
+            let fields = self.call(&["PUT", user, &text, &state])?;
+            return self.put_answer(&fields);
+        }
+        self.held(lock)?;
         self.call(&["SAVE", &text, &state]).map(drop)
     }
 
@@ -293,6 +376,11 @@ impl Backend for RemoteBackend {
         let user = self.owned(lock)?;
         check_owner(user, record)?;
         let state = record.state_text().map_err(text_error(user))?;
+        if lock.mode.get() == Mode::Seen {
+            let fields = self.call(&["PUTSTATE", user, &state])?;
+            return self.put_answer(&fields);
+        }
+        self.held(lock)?;
         self.call(&["STATE", &state]).map(drop)
     }
 
@@ -307,7 +395,7 @@ impl Backend for RemoteBackend {
     }
 
     fn save_pending(&self, lock: &RemoteLock, record: &Record) -> Result<PendingId, Error> {
-        let user = self.owned(lock)?;
+        let user = self.held(lock)?;
         check_owner(user, record)?;
         let text = record.to_full_text().map_err(text_error(user))?;
         let fields = self.call(&["PEND", &text])?;
@@ -323,7 +411,7 @@ impl Backend for RemoteBackend {
         id: &PendingId,
         now: u64,
     ) -> Result<Option<Record>, Error> {
-        let user = self.owned(lock)?;
+        let user = self.held(lock)?;
         let fields = self.call(&["TAKE", id.as_str()])?;
         let record = match fields.first().map(|f| f.as_str()) {
             Some("none") => return Ok(None),
@@ -337,7 +425,7 @@ impl Backend for RemoteBackend {
     }
 
     fn discard_pendings(&self, lock: &RemoteLock) -> Result<usize, Error> {
-        self.owned(lock)?;
+        self.held(lock)?;
         let fields = self.call(&["DISCARD"])?;
         self.count(&fields)
     }
@@ -392,25 +480,25 @@ impl Manage for RemoteBackend {
     }
 
     fn discard_state(&self, lock: &RemoteLock) -> Result<bool, Error> {
-        self.owned(lock)?;
+        self.held(lock)?;
         let fields = self.call(&["CLEARSTATE"])?;
         Ok(fields.first().is_some_and(|f| f.as_str() == "yes"))
     }
 
     fn archive(&self, lock: &RemoteLock, now: u64) -> Result<Option<PathBuf>, Error> {
-        self.owned(lock)?;
+        self.held(lock)?;
         let fields = self.call(&["ARCHIVE", &now.to_string()])?;
         self.place(&fields, "archived")
     }
 
     fn restore(&self, lock: &RemoteLock) -> Result<Option<PathBuf>, Error> {
-        self.owned(lock)?;
+        self.held(lock)?;
         let fields = self.call(&["RESTORE"])?;
         self.place(&fields, "restored")
     }
 
     fn save_begun(&self, lock: &RemoteLock, record: &Record) -> Result<PendingId, Error> {
-        let user = self.owned(lock)?;
+        let user = self.held(lock)?;
         check_owner(user, record)?;
         let text = record.to_full_text().map_err(text_error(user))?;
         let fields = self.call(&["BEGIN", &text])?;
@@ -426,7 +514,7 @@ impl Manage for RemoteBackend {
         id: &PendingId,
         now: u64,
     ) -> Result<Option<Record>, Error> {
-        let user = self.owned(lock)?;
+        let user = self.held(lock)?;
         let fields = self.call(&["BEGUN", id.as_str(), &now.to_string()])?;
         match fields.first().map(|f| f.as_str()) {
             Some("none") => Ok(None),
@@ -438,7 +526,7 @@ impl Manage for RemoteBackend {
     }
 
     fn discard_begun(&self, lock: &RemoteLock) -> Result<usize, Error> {
-        self.owned(lock)?;
+        self.held(lock)?;
         let fields = self.call(&["UNBEGIN"])?;
         self.count(&fields)
     }
@@ -602,7 +690,13 @@ impl Backend for LoginStore {
                 };
                 s.load_locked_seen(l, seen)
             }
-            (LoginStore::Remote(r), LoginLock::Remote(l)) => r.load_locked(l, RemoteSeen(None)),
+            (LoginStore::Remote(r), LoginLock::Remote(l)) => {
+                let seen = match seen {
+                    LoginSeen::Remote(seen) => seen,
+                    _ => RemoteSeen::default(),
+                };
+                r.load_locked(l, seen)
+            }
             _ => Err(mismatch()),
         }
     }

@@ -164,7 +164,7 @@ fn fleet_with(name: &str, lockout: &str) -> (Postgres, Host, Host, Vec<String>) 
     let mut b = Host::new(&format!("{name}_b"), "host-b", &db, lockout);
     let init = a.cli_ok(&["fleet", "init"]);
     assert!(init.contains("created the fleet key"), "{init}");
-    assert!(init.contains("schema version 2: created"), "{init}");
+    assert!(init.contains("schema version 3: created"), "{init}");
     // The key goes to the other host as the docs say: the same 32 bytes, root 0600.
     let key = std::fs::read(a.key_file()).expect("read the fleet key");
     assert_eq!(key.len(), 32);
@@ -785,6 +785,8 @@ fn init_upgrades_a_version_1_schema_and_the_service_waits_for_it() {
     // Back to what version 1 had.
     db.psql(
         "DROP TABLE twostep_archive; ALTER TABLE twostep_pending DROP COLUMN kind; \
+         ALTER TABLE twostep_records ALTER COLUMN version SET DEFAULT 1; \
+         DROP SEQUENCE twostep_versions; \
          UPDATE twostep_meta SET value = '1' WHERE key = 'schema_version'",
     );
     let refused = a.start_serve().expect_err("serve-store on an old schema");
@@ -798,6 +800,27 @@ fn init_upgrades_a_version_1_schema_and_the_service_waits_for_it() {
     a.cli_ok(&["reset", USER]);
     a.cli_ok(&["restore", USER]);
     a.login(&totp(SECRET, T), T).assert_result("PAM_SUCCESS");
+
+    // Version 2 had no version sequence: a record written there at version 7 keeps its
+    // version, and the sequence starts above it (a version is never seen twice).
+    a.stop_serve();
+    db.psql(
+        "ALTER TABLE twostep_records ALTER COLUMN version SET DEFAULT 1; \
+         DROP SEQUENCE twostep_versions; UPDATE twostep_records SET version = 7; \
+         UPDATE twostep_meta SET value = '2' WHERE key = 'schema_version'",
+    );
+    let out = a.cli_ok(&["fleet", "init"]);
+    assert!(out.contains("upgraded from version 2"), "{out}");
+    a.start_serve()
+        .expect("serve-store after the second upgrade");
+    let t = T + 30;
+    a.login(&totp(SECRET, t), t).assert_result("PAM_SUCCESS");
+    let version: i64 = db
+        .psql("SELECT version FROM twostep_records WHERE username = 'daemon'")
+        .trim()
+        .parse()
+        .expect("a version");
+    assert!(version > 7, "version {version} after an upgrade from 7");
 }
 
 #[test]
@@ -935,4 +958,97 @@ fn a_user_turns_two_step_on_in_self_service_on_one_host_and_it_holds_on_the_othe
     let login = b.env.login(user.name(), &[], t);
     login.assert_result("PAM_PERM_DENIED").assert_no_prompt();
     a.env.assert_logs_clean(&[&secret]);
+}
+
+/// An executable `--answer-exec` program in `host`'s directory: runs `script` (sh) while the
+/// login waits at its prompt, then types `code`.
+fn at_the_prompt(host: &Host, name: &str, script: &str, code: &str) -> PathBuf {
+    let path = host.env.dir().join(name);
+    let text = format!("#!/bin/sh\nset -e\n{script}\necho {code}\n");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .open(&path)
+        .expect("create the answer program");
+    file.write_all(text.as_bytes()).expect("write it");
+    path
+}
+
+/// A shell word of `arg` (single quotes).
+fn sh_word(arg: &std::ffi::OsStr) -> String {
+    format!("'{}'", arg.to_string_lossy().replace('\'', r"'\''"))
+}
+
+/// A login decides on the record read before its prompt and writes only if that is still the
+/// current one (serve-store's PUTSTATE). What another host, or an admin, writes while it waits
+/// at the prompt makes it decide again under the lock: never a code accepted twice, never a
+/// code of a key that was replaced, and no spurious failure of a good code.
+#[test]
+fn a_login_decides_again_when_the_record_changed_at_its_prompt() {
+    let (_db, a, b, _codes) = fleet("fleet_changed");
+    let drive = sh_word(paths::pam_drive().as_os_str());
+    let b_login = |code: &str, t: i64, out: &str| {
+        let args = b.env.attempt(USER).answers(&[code]).time(t).args();
+        let args: Vec<String> = args.iter().map(|a| sh_word(a)).collect();
+        format!(
+            "{drive} {} > {} 2>&1 || true",
+            args.join(" "),
+            b.env.dir().join(out).display()
+        )
+    };
+    let b_result = |out: &str| std::fs::read_to_string(b.env.dir().join(out)).unwrap_or_default();
+
+    // The same code used on b while a waits at the prompt: a's answer is a replay.
+    let code = totp(SECRET, T);
+    let script = b_login(&code, T, "b1.out");
+    let program = at_the_prompt(&a, "replay.sh", &script, &code);
+    let login = a.env.attempt(USER).answer_exec(&program).time(T).run();
+    assert!(
+        b_result("b1.out").contains("RESULT: PAM_SUCCESS"),
+        "{}",
+        b_result("b1.out")
+    );
+    login.assert_result("PAM_AUTH_ERR");
+
+    // Another host's login of an earlier step meanwhile does not fail a good code here.
+    let earlier = totp(SECRET, T + 30);
+    let later = totp(SECRET, T + 60);
+    let script = b_login(&earlier, T + 30, "b2.out");
+    let program = at_the_prompt(&a, "good.sh", &script, &later);
+    let login = a.env.attempt(USER).answer_exec(&program).time(T + 60).run();
+    assert!(
+        b_result("b2.out").contains("RESULT: PAM_SUCCESS"),
+        "{}",
+        b_result("b2.out")
+    );
+    login.assert_result("PAM_SUCCESS");
+    assert!(
+        !login.logs.iter().any(|l| l.contains("error")),
+        "{:?}",
+        login.logs
+    );
+
+    // Reset and enrolled again with a new key on b while a waits: the old key's code is
+    // refused (the new record is never taken for the one read before the prompt), the new
+    // key's works.
+    const NEW_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    a.env.add_secret(NEW_SECRET);
+    b.env.add_secret(NEW_SECRET);
+    let cli = sh_word(paths::cli().as_os_str());
+    let config = sh_word(b.env.config_path().as_os_str());
+    let script = format!(
+        "{cli} --config {config} reset {USER} > /dev/null\n\
+         echo {NEW_SECRET} | {cli} --config {config} enroll {USER} --secret-stdin --yes > /dev/null"
+    );
+    let old = totp(SECRET, T + 90);
+    let program = at_the_prompt(&a, "reenroll.sh", &script, &old);
+    let login = a.env.attempt(USER).answer_exec(&program).time(T + 90).run();
+    login.assert_result("PAM_AUTH_ERR");
+    let t = T + 120;
+    a.login(&totp(NEW_SECRET, t), t)
+        .assert_result("PAM_SUCCESS");
+
+    a.env.assert_logs_clean(&[SECRET, NEW_SECRET]);
+    b.env.assert_logs_clean(&[SECRET, NEW_SECRET]);
 }

@@ -180,7 +180,7 @@ fn tls_verify_full_with_the_right_ca_works_for_the_cli_and_logins() {
     host.set_store(&store(&db, "localhost", "verify-full", &ca));
 
     let init = host.cli_ok(&["fleet", "init"]);
-    assert!(init.contains("schema version 2: created"), "{init}");
+    assert!(init.contains("schema version 3: created"), "{init}");
     let codes = enroll_locally(&host.env, USER, SECRET);
     assert!(!codes.is_empty());
     let imported = host.cli_ok(&["fleet", "import"]);
@@ -289,7 +289,7 @@ fn tls_plain_text_to_a_hostssl_only_server_is_refused() {
     // The same server over TLS (require: encrypted, certificate not checked) lets it in.
     host.set_store(&store(&db, "127.0.0.1", "require", &ca));
     let init = host.cli_ok(&["fleet", "init"]);
-    assert!(init.contains("schema version 2: created"), "{init}");
+    assert!(init.contains("schema version 3: created"), "{init}");
 }
 
 #[test]

@@ -10,9 +10,11 @@
 //! `twostep_locks` holds the row each login locks (`SELECT … FOR UPDATE`), present or not a
 //! record, so that logins of one user serialize across the fleet.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement, Transaction};
 use twostep_common::record::{Record, SecretString};
 use twostep_common::securefs::{self, Access};
 use twostep_common::store_config::{SslMode, StoreConfig};
@@ -20,7 +22,7 @@ use zeroize::Zeroizing;
 
 use super::seal::FleetKey;
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// Stands for the sealed key in `record` (valid base32, so the text still parses).
 pub const SEALED_SECRET: &str = "SEALEDSEALEDSEALEDSEALEDSEALEDSE";
 pub const SEALED_EMAIL: &str = "(sealed)";
@@ -67,6 +69,17 @@ CREATE TABLE IF NOT EXISTS twostep_archive (
 );
 CREATE INDEX IF NOT EXISTS twostep_archive_user ON twostep_archive (username, seq);
 ALTER TABLE twostep_pending ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'login';
+";
+
+/// Version 3: `version` values come from one sequence, so a version is never seen twice for a
+/// user, even across a reset and a new enrollment (a record deleted and inserted again would
+/// otherwise start at 1 again, and a write based on a read of the old record could pass the
+/// new one's version check). serve-store's writes based on a read before the prompt
+/// (`PUTSTATE`, `PUT`) rely on it. The sequence starts above every version already there.
+const SCHEMA_V3: &str = "
+CREATE SEQUENCE IF NOT EXISTS twostep_versions;
+SELECT setval('twostep_versions', GREATEST((SELECT max(version) FROM twostep_records), 0) + 1);
+ALTER TABLE twostep_records ALTER COLUMN version SET DEFAULT nextval('twostep_versions');
 ";
 
 /// Connects as `[store]` says, with its timeout for connecting and for every statement and
@@ -146,6 +159,7 @@ pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, 
         .map(|row| row.get::<_, String>(0));
     let done = match version.as_deref() {
         None => {
+            tx.batch_execute(SCHEMA_V3).map_err(db)?;
             let check = twostep_common::random::hex(&key.seal("key_check", "", KEY_CHECK)?);
             tx.execute(
                 "INSERT INTO twostep_meta (key, value) VALUES ('schema_version', $1), \
@@ -156,14 +170,20 @@ pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, 
             "created"
         }
         Some(v) if v == SCHEMA_VERSION.to_string() => "up to date",
-        // Version 1's tables are version 2's; SCHEMA_V2 (above) added the rest.
-        Some("1") => {
+        // Version 1's tables are version 2's (SCHEMA_V2, above, added the rest); version 3
+        // adds the version sequence.
+        Some(from @ ("1" | "2")) => {
+            tx.batch_execute(SCHEMA_V3).map_err(db)?;
             tx.execute(
                 "UPDATE twostep_meta SET value = $1 WHERE key = 'schema_version'",
                 &[&SCHEMA_VERSION.to_string()],
             )
             .map_err(db)?;
-            "upgraded from version 1"
+            if from == "1" {
+                "upgraded from version 1"
+            } else {
+                "upgraded from version 2"
+            }
         }
         Some(v) => {
             return Err(format!(
@@ -224,6 +244,109 @@ fn check_key(client: &mut impl postgres::GenericClient, key: &FleetKey) -> Resul
     }
 }
 
+/// What the row functions below run their statements on: a client or a transaction (the
+/// CLI's fleet commands: each statement is prepared when it runs, two round trips), or
+/// serve-store's [`Db`], which prepares each statement once per connection (one round trip
+/// for each of a login's statements).
+pub trait Sql {
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error>;
+}
+
+impl Sql for Client {
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        Client::query_opt(self, sql, params)
+    }
+}
+
+impl Sql for Transaction<'_> {
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        Transaction::query_opt(self, sql, params)
+    }
+}
+
+/// A database connection with the statements it has prepared.
+pub struct Db {
+    pub client: Client,
+    prepared: HashMap<&'static str, Statement>,
+}
+
+impl Db {
+    pub fn new(client: Client) -> Db {
+        Db {
+            client,
+            prepared: HashMap::new(),
+        }
+    }
+
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    pub fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query(&statement, params)
+    }
+
+    pub fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_one(&statement, params)
+    }
+
+    pub fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.execute(&statement, params)
+    }
+
+    /// Runs `sql` (no parameters) with the simple protocol: BEGIN, COMMIT, ROLLBACK.
+    pub fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.client.batch_execute(sql)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+impl Sql for Db {
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_opt(&statement, params)
+    }
+}
+
 /// A record as its row holds it.
 #[derive(Debug)]
 pub struct Stored {
@@ -233,11 +356,7 @@ pub struct Stored {
 }
 
 /// Reads `user`'s record, unsealed, with its login state applied.
-pub fn read(
-    client: &mut impl postgres::GenericClient,
-    key: &FleetKey,
-    user: &str,
-) -> Result<Option<Stored>, String> {
+pub fn read(client: &mut impl Sql, key: &FleetKey, user: &str) -> Result<Option<Stored>, String> {
     let row = client
         .query_opt(
             "SELECT record, totp_secret, email, state, last_step, version FROM twostep_records \
@@ -327,7 +446,7 @@ pub fn step_of(record: &Record) -> i64 {
 
 /// Inserts a new row for `record`; `None` when one exists already.
 pub fn insert(
-    client: &mut impl postgres::GenericClient,
+    client: &mut impl Sql,
     sealed: &Sealed,
     user: &str,
     host_id: &str,
@@ -355,53 +474,86 @@ pub fn insert(
 /// `state_only`). When the write accepts a TOTP step later than `loaded_step`, it is also
 /// conditional on the database's `last_step` being earlier: a step is accepted once in the
 /// fleet. The new version, or `None` when the row changed (or the step was used) meanwhile.
+///
+/// `unlocked`: the caller does not hold the user's row lock (serve-store's `PUTSTATE`): the
+/// statement takes it for its own short transaction, so that it waits for a host deciding
+/// under the lock and never changes a record under it. Without a lock row (a record that
+/// `fleet import` wrote) it writes nothing and says so like a changed row.
+#[allow(clippy::too_many_arguments)]
 pub fn update(
-    client: &mut impl postgres::GenericClient,
+    client: &mut impl Sql,
     sealed: &Sealed,
     user: &str,
     host_id: &str,
     version: i64,
     loaded_step: i64,
     state_only: bool,
+    unlocked: bool,
 ) -> Result<Option<i64>, String> {
+    // Eight fixed statements (taking the row lock or not; whole record or state; accepting a
+    // step or not), so that each is prepared once.
+    macro_rules! update {
+        ($with:literal, $set:literal, $condition:literal, $locked:literal) => {
+            concat!(
+                $with,
+                "UPDATE twostep_records SET state = $2, last_step = GREATEST(last_step, $4), \
+                 host_id = $5, version = nextval('twostep_versions'), updated = now()",
+                $set,
+                " WHERE username = $1 AND version = $3",
+                $condition,
+                $locked,
+                " RETURNING version"
+            )
+        };
+        ($set:literal, $condition:literal) => {
+            if unlocked {
+                update!(
+                    "WITH l AS (SELECT 1 FROM twostep_locks WHERE username = $1 FOR UPDATE) ",
+                    $set,
+                    $condition,
+                    " AND EXISTS (SELECT 1 FROM l)"
+                )
+            } else {
+                update!("", $set, $condition, "")
+            }
+        };
+    }
     let accepts = sealed.last_step > loaded_step;
-    let step_condition = if accepts { "AND last_step < $4" } else { "" };
-    let sql_state = format!(
-        "UPDATE twostep_records SET state = $2, last_step = GREATEST(last_step, $4), \
-         host_id = $5, version = version + 1, updated = now() \
-         WHERE username = $1 AND version = $3 {step_condition} RETURNING version"
-    );
+    let common: [&(dyn ToSql + Sync); 5] = [
+        &user,
+        &sealed.state.as_str(),
+        &version,
+        &sealed.last_step,
+        &host_id,
+    ];
     let row = if state_only {
-        client.query_opt(
-            &sql_state,
-            &[
-                &user,
-                &sealed.state.as_str(),
-                &version,
-                &sealed.last_step,
-                &host_id,
-            ],
-        )
+        let sql = if accepts {
+            update!("", " AND last_step < $4")
+        } else {
+            update!("", "")
+        };
+        client.query_opt(sql, &common)
     } else {
-        let sql = format!(
-            "UPDATE twostep_records SET state = $2, last_step = GREATEST(last_step, $4), \
-             host_id = $5, version = version + 1, updated = now(), record = $6, \
-             totp_secret = $7, email = $8 \
-             WHERE username = $1 AND version = $3 {step_condition} RETURNING version"
-        );
-        client.query_opt(
-            &sql,
-            &[
-                &user,
-                &sealed.state.as_str(),
-                &version,
-                &sealed.last_step,
-                &host_id,
-                &sealed.text.as_str(),
-                &sealed.secret,
-                &sealed.email,
-            ],
-        )
+        let sql = if accepts {
+            update!(
+                ", record = $6, totp_secret = $7, email = $8",
+                " AND last_step < $4"
+            )
+        } else {
+            update!(", record = $6, totp_secret = $7, email = $8", "")
+        };
+        let text = sealed.text.as_str();
+        let whole: [&(dyn ToSql + Sync); 8] = [
+            common[0],
+            common[1],
+            common[2],
+            common[3],
+            common[4],
+            &text,
+            &sealed.secret,
+            &sealed.email,
+        ];
+        client.query_opt(sql, &whole)
     };
     row.map(|row| row.map(|r| r.get(0)))
         .map_err(|e| pg_error(&e))

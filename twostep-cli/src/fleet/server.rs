@@ -2,15 +2,21 @@
 //! PostgreSQL database (docs/fleet.md). It listens on a Unix socket (systemd's, LISTEN_FDS, or
 //! bound here, root only), accepts uid-0 peers only (SO_PEERCRED), and serves each connection
 //! (one login's conversation, `common/src/remote.rs`) on its own thread with a database
-//! connection from a small pool.
+//! connection from a small pool, each connection preparing a statement once.
+//!
+//! A login's answer is decided on the record `GET` read before the prompt, and written with
+//! `PUTSTATE` (or `PUT`): one statement, in a transaction of its own, conditional on the
+//! version read (versions come from one sequence and never repeat) and, for a TOTP step, on
+//! `last_step` being earlier ([`db::update`]). If the row changed since, the answer is
+//! `changed` and the login decides again under the lock.
 //!
 //! `LOCK` begins a transaction and takes the user's row in `twostep_locks` with `SELECT … FOR
-//! UPDATE`, so the logins of one user serialize across all hosts. Every write is conditional
-//! on the version read under that lock (and a TOTP step's acceptance also on `last_step`
-//! being earlier, [`db::update`]), and commits before it is answered: a login is accepted only
-//! once its use of a code is in the database. The row lock is taken again by the next request
-//! that needs it (most logins send only `UNLOCK`); `UNLOCK`, or the connection's end, ends
-//! what is open with a rollback (nothing uncommitted is ever in it).
+//! UPDATE`, so that what is decided under it serializes with every host, and answers the
+//! record. Every write under it is conditional on the version read there too, and commits
+//! before it is answered: a login is accepted only once its use of a code is in the database.
+//! The row lock is taken again by the next request that needs it (most send only `UNLOCK`);
+//! `UNLOCK`, or the connection's end, ends what is open with a rollback (nothing uncommitted
+//! is ever in it).
 
 use crate::error::CliError;
 use std::io::ErrorKind;
@@ -22,7 +28,6 @@ use std::time::Duration;
 
 use clap::Args;
 use nix::sys::socket::{getsockopt, sockopt};
-use postgres::Client;
 use twostep_common::audit::{Level, Sink, Syslog, field};
 use twostep_common::config::Config;
 use twostep_common::record::Record;
@@ -32,7 +37,7 @@ use twostep_common::store_config::{Backend, StoreConfig};
 use twostep_common::username;
 use zeroize::Zeroizing;
 
-use super::db;
+use super::db::{self, Db, Sql};
 use super::seal::FleetKey;
 
 /// Connections served at once; more are answered with an error at once.
@@ -61,7 +66,7 @@ struct Inner {
     store: StoreConfig,
     host_id: String,
     key: FleetKey,
-    pool: Mutex<Vec<Client>>,
+    pool: Mutex<Vec<Db>>,
     connections: AtomicUsize,
     log_socket: PathBuf,
     foreground: bool,
@@ -77,7 +82,7 @@ impl Inner {
 
     /// A pooled database connection, or a new one (whose schema and key are checked).
     /// Also whether it was an idle one (which may have died with a database restart).
-    fn take_db(&self) -> Result<(Client, bool), String> {
+    fn take_db(&self) -> Result<(Db, bool), String> {
         while let Some(client) = self.pool.lock().map_err(|_| "pool poisoned")?.pop() {
             if !client.is_closed() {
                 return Ok((client, true));
@@ -85,10 +90,10 @@ impl Inner {
         }
         let mut client = db::connect(&self.store)?;
         db::check_schema(&mut client, &self.key)?;
-        Ok((client, false))
+        Ok((Db::new(client), false))
     }
 
-    fn give_back(&self, client: Client) {
+    fn give_back(&self, client: Db) {
         if client.is_closed() {
             return;
         }
@@ -126,7 +131,7 @@ pub fn run(config_path: &Path, args: &ServeStoreArgs) -> Result<(), CliError> {
                 inner.log(Level::Error, &format!("fleet store not started: {e}"));
                 return Err(CliError::Fleet(e));
             }
-            inner.give_back(client);
+            inner.give_back(Db::new(client));
         }
         Err(e) => inner.log(
             Level::Warning,
@@ -176,6 +181,7 @@ fn accept(inner: &Arc<Inner>, stream: UnixStream) {
                 db: None,
                 reused: false,
                 locked: None,
+                seen: None,
             };
             conn.serve(&stream);
             conn.finish();
@@ -190,10 +196,12 @@ fn accept(inner: &Arc<Inner>, stream: UnixStream) {
 struct Conn<'a> {
     inner: &'a Inner,
     /// Held while locked; otherwise taken for a request and given back.
-    db: Option<Client>,
+    db: Option<Db>,
     /// Whether `db` came idle from the pool.
     reused: bool,
     locked: Option<Locked>,
+    /// What the last `GET` read, outside a lock: the basis of a `PUT` or `PUTSTATE`.
+    seen: Option<(String, Loaded)>,
 }
 
 struct Locked {
@@ -211,6 +219,23 @@ struct Loaded {
     record: Option<Record>,
     version: i64,
     last_step: i64,
+}
+
+impl From<Option<db::Stored>> for Loaded {
+    fn from(found: Option<db::Stored>) -> Loaded {
+        match found {
+            Some(s) => Loaded {
+                record: Some(s.record),
+                version: s.version,
+                last_step: s.last_step,
+            },
+            None => Loaded {
+                record: None,
+                version: 0,
+                last_step: 0,
+            },
+        }
+    }
 }
 
 type Answer = Result<Vec<Zeroizing<String>>, String>;
@@ -292,13 +317,13 @@ impl Conn<'_> {
             return;
         }
         if let Some(client) = self.db.as_mut() {
-            if client.batch_execute("ROLLBACK").is_err() {
+            if client.batch("ROLLBACK").is_err() {
                 self.db = None;
             }
         }
     }
 
-    fn db(&mut self) -> Result<&mut Client, String> {
+    fn db(&mut self) -> Result<&mut Db, String> {
         if self.db.is_none() {
             let (client, reused) = self.inner.take_db()?;
             self.db = Some(client);
@@ -316,12 +341,9 @@ impl Conn<'_> {
                 let user = arg(0)?;
                 username::encode(user).map_err(|e| e.to_string())?;
                 let first = self.unlocked(verb, user);
-                let dead = self.db.as_ref().is_none_or(Client::is_closed);
-                if first.is_err() && self.reused && dead && self.locked.is_none() {
-                    // An idle connection that died with a database restart (not a timeout on
-                    // a live one): these requests only read, or begin a transaction that died
-                    // with the connection, so they are tried once more on a new connection.
-                    self.db = None;
+                if first.is_err() && self.retry_on_new_connection() {
+                    // These requests only read, or begin a transaction that died with the
+                    // connection.
                     return self.unlocked(verb, user);
                 }
                 first
@@ -331,6 +353,20 @@ impl Conn<'_> {
             "LOAD" => self.load(),
             "SAVE" => self.save(arg(0)?, arg(1)?),
             "STATE" => self.save_state(arg(0)?),
+            "PUT" | "PUTSTATE" => {
+                let user = arg(0)?;
+                let (state, text) = match verb {
+                    "PUT" => (arg(2)?, Some(arg(1)?)),
+                    _ => (arg(1)?, None),
+                };
+                let first = self.put(user, state, text);
+                if first.is_err() && self.retry_on_new_connection() {
+                    // Safe to send again: the write is conditional on the version read, so
+                    // if the first one did commit, this one answers `changed`.
+                    return self.put(user, state, text);
+                }
+                first
+            }
             "PEND" => self.pend(arg(0)?),
             "TAKE" => self.take(arg(0)?),
             "DISCARD" => self.discard(),
@@ -352,13 +388,29 @@ impl Conn<'_> {
         }
     }
 
+    /// After a failed request outside a lock: whether it failed on an idle connection that
+    /// died with a database restart (not a timeout on a live one), which is then dropped so
+    /// that the request can be tried once more on a new connection.
+    fn retry_on_new_connection(&mut self) -> bool {
+        let dead = self.db.as_ref().is_none_or(Db::is_closed);
+        if self.reused && dead && self.locked.is_none() {
+            self.db = None;
+            return true;
+        }
+        false
+    }
+
     /// The requests outside a lock: a read, or taking the lock.
     fn unlocked(&mut self, verb: &str, user: &str) -> Answer {
         match verb {
             "GET" => {
                 let inner = self.inner;
                 let found = db::read(self.db()?, &inner.key, user)?;
-                found_answer(found.map(|s| s.record).as_ref())
+                let answer = found_answer(found.as_ref().map(|s| &s.record));
+                if self.locked.is_none() {
+                    self.seen = Some((user.to_string(), Loaded::from(found)));
+                }
+                answer
             }
             "HAS" => {
                 let row = self
@@ -374,17 +426,19 @@ impl Conn<'_> {
         }
     }
 
+    /// Takes the row lock and answers the record as `LOAD` does (a login needs both).
     fn lock(&mut self, user: &str) -> Answer {
         if self.locked.is_some() {
             return Err("a lock is already held on this connection".into());
         }
+        self.seen = None;
         take_row_lock(self.db()?, user)?;
         self.locked = Some(Locked {
             user: user.to_string(),
             in_transaction: true,
             loaded: None,
         });
-        ok(&[])
+        self.load()
     }
 
     /// The locked user, with the row lock held again if a commit ended its transaction.
@@ -408,29 +462,10 @@ impl Conn<'_> {
         let inner = self.inner;
         let found = db::read(self.db()?, &inner.key, &user)?;
         let answer = found_answer(found.as_ref().map(|s| &s.record));
-        let loaded = match found {
-            Some(s) => Loaded {
-                record: Some(s.record),
-                version: s.version,
-                last_step: s.last_step,
-            },
-            None => Loaded {
-                record: None,
-                version: 0,
-                last_step: 0,
-            },
-        };
         if let Some(locked) = self.locked.as_mut() {
-            locked.loaded = Some(loaded);
+            locked.loaded = Some(Loaded::from(found));
         }
         answer
-    }
-
-    fn loaded(&self) -> Result<&Loaded, String> {
-        self.locked
-            .as_ref()
-            .and_then(|l| l.loaded.as_ref())
-            .ok_or_else(|| "write without a locked read (LOAD) first".to_string())
     }
 
     fn save(&mut self, file_text: &str, state: &str) -> Answer {
@@ -448,7 +483,7 @@ impl Conn<'_> {
     fn save_state(&mut self, state: &str) -> Answer {
         let user = self.user()?;
         let mut record = self
-            .loaded()?
+            .basis(&user)?
             .record
             .clone()
             .ok_or("no record to save the login state of")?;
@@ -456,10 +491,33 @@ impl Conn<'_> {
         self.write(&user, &record, true)
     }
 
-    /// Writes, commits, and takes the row lock again.
+    /// What a write of `user`'s record is conditional on: under the lock, what `LOCK` or `LOAD`
+    /// read; without it, what the last `GET` read of `user`.
+    fn basis(&self, user: &str) -> Result<&Loaded, String> {
+        match (&self.locked, &self.seen) {
+            (Some(locked), _) => locked
+                .loaded
+                .as_ref()
+                .ok_or_else(|| "write without a locked read (LOAD) first".to_string()),
+            (None, Some((seen_user, loaded))) if seen_user == user => Ok(loaded),
+            (None, _) => Err("write without a lock or a read of this user first".into()),
+        }
+    }
+
+    fn basis_mut(&mut self) -> Option<&mut Loaded> {
+        match self.locked.as_mut() {
+            Some(locked) => locked.loaded.as_mut(),
+            None => self.seen.as_mut().map(|(_, loaded)| loaded),
+        }
+    }
+
+    /// Writes `record` conditional on its [`basis`](Self::basis): under the lock, then
+    /// commits (the lock is taken again by the next request that needs it); without it, in a
+    /// transaction of its own, answering `changed` when the row is not the one read.
     fn write(&mut self, user: &str, record: &Record, state_only: bool) -> Answer {
+        let locked = self.locked.is_some();
         let (version, loaded_step, existed, loaded_login) = {
-            let loaded = self.loaded()?;
+            let loaded = self.basis(user)?;
             let login = loaded
                 .record
                 .as_ref()
@@ -472,6 +530,9 @@ impl Conn<'_> {
                 login,
             )
         };
+        if !locked && !existed {
+            return Err("a new record is written under the lock only".into());
+        }
         let inner = self.inner;
         // A login that this write records happened on this host (`twostep status` shows it).
         let mut record = record.clone();
@@ -492,22 +553,30 @@ impl Conn<'_> {
                 version,
                 loaded_step,
                 state_only,
+                !locked,
             )?
         } else {
             db::insert(client, &sealed, user, &inner.host_id)?
         };
         let Some(new_version) = written else {
+            if !locked {
+                // Another host (or an admin) changed the record since it was read: the login
+                // decides again on the current one, under the lock.
+                return ok(&["changed"]);
+            }
             return Err(
                 "the record changed in the fleet database meanwhile (a code used on another \
                  host?): refusing"
                     .into(),
             );
         };
-        client.batch_execute("COMMIT").map_err(pg)?;
+        if locked {
+            client.batch("COMMIT").map_err(pg)?;
+        }
         if let Some(locked) = self.locked.as_mut() {
             locked.in_transaction = false;
         }
-        if let Some(loaded) = self.locked.as_mut().and_then(|l| l.loaded.as_mut()) {
+        if let Some(loaded) = self.basis_mut() {
             loaded.version = new_version;
             loaded.last_step = loaded.last_step.max(db::step_of(record));
             loaded.record = Some(record.clone());
@@ -515,10 +584,31 @@ impl Conn<'_> {
         ok(&[])
     }
 
+    /// `PUT`/`PUTSTATE`: a login's write based on what `GET` read before the prompt, without
+    /// the row lock. One conditional statement (on the version read, and for a TOTP step on
+    /// `last_step`) decides, as under the lock; a login then needs one request after the
+    /// prompt instead of three. `file_text`: the whole record (an emergency code used), else
+    /// the login state only.
+    fn put(&mut self, user: &str, state: &str, file_text: Option<&str>) -> Answer {
+        if self.locked.is_some() {
+            return Err("PUT under a lock (SAVE and STATE write there)".into());
+        }
+        let mut record = match file_text {
+            Some(text) => Record::parse(text, user).map_err(|e| e.to_string())?,
+            None => self
+                .basis(user)?
+                .record
+                .clone()
+                .ok_or("no record to save the login state of")?,
+        };
+        record.apply_state(state).map_err(|e| e.to_string())?;
+        self.write(user, &record, file_text.is_none())
+    }
+
     /// Commits what the request wrote (the lock is taken again by the next request that
     /// needs it, see [`Locked::in_transaction`]).
     fn commit(&mut self) -> Result<(), String> {
-        self.db()?.batch_execute("COMMIT").map_err(pg)?;
+        self.db()?.batch("COMMIT").map_err(pg)?;
         if let Some(locked) = self.locked.as_mut() {
             locked.in_transaction = false;
         }
@@ -640,7 +730,8 @@ impl Conn<'_> {
         let n = self
             .db()?
             .execute(
-                "UPDATE twostep_records SET state = '', version = version + 1, updated = now() \
+                "UPDATE twostep_records SET state = '', version = nextval('twostep_versions'), \
+                 updated = now() \
                  WHERE username = $1",
                 &[&user],
             )
@@ -794,9 +885,9 @@ impl Conn<'_> {
 
 /// Begins a transaction holding `user`'s row lock (the row is created the first time; after
 /// that one statement takes it).
-fn take_row_lock(client: &mut Client, user: &str) -> Result<(), String> {
+fn take_row_lock(client: &mut Db, user: &str) -> Result<(), String> {
     const SELECT: &str = "SELECT username FROM twostep_locks WHERE username = $1 FOR UPDATE";
-    client.batch_execute("BEGIN").map_err(pg)?;
+    client.batch("BEGIN").map_err(pg)?;
     if client.query_opt(SELECT, &[&user]).map_err(pg)?.is_some() {
         return Ok(());
     }
