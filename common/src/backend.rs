@@ -101,6 +101,10 @@ pub struct MemoryBackend {
     pendings: RefCell<BTreeMap<(String, String), String>>,
     /// Makes every write fail (a full or read-only disk).
     pub fail_writes: std::cell::Cell<bool>,
+    /// Another host's write, put in place by the next write, which then fails with
+    /// [`Error::Changed`] and writes nothing of its own (as the fleet store's conditional
+    /// write does when the record changed since it was read).
+    pub written_meanwhile: RefCell<Option<Record>>,
 }
 
 /// The user a [`MemoryBackend`] lock is for.
@@ -173,6 +177,13 @@ impl MemoryBackend {
                 "write",
                 nix::errno::Errno::ENOSPC,
             ));
+        }
+        let meanwhile = self.written_meanwhile.borrow_mut().take();
+        if let Some(other) = meanwhile {
+            let text = other.to_file_text().map_err(text_error(user))?;
+            let state = other.state_text().map_err(text_error(user))?;
+            self.put_texts(user, &text, Some(&state));
+            return Err(Error::Changed);
         }
         Ok(())
     }

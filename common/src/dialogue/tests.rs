@@ -216,6 +216,43 @@ fn the_right_code_lets_in_once_and_a_replay_is_named() {
     assert!(w.logged("reason=replay"));
 }
 
+/// The fleet store's write is conditional on the record read before the prompt; when another
+/// host wrote it meanwhile, the login decides again on the current record (login.rs,
+/// `decided_again`).
+#[test]
+fn a_write_refused_as_changed_is_decided_again_on_the_current_record() {
+    let mut w = World::new();
+    let key = w.enroll(None);
+    // Another host accepts this step's code while alice is at the prompt: hers is a replay.
+    let mut other = w.store.record(USER).unwrap();
+    other.totp.as_mut().unwrap().last_step = T / 30;
+    *w.store.written_meanwhile.borrow_mut() = Some(other);
+    let mut script = Script::answering(&[&code(&key, T)]);
+    assert_eq!(w.code_prompt(&mut script), Verdict::Refused);
+    assert_eq!(script.errors(), [REPLAY_MESSAGE]);
+    assert!(w.store.written_meanwhile.borrow().is_none());
+
+    // Another host counts a failure meanwhile: the good code of the next step still lets her
+    // in, and the other host's failure is not lost (a success clears this address's count
+    // only).
+    w.clock = FixedClock::at(T + 30);
+    let mut other = w.store.record(USER).unwrap();
+    other
+        .lockout
+        .record_failure("198.51.100.9", T + 20, &w.config.lockout);
+    *w.store.written_meanwhile.borrow_mut() = Some(other);
+    let mut script = Script::answering(&[&code(&key, T + 30)]);
+    assert_eq!(w.code_prompt(&mut script), Verdict::Success);
+    let stored = w.store.record(USER).unwrap();
+    assert_eq!(stored.totp.as_ref().unwrap().last_step, (T + 30) / 30);
+    assert_eq!(
+        stored
+            .lockout
+            .attempts_left("198.51.100.9", T + 30, &w.config.lockout),
+        w.config.lockout.max_failures - 1
+    );
+}
+
 #[test]
 fn wrong_codes_warn_before_the_lockout_and_then_lock() {
     let mut w = World::new();

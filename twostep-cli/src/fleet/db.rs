@@ -400,13 +400,29 @@ pub fn read(client: &mut impl Sql, key: &FleetKey, user: &str) -> Result<Option<
     }))
 }
 
-/// The record text and sealed columns of `record`.
+/// The record text and sealed columns of `record` ([`seal`]), or only its login state
+/// ([`seal_state`]).
 pub struct Sealed {
     text: Zeroizing<String>,
     secret: Option<Vec<u8>>,
     email: Option<Vec<u8>>,
     state: Zeroizing<String>,
     last_step: i64,
+    /// Whether the record's columns are here (not only the state).
+    whole: bool,
+}
+
+/// The login state of `record` for a state-only [`update`]: nothing is sealed (a login
+/// changes neither the key nor the address).
+pub fn seal_state(record: &Record) -> Result<Sealed, String> {
+    Ok(Sealed {
+        text: Zeroizing::new(String::new()),
+        secret: None,
+        email: None,
+        state: record.state_text().map_err(|e| e.to_string())?,
+        last_step: step_of(record),
+        whole: false,
+    })
 }
 
 pub fn seal(key: &FleetKey, record: &Record) -> Result<Sealed, String> {
@@ -434,6 +450,7 @@ pub fn seal(key: &FleetKey, record: &Record) -> Result<Sealed, String> {
         email,
         state: record.state_text().map_err(|e| e.to_string())?,
         last_step: step_of(record),
+        whole: true,
     })
 }
 
@@ -451,6 +468,9 @@ pub fn insert(
     user: &str,
     host_id: &str,
 ) -> Result<Option<i64>, String> {
+    if !sealed.whole {
+        return Err("an insert of a sealed state only".into());
+    }
     client
         .query_opt(
             "INSERT INTO twostep_records (username, record, totp_secret, email, state, \
@@ -517,6 +537,9 @@ pub fn update(
                 update!("", $set, $condition, "")
             }
         };
+    }
+    if !sealed.whole && !state_only {
+        return Err("a whole-record update of a sealed state only".into());
     }
     let accepts = sealed.last_step > loaded_step;
     let common: [&(dyn ToSql + Sync); 5] = [

@@ -1,8 +1,9 @@
 //! `twostep serve-store`: the local root service between pam_twostep and the fleet's
 //! PostgreSQL database (docs/fleet.md). It listens on a Unix socket (systemd's, LISTEN_FDS, or
 //! bound here, root only), accepts uid-0 peers only (SO_PEERCRED), and serves each connection
-//! (one login's conversation, `common/src/remote.rs`) on its own thread with a database
-//! connection from a small pool, each connection preparing a statement once.
+//! (one login's conversation, `common/src/remote.rs`) on the thread that accepted it (several
+//! wait in `accept`, [`acceptor`]) with a database connection from a small pool, each
+//! connection preparing a statement once.
 //!
 //! A login's answer is decided on the record `GET` read before the prompt, and written with
 //! `PUTSTATE` (or `PUT`): one statement, in a transaction of its own, conditional on the
@@ -42,6 +43,8 @@ use super::seal::FleetKey;
 
 /// Connections served at once; more are answered with an error at once.
 const MAX_CONNECTIONS: usize = 128;
+/// Threads kept waiting for connections after a burst.
+const MAX_WAITING: usize = 4;
 /// Idle database connections kept for the next logins.
 const POOL_SIZE: usize = 8;
 /// A login's connection may wait this long between requests while the user types (outside a
@@ -68,6 +71,9 @@ struct Inner {
     key: FleetKey,
     pool: Mutex<Vec<Db>>,
     connections: AtomicUsize,
+    /// Threads serving or waiting for connections, and those waiting ([`acceptor`]).
+    threads: AtomicUsize,
+    waiting: AtomicUsize,
     log_socket: PathBuf,
     foreground: bool,
 }
@@ -120,6 +126,8 @@ pub fn run(config_path: &Path, args: &ServeStoreArgs) -> Result<(), CliError> {
         key,
         pool: Mutex::new(Vec::new()),
         connections: AtomicUsize::new(0),
+        threads: AtomicUsize::new(0),
+        waiting: AtomicUsize::new(0),
         log_socket: config.log.socket.clone(),
         foreground: args.foreground,
     });
@@ -153,11 +161,57 @@ pub fn run(config_path: &Path, args: &ServeStoreArgs) -> Result<(), CliError> {
             field("host_id", &inner.host_id)
         ),
     );
-    crate::listen::accept_loop(&listener, "serve-store", |stream| accept(&inner, stream));
+    let listener = Arc::new(listener);
+    inner.threads.fetch_add(1, Ordering::SeqCst);
+    acceptor(&inner, &listener, true);
     Ok(())
 }
 
-fn accept(inner: &Arc<Inner>, stream: UnixStream) {
+/// Waits for connections and serves each on this thread. Several threads wait in `accept` on
+/// the one socket, and the kernel wakes one of them for a new connection, which it then
+/// serves: no hand-over to another thread (a wake-up fewer per login than a thread started
+/// for each connection). When the last waiting thread takes a connection, it starts another
+/// to wait meanwhile; a thread that finds enough others waiting after its connection ends.
+/// `permanent`: the service's main thread, which never ends.
+fn acceptor(inner: &Arc<Inner>, listener: &Arc<UnixListener>, permanent: bool) {
+    loop {
+        inner.waiting.fetch_add(1, Ordering::SeqCst);
+        let accepted = listener.accept();
+        if inner.waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
+            spawn_acceptor(inner, listener);
+        }
+        match accepted {
+            Ok((stream, _)) => serve_connection(inner, stream),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                eprintln!("twostep serve-store: accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        if !permanent && inner.waiting.load(Ordering::SeqCst) >= MAX_WAITING {
+            break;
+        }
+    }
+    inner.threads.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Starts a thread to wait for connections, unless there are as many as may be (one more than
+/// [`MAX_CONNECTIONS`]: that one answers "busy").
+fn spawn_acceptor(inner: &Arc<Inner>, listener: &Arc<UnixListener>) {
+    if inner.threads.fetch_add(1, Ordering::SeqCst) > MAX_CONNECTIONS {
+        inner.threads.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let (inner, listener) = (Arc::clone(inner), Arc::clone(listener));
+    let spawned = std::thread::Builder::new()
+        .name("store".into())
+        .spawn(move || acceptor(&inner, &listener, false));
+    if let Err(e) = spawned {
+        eprintln!("twostep serve-store: cannot start a thread: {e}");
+    }
+}
+
+fn serve_connection(inner: &Inner, stream: UnixStream) {
     let Ok(cred) = getsockopt(&stream, sockopt::PeerCredentials) else {
         return;
     };
@@ -172,24 +226,16 @@ fn accept(inner: &Arc<Inner>, stream: UnixStream) {
         let _ = send(&stream, &["err", "the fleet store is busy; try again"]);
         return;
     }
-    let inner = Arc::clone(inner);
-    let spawned = std::thread::Builder::new()
-        .name("store".into())
-        .spawn(move || {
-            let mut conn = Conn {
-                inner: &inner,
-                db: None,
-                reused: false,
-                locked: None,
-                seen: None,
-            };
-            conn.serve(&stream);
-            conn.finish();
-            inner.connections.fetch_sub(1, Ordering::SeqCst);
-        });
-    if let Err(e) = spawned {
-        eprintln!("twostep serve-store: cannot start a thread: {e}");
-    }
+    let mut conn = Conn {
+        inner,
+        db: None,
+        reused: false,
+        locked: None,
+        seen: None,
+    };
+    conn.serve(&stream);
+    conn.finish();
+    inner.connections.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// One login's connection.
@@ -542,7 +588,11 @@ impl Conn<'_> {
             }
         }
         let record = &record;
-        let sealed = db::seal(&inner.key, record)?;
+        let sealed = if state_only && existed {
+            db::seal_state(record)?
+        } else {
+            db::seal(&inner.key, record)?
+        };
         let client = self.db()?;
         let written = if existed {
             db::update(
