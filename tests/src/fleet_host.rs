@@ -21,11 +21,16 @@ impl FleetHost {
     /// [`postgres::PASSWORD`], socket, key file, `timeout_secs = 3`) and `store_lines`: `url`,
     /// `sslmode`, `ca_file`, `host_id`, … (`{dir}` stands for the host's directory).
     pub fn new(name: &str, store_lines: &str) -> FleetHost {
-        let env = TestEnv::builder(name).build();
-        write_private(&env.dir().join("db.pass"), postgres::PASSWORD.as_bytes());
-        let host = FleetHost { env, serve: None };
+        let host = FleetHost::from_env(TestEnv::builder(name).build());
         host.set_store(store_lines);
         host
+    }
+
+    /// A host of `env`, whose config already has its `[store]` (with `password_file =
+    /// "{dir}/db.pass"`, `socket = "{dir}/run/store.sock"` and `key_file = "{dir}/fleet.key"`).
+    pub fn from_env(env: TestEnv) -> FleetHost {
+        write_private(&env.dir().join("db.pass"), postgres::PASSWORD.as_bytes());
+        FleetHost { env, serve: None }
     }
 
     /// Rewrites the config with other `store_lines` (see [`new`](Self::new)).

@@ -5,13 +5,12 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use twostep_tests::fleet_host::enroll_locally;
+use twostep_tests::fleet_host::{FleetHost, enroll_locally, write_private};
 use twostep_tests::oath::totp;
-use twostep_tests::postgres::{self, Postgres};
-use twostep_tests::{TestEnv, paths, run};
+use twostep_tests::postgres::Postgres;
+use twostep_tests::{TestEnv, paths};
 
 const USER: &str = "daemon";
 const SECRET: &str = "6FAF77ZEHFOEBFXVD35S6DUQ5BH6TYYJ";
@@ -22,10 +21,21 @@ const RACE_TRIALS: i64 = 200;
 const RACE_BUDGET: Duration = Duration::from_secs(45);
 const RACERS: usize = 16;
 
-/// One simulated host: its environment (config, state dir, PAM service) and store service.
-struct Host {
-    env: TestEnv,
-    serve: Option<Child>,
+/// One simulated host ([`FleetHost`]: its environment, config, state dir, PAM service, and
+/// store service), with these tests' config and their one user's login.
+struct Host(FleetHost);
+
+impl std::ops::Deref for Host {
+    type Target = FleetHost;
+    fn deref(&self) -> &FleetHost {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Host {
+    fn deref_mut(&mut self) -> &mut FleetHost {
+        &mut self.0
+    }
 }
 
 impl Host {
@@ -57,85 +67,12 @@ impl Host {
                 db.url()
             ))
             .build();
-        write_private(&env.dir().join("db.pass"), postgres::PASSWORD.as_bytes());
-        Host { env, serve: None }
-    }
-
-    fn key_file(&self) -> PathBuf {
-        self.env.dir().join("fleet.key")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.env.dir().join("run/store.sock")
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        let out = self.env.cli(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "twostep {args:?} failed\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-
-    /// Starts `twostep serve-store --foreground`, waiting for its socket; or, when it exits at
-    /// once, returns its standard error.
-    fn start_serve(&mut self) -> Result<(), String> {
-        let log = std::fs::File::create(self.env.dir().join("serve.err")).expect("log file");
-        let mut child = Command::new(paths::cli())
-            .env_remove("TWOSTEP_CONFIG")
-            .arg("--config")
-            .arg(self.env.config_path())
-            .args(["serve-store", "--foreground"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start serve-store");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                return Err(
-                    std::fs::read_to_string(self.env.dir().join("serve.err")).unwrap_or_default()
-                );
-            }
-            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
-                self.serve = Some(child);
-                return Ok(());
-            }
-            assert!(Instant::now() < deadline, "serve-store did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop_serve(&mut self) {
-        if let Some(mut child) = self.serve.take() {
-            run::stop(&mut child);
-        }
+        Host(FleetHost::from_env(env))
     }
 
     fn login(&self, answer: &str, time: i64) -> twostep_tests::Login {
-        self.env.login(USER, &[answer], time)
+        self.0.login(USER, answer, time)
     }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.stop_serve();
-    }
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8]) {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .expect("create a private file");
-    file.write_all(bytes).expect("write");
 }
 
 /// `fleet init` on `a`, its key copied to `b` (root 0600, as the docs say), and both hosts'
