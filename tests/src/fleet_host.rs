@@ -135,6 +135,11 @@ impl FleetHost {
         self.env.dir().join("serve.err")
     }
 
+    /// The running serve-store's pid.
+    pub fn serve_pid(&self) -> Option<u32> {
+        self.serve.as_ref().map(Child::id)
+    }
+
     pub fn stop_serve(&mut self) {
         if let Some(mut child) = self.serve.take() {
             run::stop(&mut child);

@@ -989,3 +989,85 @@ fn a_login_decides_again_when_the_record_changed_at_its_prompt() {
     a.env.assert_logs_clean(&[SECRET, NEW_SECRET]);
     b.env.assert_logs_clean(&[SECRET, NEW_SECRET]);
 }
+
+/// One request frame of serve-store's wire (common/src/remote.rs): a 4-byte big-endian
+/// length, then each field as a 4-byte length and its bytes.
+fn frame(fields: &[&str]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for field in fields {
+        body.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        body.extend_from_slice(field.as_bytes());
+    }
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend(body);
+    frame
+}
+
+/// Sends `fields` on `stream` and returns the answer's fields.
+fn ask(stream: &mut std::os::unix::net::UnixStream, fields: &[&str]) -> Vec<String> {
+    use std::io::Read;
+    stream.write_all(&frame(fields)).expect("send a request");
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("an answer");
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).expect("the answer's body");
+    let mut fields = Vec::new();
+    let mut rest = &body[..];
+    while rest.len() >= 4 {
+        let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        fields.push(String::from_utf8_lossy(&rest[4..4 + n]).into_owned());
+        rest = &rest[4 + n..];
+    }
+    fields
+}
+
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// serve-store serves each connection on the thread that accepted it. Beyond its 128
+/// connections it answers "busy" at once; when they end, it goes back to a few waiting threads
+/// and serves logins.
+#[test]
+fn serve_store_answers_busy_beyond_its_connections_and_recovers() {
+    let (_db, a, _b, _codes) = fleet("fleet_busy");
+    let pid = a.serve_pid().expect("serve-store runs");
+    let connect = || {
+        let stream = std::os::unix::net::UnixStream::connect(a.socket()).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a timeout");
+        stream
+    };
+    // 128 connections, each answered (so each has its thread), held open.
+    let mut held: Vec<_> = (0..128).map(|_| connect()).collect();
+    for stream in &mut held {
+        assert_eq!(ask(stream, &["UNLOCK"]), ["ok"]);
+    }
+    let mut extra = connect();
+    let answer = ask(&mut extra, &["UNLOCK"]);
+    assert_eq!(answer[0], "err", "{answer:?}");
+    assert!(answer[1].contains("busy"), "{answer:?}");
+    let busy_threads = threads_of(pid);
+    assert!(
+        busy_threads > 128,
+        "{busy_threads} threads for 128 connections"
+    );
+
+    drop(held);
+    drop(extra);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads_of(pid) > 8 {
+        assert!(
+            Instant::now() < deadline,
+            "still {} threads after the connections ended",
+            threads_of(pid)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.login(&totp(SECRET, T), T).assert_result("PAM_SUCCESS");
+    let mut again = connect();
+    assert_eq!(ask(&mut again, &["UNLOCK"]), ["ok"]);
+}
