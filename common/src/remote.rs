@@ -258,20 +258,32 @@ impl RemoteBackend {
         Ok(&lock.user)
     }
 
-    /// Sends `LOCK` (which also answers the record) and parses what it found.
-    fn take_lock(&self, lock: &RemoteLock) -> Result<Option<Record>, Error> {
+    /// Sends `LOCK` (`bare`: the lock only; else it also answers the record).
+    fn send_lock(&self, lock: &RemoteLock, bare: bool) -> Result<wire::Fields, Error> {
         let user = self.owned(lock)?;
-        let fields = self.call(&["LOCK", user])?;
+        let request: &[&str] = if bare {
+            &["LOCK", user, "bare"]
+        } else {
+            &["LOCK", user]
+        };
+        let fields = self.call(request)?;
         self.conn.borrow_mut().reads += 1;
         lock.mode.set(Mode::Held);
-        self.parse_found(user, &fields)
+        Ok(fields)
+    }
+
+    /// Takes the row lock and parses the record it answered.
+    fn take_lock(&self, lock: &RemoteLock) -> Result<Option<Record>, Error> {
+        let fields = self.send_lock(lock, false)?;
+        self.parse_found(&lock.user, &fields)
     }
 
     /// The locked user, with the row lock taken if it is not yet (the requests other than a
-    /// login's write need it).
+    /// login's write need it, and some must work on a record that does not read: `twostep
+    /// unlock` of a damaged login state).
     fn held<'a>(&self, lock: &'a RemoteLock) -> Result<&'a str, Error> {
         if lock.mode.get() != Mode::Held {
-            self.take_lock(lock)?;
+            self.send_lock(lock, true)?;
         }
         self.owned(lock)
     }
@@ -293,6 +305,12 @@ impl RemoteBackend {
         };
         match fields.first().map(|f| f.as_str()) {
             Some("none") => Ok(None),
+            // The record's login state does not read: as a damaged `.state` file, which
+            // `twostep unlock` replaces (manage::unlock).
+            Some("damaged") if fields.len() == 2 => Err(Error::Corrupt {
+                path: PathBuf::from(format!("fleet:{user}.state")),
+                message: fields[1].to_string(),
+            }),
             Some("record") if fields.len() == 3 => {
                 let mut record = Record::parse(&fields[1], user).map_err(corrupt)?;
                 record.apply_state(&fields[2]).map_err(corrupt)?;

@@ -20,6 +20,9 @@ const TIMEOUT_SECS: u64 = 2;
 const RACE_TRIALS: i64 = 200;
 const RACE_BUDGET: Duration = Duration::from_secs(45);
 const RACERS: usize = 16;
+/// What a login that cannot be decided tells the user (common/src/dialogue.rs).
+const UNAVAILABLE: &str =
+    "Two-step login is unavailable right now; try again later or ask the administrator.";
 
 /// One simulated host ([`FleetHost`]: its environment, config, state dir, PAM service, and
 /// store service), with these tests' config and their one user's login.
@@ -289,14 +292,7 @@ fn a_stopped_database_fails_logins_closed_in_time_and_a_wrong_key_fails_closed()
             .run_timed();
         login.assert_refused();
         // One clear line for the user, not a "wrong code"; the details only in the log.
-        assert!(
-            login.has_message(
-                "ERROR_MSG",
-                "Two-step login is unavailable right now; try again later or ask the \
-                 administrator."
-            ),
-            "{login}"
-        );
+        assert!(login.has_message("ERROR_MSG", UNAVAILABLE), "{login}");
         assert!(
             elapsed < limit,
             "login {i} took {elapsed:?} with the database down"
@@ -1070,4 +1066,27 @@ fn serve_store_answers_busy_beyond_its_connections_and_recovers() {
     a.login(&totp(SECRET, T), T).assert_result("PAM_SUCCESS");
     let mut again = connect();
     assert_eq!(ask(&mut again, &["UNLOCK"]), ["ok"]);
+}
+
+/// A login state in the database that does not read (a hand-edited row): logins fail closed
+/// with the one clear message, on every host; `twostep unlock` on either host replaces it, as
+/// it replaces a damaged state file, and a used step stays used.
+#[test]
+fn a_damaged_login_state_fails_closed_and_unlock_repairs_it() {
+    let (db, a, b, _codes) = fleet("fleet_damaged");
+    let code = totp(SECRET, T);
+    a.login(&code, T).assert_result("PAM_SUCCESS");
+    db.psql("UPDATE twostep_records SET state = 'not [valid' WHERE username = 'daemon'");
+    let t = T + 30;
+    for host in [&a, &b] {
+        let login = host.login(&totp(SECRET, t), t);
+        login.assert_refused();
+        assert!(login.has_message("ERROR_MSG", UNAVAILABLE), "{login}");
+        login.assert_logged(&["fleet:daemon.state", "login state"]);
+    }
+    let out = b.cli_ok(&["unlock", USER]);
+    assert!(out.contains(USER), "{out}");
+    a.login(&totp(SECRET, t), t).assert_result("PAM_SUCCESS");
+    // The step accepted before the damage is still a replay (the row's last_step column).
+    b.login(&code, T + 31).assert_result("PAM_AUTH_ERR");
 }

@@ -357,6 +357,25 @@ pub struct Stored {
 
 /// Reads `user`'s record, unsealed, with its login state applied.
 pub fn read(client: &mut impl Sql, key: &FleetKey, user: &str) -> Result<Option<Stored>, String> {
+    match read_found(client, key, user)? {
+        Found::Stored(stored) => Ok(Some(*stored)),
+        Found::None => Ok(None),
+        Found::DamagedState(message) => Err(message),
+    }
+}
+
+/// What [`read_found`] found.
+pub enum Found {
+    Stored(Box<Stored>),
+    None,
+    /// The record reads but its login state does not (nothing twostep wrote: a hand-edited
+    /// row): logins fail closed, and `twostep unlock` replaces the state, as with a damaged
+    /// state file.
+    DamagedState(String),
+}
+
+/// [`read`], telling a damaged login state apart from other failures.
+pub fn read_found(client: &mut impl Sql, key: &FleetKey, user: &str) -> Result<Found, String> {
     let row = client
         .query_opt(
             "SELECT record, totp_secret, email, state, last_step, version FROM twostep_records \
@@ -365,7 +384,7 @@ pub fn read(client: &mut impl Sql, key: &FleetKey, user: &str) -> Result<Option<
         )
         .map_err(|e| pg_error(&e))?;
     let Some(row) = row else {
-        return Ok(None);
+        return Ok(Found::None);
     };
     let text: String = row.get(0);
     let secret: Option<Vec<u8>> = row.get(1);
@@ -389,15 +408,19 @@ pub fn read(client: &mut impl Sql, key: &FleetKey, user: &str) -> Result<Option<
         (false, None) => {}
         _ => return Err(corrupt(&"the address columns disagree")),
     }
-    record.apply_state(&state).map_err(|e| corrupt(&e))?;
+    if let Err(e) = record.apply_state(&state) {
+        return Ok(Found::DamagedState(format!(
+            "{user}'s login state in the fleet database: {e}"
+        )));
+    }
     if let Some(totp) = record.totp.as_mut() {
         totp.last_step = totp.last_step.max(u64::try_from(last_step).unwrap_or(0));
     }
-    Ok(Some(Stored {
+    Ok(Found::Stored(Box::new(Stored {
         record,
         version,
         last_step,
-    }))
+    })))
 }
 
 /// The record text and sealed columns of `record` ([`seal`]), or only its login state

@@ -386,11 +386,14 @@ impl Conn<'_> {
             "GET" | "HAS" | "LOCK" => {
                 let user = arg(0)?;
                 username::encode(user).map_err(|e| e.to_string())?;
-                let first = self.unlocked(verb, user);
+                // `LOCK user bare`: the lock only, for an admin's change that must work on a
+                // record that does not read (`twostep unlock` of a damaged login state).
+                let bare = verb == "LOCK" && args.get(1).is_some_and(|a| a.as_str() == "bare");
+                let first = self.unlocked(verb, user, bare);
                 if first.is_err() && self.retry_on_new_connection() {
                     // These requests only read, or begin a transaction that died with the
                     // connection.
-                    return self.unlocked(verb, user);
+                    return self.unlocked(verb, user, bare);
                 }
                 first
             }
@@ -447,11 +450,15 @@ impl Conn<'_> {
     }
 
     /// The requests outside a lock: a read, or taking the lock.
-    fn unlocked(&mut self, verb: &str, user: &str) -> Answer {
+    fn unlocked(&mut self, verb: &str, user: &str, bare: bool) -> Answer {
         match verb {
             "GET" => {
                 let inner = self.inner;
-                let found = db::read(self.db()?, &inner.key, user)?;
+                let found = match db::read_found(self.db()?, &inner.key, user)? {
+                    db::Found::DamagedState(message) => return damaged_answer(&message),
+                    db::Found::Stored(stored) => Some(*stored),
+                    db::Found::None => None,
+                };
                 let answer = found_answer(found.as_ref().map(|s| &s.record));
                 if self.locked.is_none() {
                     self.seen = Some((user.to_string(), Loaded::from(found)));
@@ -468,12 +475,13 @@ impl Conn<'_> {
                     .map_err(pg)?;
                 ok(&[if row.is_some() { "yes" } else { "no" }])
             }
-            _ => self.lock(user),
+            _ => self.lock(user, bare),
         }
     }
 
-    /// Takes the row lock and answers the record as `LOAD` does (a login needs both).
-    fn lock(&mut self, user: &str) -> Answer {
+    /// Takes the row lock and answers the record as `LOAD` does (a login needs both), or,
+    /// `bare`, nothing.
+    fn lock(&mut self, user: &str, bare: bool) -> Answer {
         if self.locked.is_some() {
             return Err("a lock is already held on this connection".into());
         }
@@ -484,6 +492,9 @@ impl Conn<'_> {
             in_transaction: true,
             loaded: None,
         });
+        if bare {
+            return ok(&[]);
+        }
         self.load()
     }
 
@@ -506,7 +517,13 @@ impl Conn<'_> {
     fn load(&mut self) -> Answer {
         let user = self.user()?;
         let inner = self.inner;
-        let found = db::read(self.db()?, &inner.key, &user)?;
+        let found = match db::read_found(self.db()?, &inner.key, &user)? {
+            // The lock stays: `twostep unlock` clears the state under it (CLEARSTATE). No
+            // write is based on this read (`loaded` stays empty).
+            db::Found::DamagedState(message) => return damaged_answer(&message),
+            db::Found::Stored(stored) => Some(*stored),
+            db::Found::None => None,
+        };
         let answer = found_answer(found.as_ref().map(|s| &s.record));
         if let Some(locked) = self.locked.as_mut() {
             locked.loaded = Some(Loaded::from(found));
@@ -949,6 +966,11 @@ fn take_row_lock(client: &mut Db, user: &str) -> Result<(), String> {
         .map_err(pg)?;
     client.query_one(SELECT, &[&user]).map_err(pg)?;
     Ok(())
+}
+
+/// A record whose login state does not read: `damaged` and why (see [`db::Found`]).
+fn damaged_answer(message: &str) -> Answer {
+    ok(&["damaged", message])
 }
 
 fn found_answer(record: Option<&Record>) -> Answer {
