@@ -3,7 +3,9 @@
 //! the fuzz targets (no root, no files), and later other backends.
 //!
 //! Every change happens under the user's lock ([`Backend::lock`]), taken before anything is
-//! read, so that read-modify-write sequences of one user never interleave.
+//! read, so that read-modify-write sequences of one user never interleave; or, in the fleet
+//! store, as one write conditional on the version it was decided on, which fails with
+//! [`Error::Changed`] if another write came in between.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -25,7 +27,9 @@ pub trait Backend {
 
     /// Reads `user`'s record without the lock (nothing is written with it).
     fn load_seen(&self, user: &str) -> Result<Self::Seen, Error>;
-    /// Blocks until this process holds `user`'s lock.
+    /// `user`'s lock: held when this returns (the file store), or taken by the first request
+    /// that needs it (the fleet store, whose login writes are conditional on the version read
+    /// instead, see [`Backend::load_locked`]).
     fn lock(&self, user: &str) -> Result<Self::Lock, Error>;
     /// The locked user's record, reusing `seen` if it is still current. A store whose writes
     /// are conditional on the version read (the fleet's, [`crate::remote`]) may return

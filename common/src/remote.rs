@@ -184,7 +184,7 @@ pub struct RemoteBackend {
 
 /// A user's lock on the fleet store. The row lock in the database (the service's open
 /// transaction) is taken by the first request that needs it; a login that decides on the
-/// record read before the prompt needs none ([`Mode::Seen`]). `UNLOCK` is sent on drop when
+/// record read before the prompt needs none (`Mode::Seen`). `UNLOCK` is sent on drop when
 /// the lock was taken.
 #[derive(Debug)]
 pub struct RemoteLock {
@@ -359,7 +359,7 @@ impl Backend for RemoteBackend {
 
     /// `seen`'s record itself when it is this user's and the last read on this connection
     /// (the service keeps its version: the login's write is conditional on it, see
-    /// [`Mode::Seen`]); otherwise the record read under the row lock.
+    /// `Mode::Seen`); otherwise the record read under the row lock.
     fn load_locked(&self, lock: &RemoteLock, seen: RemoteSeen) -> Result<Option<Record>, Error> {
         let user = self.owned(lock)?;
         let latest = seen.read != 0 && seen.read == self.conn.borrow().reads;
