@@ -30,8 +30,8 @@ pub enum CliError {
     Json(serde_json::Error),
     /// Sending mail failed, or the `[email]` settings do not allow it.
     Mail(String),
-    /// The fleet's database, key or store service failed (twostep-cli/src/fleet).
-    Fleet(String),
+    /// The fleet's database or key failed (twostep-cli/src/fleet).
+    Fleet(crate::fleet::FleetError),
     /// Anything else the command refuses, in words for the admin.
     Refused(String),
 }
@@ -78,10 +78,8 @@ impl fmt::Display for CliError {
             CliError::Sys { what, errno } => write!(f, "{what}: {}", errno.desc()),
             CliError::Qr(e) => e.fmt(f),
             CliError::Json(e) => e.fmt(f),
-            CliError::Usage(why)
-            | CliError::Mail(why)
-            | CliError::Fleet(why)
-            | CliError::Refused(why) => f.write_str(why),
+            CliError::Fleet(e) => e.fmt(f),
+            CliError::Usage(why) | CliError::Mail(why) | CliError::Refused(why) => f.write_str(why),
         }
     }
 }
@@ -95,10 +93,10 @@ impl std::error::Error for CliError {
             CliError::Sys { errno, .. } => Some(errno),
             CliError::Qr(e) => Some(e),
             CliError::Json(e) => Some(e),
+            CliError::Fleet(e) => Some(e),
             CliError::NotEnrolled { .. }
             | CliError::Usage(_)
             | CliError::Mail(_)
-            | CliError::Fleet(_)
             | CliError::Refused(_) => None,
         }
     }

@@ -20,6 +20,7 @@ use twostep_common::securefs::{self, Access};
 use twostep_common::store_config::{SslMode, StoreConfig};
 use zeroize::Zeroizing;
 
+use super::error::FleetError;
 use super::seal::FleetKey;
 
 pub const SCHEMA_VERSION: i64 = 3;
@@ -84,15 +85,19 @@ ALTER TABLE twostep_records ALTER COLUMN version SET DEFAULT nextval('twostep_ve
 
 /// Connects as `[store]` says, with its timeout for connecting and for every statement and
 /// lock wait.
-pub fn connect(config: &StoreConfig) -> Result<Client, String> {
-    let mut pg: postgres::Config = config.url.parse().map_err(|e| format!("store.url: {e}"))?;
+pub fn connect(config: &StoreConfig) -> Result<Client, FleetError> {
+    let setting = FleetError::Setting;
+    let mut pg: postgres::Config = config
+        .url
+        .parse()
+        .map_err(|e| setting(format!("store.url: {e}")))?;
     pg.connect_timeout(config.timeout())
         .application_name("twostep-serve-store")
         .keepalives_idle(Duration::from_secs(30));
     if !config.password_file.as_os_str().is_empty() {
         let bytes = securefs::read_root_file(&config.password_file, 4096, Access::Private)
-            .map_err(|e| format!("store.password_file: {e}"))?
-            .ok_or_else(|| format!("{} does not exist", config.password_file.display()))?;
+            .map_err(|e| setting(format!("store.password_file: {e}")))?
+            .ok_or_else(|| setting(format!("{} does not exist", config.password_file.display())))?;
         let end = bytes
             .iter()
             .rposition(|b| !b"\r\n".contains(b))
@@ -109,10 +114,12 @@ pub fn connect(config: &StoreConfig) -> Result<Client, String> {
             let mut tls = native_tls::TlsConnector::builder();
             if !config.ca_file.as_os_str().is_empty() {
                 let pem = securefs::read_root_file(&config.ca_file, 1 << 20, Access::Readable)
-                    .map_err(|e| format!("store.ca_file: {e}"))?
-                    .ok_or_else(|| format!("{} does not exist", config.ca_file.display()))?;
+                    .map_err(|e| setting(format!("store.ca_file: {e}")))?
+                    .ok_or_else(|| {
+                        setting(format!("{} does not exist", config.ca_file.display()))
+                    })?;
                 let ca = native_tls::Certificate::from_pem(&pem)
-                    .map_err(|e| format!("store.ca_file: {e}"))?;
+                    .map_err(|e| setting(format!("store.ca_file: {e}")))?;
                 tls.disable_built_in_roots(true).add_root_certificate(ca);
             }
             match mode {
@@ -124,11 +131,16 @@ pub fn connect(config: &StoreConfig) -> Result<Client, String> {
                 }
                 _ => {}
             }
-            let tls = tls.build().map_err(|e| format!("TLS: {e}"))?;
+            let tls = tls.build().map_err(|e| setting(format!("TLS: {e}")))?;
             pg.connect(postgres_native_tls::MakeTlsConnector::new(tls))
         }
     }
-    .map_err(|e| format!("cannot connect to the fleet database: {}", with_causes(&e)))?;
+    .map_err(|e| {
+        FleetError::Connect(format!(
+            "cannot connect to the fleet database: {}",
+            with_causes(&e)
+        ))
+    })?;
     let ms = config.timeout().as_millis();
     client
         .batch_execute(&format!(
@@ -142,7 +154,7 @@ pub fn connect(config: &StoreConfig) -> Result<Client, String> {
 
 /// Creates the schema, or checks (and later upgrades) an existing one; the first `init`
 /// records a check value sealed with `key`, which every later one verifies.
-pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, String> {
+pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, FleetError> {
     let db = |e: postgres::Error| pg_error(&e);
     let mut tx = client.transaction().map_err(db)?;
     // Serializes concurrent inits (the number is arbitrary, twostep's own).
@@ -186,10 +198,10 @@ pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, 
             }
         }
         Some(v) => {
-            return Err(format!(
+            return Err(FleetError::Schema(format!(
                 "the fleet database has schema version {v}; this twostep knows {SCHEMA_VERSION} \
                  (upgrade twostep on this host)"
-            ));
+            )));
         }
     };
     check_key(&mut tx, key)?;
@@ -201,30 +213,33 @@ pub fn init_schema(client: &mut Client, key: &FleetKey) -> Result<&'static str, 
 pub fn check_schema(
     client: &mut impl postgres::GenericClient,
     key: &FleetKey,
-) -> Result<(), String> {
-    let db = |e: postgres::Error| pg_error(&e);
+) -> Result<(), FleetError> {
     let version = client
         .query_opt(
             "SELECT value FROM twostep_meta WHERE key = 'schema_version'",
             &[],
         )
-        .map_err(|e| format!("{} (run twostep fleet init)", db(e)))?
+        .map_err(|e| FleetError::Schema(format!("{} (run twostep fleet init)", pg_error(&e))))?
         .map(|row| row.get::<_, String>(0));
     match version {
         Some(v) if v == SCHEMA_VERSION.to_string() => check_key(client, key),
-        Some(v) if v.parse::<i64>().is_ok_and(|v| v < SCHEMA_VERSION) => Err(format!(
-            "the fleet database has schema version {v}, not {SCHEMA_VERSION} (run twostep fleet \
-             init on one host to upgrade it)"
-        )),
-        Some(v) => Err(format!(
+        Some(v) if v.parse::<i64>().is_ok_and(|v| v < SCHEMA_VERSION) => {
+            Err(FleetError::Schema(format!(
+                "the fleet database has schema version {v}, not {SCHEMA_VERSION} (run twostep \
+                 fleet init on one host to upgrade it)"
+            )))
+        }
+        Some(v) => Err(FleetError::Schema(format!(
             "the fleet database has schema version {v}, not {SCHEMA_VERSION} (upgrade twostep \
              on this host)"
+        ))),
+        None => Err(FleetError::Schema(
+            "the fleet database has no twostep schema (run twostep fleet init)".into(),
         )),
-        None => Err("the fleet database has no twostep schema (run twostep fleet init)".into()),
     }
 }
 
-fn check_key(client: &mut impl postgres::GenericClient, key: &FleetKey) -> Result<(), String> {
+fn check_key(client: &mut impl postgres::GenericClient, key: &FleetKey) -> Result<(), FleetError> {
     let check = client
         .query_opt(
             "SELECT value FROM twostep_meta WHERE key = 'key_check'",
@@ -233,14 +248,18 @@ fn check_key(client: &mut impl postgres::GenericClient, key: &FleetKey) -> Resul
         .map_err(|e| pg_error(&e))?
         .map(|row| row.get::<_, String>(0))
         .and_then(|hex| twostep_common::random::unhex(&hex))
-        .ok_or("the fleet database has no key check (run twostep fleet init)")?;
+        .ok_or_else(|| {
+            FleetError::Schema(
+                "the fleet database has no key check (run twostep fleet init)".into(),
+            )
+        })?;
     match key.open("key_check", "", &check) {
         Ok(plain) if plain[..] == *KEY_CHECK => Ok(()),
-        _ => Err(format!(
+        _ => Err(FleetError::WrongKey(format!(
             "the fleet key {} is not the key of this fleet's database (copy the key file from a \
              host of the fleet): refusing",
             key.path().display()
-        )),
+        ))),
     }
 }
 
@@ -356,11 +375,15 @@ pub struct Stored {
 }
 
 /// Reads `user`'s record, unsealed, with its login state applied.
-pub fn read(client: &mut impl Sql, key: &FleetKey, user: &str) -> Result<Option<Stored>, String> {
+pub fn read(
+    client: &mut impl Sql,
+    key: &FleetKey,
+    user: &str,
+) -> Result<Option<Stored>, FleetError> {
     match read_found(client, key, user)? {
         Found::Stored(stored) => Ok(Some(*stored)),
         Found::None => Ok(None),
-        Found::DamagedState(message) => Err(message),
+        Found::DamagedState(message) => Err(FleetError::Row(message)),
     }
 }
 
@@ -375,7 +398,7 @@ pub enum Found {
 }
 
 /// [`read`], telling a damaged login state apart from other failures.
-pub fn read_found(client: &mut impl Sql, key: &FleetKey, user: &str) -> Result<Found, String> {
+pub fn read_found(client: &mut impl Sql, key: &FleetKey, user: &str) -> Result<Found, FleetError> {
     let row = client
         .query_opt(
             "SELECT record, totp_secret, email, state, last_step, version FROM twostep_records \
@@ -392,7 +415,9 @@ pub fn read_found(client: &mut impl Sql, key: &FleetKey, user: &str) -> Result<F
     let state: String = row.get(3);
     let last_step: i64 = row.get(4);
     let version: i64 = row.get(5);
-    let corrupt = |m: &dyn std::fmt::Display| format!("{user}'s record in the fleet database: {m}");
+    let corrupt = |m: &dyn std::fmt::Display| {
+        FleetError::Row(format!("{user}'s record in the fleet database: {m}"))
+    };
     let mut record = Record::parse(&text, user).map_err(|e| corrupt(&e))?;
     match (record.totp.as_mut(), secret) {
         (Some(totp), Some(sealed)) => {
@@ -437,18 +462,18 @@ pub struct Sealed {
 
 /// The login state of `record` for a state-only [`update`]: nothing is sealed (a login
 /// changes neither the key nor the address).
-pub fn seal_state(record: &Record) -> Result<Sealed, String> {
+pub fn seal_state(record: &Record) -> Result<Sealed, FleetError> {
     Ok(Sealed {
         text: Zeroizing::new(String::new()),
         secret: None,
         email: None,
-        state: record.state_text().map_err(|e| e.to_string())?,
+        state: record.state_text().map_err(row_text)?,
         last_step: step_of(record),
         whole: false,
     })
 }
 
-pub fn seal(key: &FleetKey, record: &Record) -> Result<Sealed, String> {
+pub fn seal(key: &FleetKey, record: &Record) -> Result<Sealed, FleetError> {
     let user = &record.user;
     let mut bare = record.clone();
     let secret = match bare.totp.as_mut() {
@@ -468,13 +493,17 @@ pub fn seal(key: &FleetKey, record: &Record) -> Result<Sealed, String> {
         None => None,
     };
     Ok(Sealed {
-        text: bare.to_file_text().map_err(|e| e.to_string())?,
+        text: bare.to_file_text().map_err(row_text)?,
         secret,
         email,
-        state: record.state_text().map_err(|e| e.to_string())?,
+        state: record.state_text().map_err(row_text)?,
         last_step: step_of(record),
         whole: true,
     })
+}
+
+fn row_text(e: twostep_common::record::RecordError) -> FleetError {
+    FleetError::Row(e.to_string())
 }
 
 pub fn step_of(record: &Record) -> i64 {
@@ -490,9 +519,11 @@ pub fn insert(
     sealed: &Sealed,
     user: &str,
     host_id: &str,
-) -> Result<Option<i64>, String> {
+) -> Result<Option<i64>, FleetError> {
     if !sealed.whole {
-        return Err("an insert of a sealed state only".into());
+        return Err(FleetError::Internal(
+            "an insert of a sealed state only".into(),
+        ));
     }
     client
         .query_opt(
@@ -532,7 +563,7 @@ pub fn update(
     loaded_step: i64,
     state_only: bool,
     unlocked: bool,
-) -> Result<Option<i64>, String> {
+) -> Result<Option<i64>, FleetError> {
     // Eight fixed statements (taking the row lock or not; whole record or state; accepting a
     // step or not), so that each is prepared once.
     macro_rules! update {
@@ -562,7 +593,9 @@ pub fn update(
         };
     }
     if !sealed.whole && !state_only {
-        return Err("a whole-record update of a sealed state only".into());
+        return Err(FleetError::Internal(
+            "a whole-record update of a sealed state only".into(),
+        ));
     }
     let accepts = sealed.last_step > loaded_step;
     let common: [&(dyn ToSql + Sync); 5] = [
@@ -623,13 +656,13 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 
 /// A database error as logs and answers show it: the server's message and SQLSTATE (never the
 /// statement's parameters), or the client's error.
-pub fn pg_error(e: &postgres::Error) -> String {
-    match e.as_db_error() {
+pub fn pg_error(e: &postgres::Error) -> FleetError {
+    FleetError::Database(match e.as_db_error() {
         Some(db) => format!(
             "fleet database: {} (SQLSTATE {})",
             db.message(),
             db.code().code()
         ),
         None => format!("fleet database: {e}"),
-    }
+    })
 }

@@ -2,10 +2,12 @@
 //!
 //! - `seal`: the fleet key and the sealing of keys and addresses;
 //! - `db`: connecting, the schema, records as rows;
+//! - `error`: what can go wrong there, by kind;
 //! - `server`: `twostep serve-store`, the root service pam_twostep talks to;
 //! - here: `twostep fleet init`, `import`, `export` and `status`.
 
 mod db;
+mod error;
 mod seal;
 pub mod server;
 
@@ -14,6 +16,7 @@ use clap::{Args, Subcommand};
 use twostep_common::config::Config;
 use twostep_common::store::Store;
 
+pub use error::FleetError;
 use seal::FleetKey;
 
 #[derive(Debug, Subcommand)]
@@ -92,7 +95,11 @@ fn import(config: &Config) -> Result<(), CliError> {
                 let sealed = db::seal(&key, &record).map_err(CliError::Fleet)?;
                 db::insert(&mut tx, &sealed, &user, &host_id)
                     .map_err(CliError::Fleet)?
-                    .ok_or_else(|| CliError::Fleet(format!("{user}: inserted meanwhile")))?;
+                    .ok_or_else(|| {
+                        CliError::Fleet(error::FleetError::Row(format!(
+                            "{user}: inserted meanwhile"
+                        )))
+                    })?;
                 println!("imported {user}");
                 imported += 1;
             }

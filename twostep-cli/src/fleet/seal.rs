@@ -12,6 +12,8 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use twostep_common::securefs::{self, Access};
 use zeroize::Zeroizing;
 
+use super::error::FleetError;
+
 pub const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 24;
 const DOMAIN: &str = "twostep-fleet-v1";
@@ -30,21 +32,21 @@ impl std::fmt::Debug for FleetKey {
 impl FleetKey {
     /// Reads the key file: root's, mode 0600 (no group or other bits), exactly 32 bytes, in
     /// directories only root can change.
-    pub fn load(path: &Path) -> Result<FleetKey, String> {
+    pub fn load(path: &Path) -> Result<FleetKey, FleetError> {
         let bytes = securefs::read_root_file(path, KEY_BYTES as u64 + 1, Access::Private)
-            .map_err(|e| format!("the fleet key: {e}"))?
+            .map_err(|e| FleetError::KeyFile(format!("the fleet key: {e}")))?
             .ok_or_else(|| {
-                format!(
+                FleetError::KeyFile(format!(
                     "the fleet key {} does not exist (create it with twostep fleet init on the \
                      first host, copy it to the others)",
                     path.display()
-                )
+                ))
             })?;
         if bytes.len() != KEY_BYTES {
-            return Err(format!(
+            return Err(FleetError::KeyFile(format!(
                 "the fleet key {} must hold exactly {KEY_BYTES} bytes",
                 path.display()
-            ));
+            )));
         }
         let key = chacha20poly1305::Key::from_slice(&bytes);
         Ok(FleetKey {
@@ -55,21 +57,21 @@ impl FleetKey {
 
     /// Creates a new random key file (root, 0600) unless one exists; never replaces one.
     /// Whether it was created.
-    pub fn create(path: &Path) -> Result<bool, String> {
+    pub fn create(path: &Path) -> Result<bool, FleetError> {
         if securefs::read_root_file(path, KEY_BYTES as u64 + 1, Access::Private)
-            .map_err(|e| format!("the fleet key: {e}"))?
+            .map_err(|e| FleetError::KeyFile(format!("the fleet key: {e}")))?
             .is_some()
         {
             return Ok(false);
         }
         let parent = path
             .parent()
-            .ok_or_else(|| format!("{}: not a file path", path.display()))?;
+            .ok_or_else(|| FleetError::KeyFile(format!("{}: not a file path", path.display())))?;
         // The directory must be root's and not writable by others, as for the config.
         securefs::Dir::open_ancestors(parent)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{} does not exist", parent.display()))?;
-        let key = twostep_common::random::bytes(KEY_BYTES).map_err(|e| e.to_string())?;
+            .map_err(|e| FleetError::KeyFile(e.to_string()))?
+            .ok_or_else(|| FleetError::KeyFile(format!("{} does not exist", parent.display())))?;
+        let key = twostep_common::random::bytes(KEY_BYTES).map_err(internal)?;
         // O_EXCL: an existing file (or symlink) under the name is never written through.
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -77,10 +79,10 @@ impl FleetKey {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            .map_err(|e| FleetError::KeyFile(format!("cannot create {}: {e}", path.display())))?;
         file.write_all(&key)
             .and_then(|()| file.sync_all())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            .map_err(|e| FleetError::KeyFile(format!("cannot write {}: {e}", path.display())))?;
         Ok(true)
     }
 
@@ -89,8 +91,8 @@ impl FleetKey {
     }
 
     /// `nonce || ciphertext` of `plain`, bound to `column` and `user`.
-    pub fn seal(&self, column: &str, user: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
-        let nonce = twostep_common::random::bytes(NONCE_BYTES).map_err(|e| e.to_string())?;
+    pub fn seal(&self, column: &str, user: &str, plain: &[u8]) -> Result<Vec<u8>, FleetError> {
+        let nonce = twostep_common::random::bytes(NONCE_BYTES).map_err(internal)?;
         let aad = aad(column, user);
         let sealed = self
             .cipher
@@ -101,7 +103,7 @@ impl FleetKey {
                     aad: aad.as_bytes(),
                 },
             )
-            .map_err(|_| "sealing failed".to_string())?;
+            .map_err(|_| FleetError::Internal("sealing failed".into()))?;
         let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
@@ -115,13 +117,13 @@ impl FleetKey {
         column: &str,
         user: &str,
         sealed: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, String> {
+    ) -> Result<Zeroizing<Vec<u8>>, FleetError> {
         let wrong = || {
-            format!(
+            FleetError::WrongKey(format!(
                 "the fleet key {} does not open {user}'s {column} in the database (a different \
                  key than the one it was sealed with, or a damaged value): refusing",
                 self.path.display()
-            )
+            ))
         };
         if sealed.len() < NONCE_BYTES + 16 {
             return Err(wrong());
@@ -146,12 +148,16 @@ impl FleetKey {
         column: &str,
         user: &str,
         sealed: &[u8],
-    ) -> Result<Zeroizing<String>, String> {
+    ) -> Result<Zeroizing<String>, FleetError> {
         let bytes = self.open(column, user, sealed)?;
         std::str::from_utf8(&bytes)
             .map(|t| Zeroizing::new(t.to_string()))
-            .map_err(|_| format!("{user}'s {column} is not text"))
+            .map_err(|_| FleetError::Row(format!("{user}'s {column} is not text")))
     }
+}
+
+fn internal(e: twostep_common::error::Error) -> FleetError {
+    FleetError::Internal(e.to_string())
 }
 
 fn aad(column: &str, user: &str) -> String {
@@ -186,7 +192,8 @@ mod tests {
         assert!(k.open("totp_secret", "bob", &sealed).is_err());
         assert!(k.open("email", "alice", &sealed).is_err());
         let err = key(2).open("totp_secret", "alice", &sealed).unwrap_err();
-        assert!(err.contains("different key"), "{err}");
+        assert!(matches!(err, FleetError::WrongKey(_)), "{err:?}");
+        assert!(err.to_string().contains("different key"), "{err}");
         let mut damaged = sealed.clone();
         *damaged.last_mut().unwrap() ^= 1;
         assert!(k.open("totp_secret", "alice", &damaged).is_err());

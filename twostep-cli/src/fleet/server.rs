@@ -145,7 +145,7 @@ pub fn run(config_path: &Path, args: &ServeStoreArgs) -> Result<(), CliError> {
             Level::Warning,
             &format!(
                 "fleet database unreachable at start (logins fail until it is up) {}",
-                field("detail", &e)
+                field("detail", &e.to_string())
             ),
         ),
     }
@@ -782,7 +782,7 @@ impl Conn<'_> {
     /// The locked user's current row (read under the lock, so it is the fleet's latest).
     fn current(&mut self, user: &str) -> Result<Option<db::Stored>, String> {
         let inner = self.inner;
-        db::read(self.db()?, &inner.key, user)
+        Ok(db::read(self.db()?, &inner.key, user)?)
     }
 
     /// After a change outside `write`: the next write needs a new `LOAD`.
@@ -983,7 +983,7 @@ fn found_answer(record: Option<&Record>) -> Answer {
 }
 
 fn pg(e: postgres::Error) -> String {
-    db::pg_error(&e)
+    db::pg_error(&e).to_string()
 }
 
 fn send(stream: &UnixStream, fields: &[&str]) -> std::io::Result<()> {
