@@ -4,16 +4,13 @@
 //! its own, 127.0.0.1 on a free port, stopped by pid). Skipped, and said so, when the server
 //! binaries are not installed: the bench is not a test.
 
-use std::ffi::CString;
-use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::setup::{self, LogDrain, Services, USER};
-
-const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+use twostep_testkit::pg_server::{self, BIN_DIR, chown_postgres};
 
 /// A running PostgreSQL server, stopped (SIGINT, fast shutdown) and removed when dropped.
 #[derive(Debug)]
@@ -26,7 +23,7 @@ impl Database {
     /// Starts a server, or says why not. Call it before the bench's private /dev is mounted:
     /// the server needs the real /dev/shm.
     pub fn start() -> Result<Database, String> {
-        if !Path::new(BIN_DIR).join("initdb").exists() {
+        if !pg_server::installed() {
             return Err(format!(
                 "no PostgreSQL server binaries in {BIN_DIR} (apt-get install postgresql)"
             ));
@@ -37,10 +34,7 @@ impl Database {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         chown_postgres(&dir)?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("a free port: {e}"))?
-            .port();
+        let port = pg_server::free_port()?;
         let db = Database { dir, port };
         let data = db.dir.join("data");
         // Trust on loopback: the bench measures the store, not password hashing.
@@ -53,10 +47,7 @@ impl Database {
             "--auth=trust",
             "--no-instructions",
         ])?;
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100",
-            db.dir.display()
-        );
+        let options = pg_server::server_options(port, &db.dir);
         as_postgres(&[
             &format!("{BIN_DIR}/pg_ctl"),
             "-D",
@@ -79,29 +70,11 @@ impl Database {
             self.port
         )
     }
-
-    fn pid(&self) -> Option<libc::pid_t> {
-        std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
-    }
 }
 
 impl Drop for Database {
     fn drop(&mut self) {
-        if let Some(pid) = self.pid() {
-            // SAFETY: kill takes no pointers; the pid is the postmaster's, from its pid file.
-            unsafe { libc::kill(pid, libc::SIGINT) };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            // SAFETY: signal 0 only asks whether the process exists.
-            while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        pg_server::stop(&self.dir.join("data"));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -200,10 +173,7 @@ pub fn host(
 }
 
 fn as_postgres(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .args(args)
-        .current_dir("/")
+    let out = pg_server::as_postgres(args)
         .output()
         .map_err(|e| format!("runuser: {e}"))?;
     if out.status.success() {
@@ -216,25 +186,4 @@ fn as_postgres(args: &[&str]) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ))
     }
-}
-
-fn chown_postgres(path: &Path) -> Result<(), String> {
-    let name = CString::new("postgres").map_err(|e| e.to_string())?;
-    // SAFETY: getpwnam gets a NUL-terminated name and returns NULL or a pointer to a static
-    // entry, read at once, before any other call could change it.
-    let ids = unsafe {
-        let pw = libc::getpwnam(name.as_ptr());
-        if pw.is_null() {
-            None
-        } else {
-            Some(((*pw).pw_uid, (*pw).pw_gid))
-        }
-    };
-    let (uid, gid) = ids.ok_or("no postgres user (apt-get install postgresql)")?;
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-    // SAFETY: chown gets a NUL-terminated path that outlives the call.
-    if unsafe { libc::chown(c.as_ptr(), uid, gid) } != 0 {
-        return Err(format!("chown {}", path.display()));
-    }
-    Ok(())
 }

@@ -6,12 +6,14 @@
 //!   them from its dynamic symbol table (`-Wl,--dynamic-list`, in its `build.rs`).
 //! - [`pam_client`]: the application side of libpam (pam_start … pam_end, the conversation).
 //! - [`dev_log`]: a private `/dev` whose `log` is the caller's socket.
+//! - [`pg_server`]: a PostgreSQL server of the fleet tests' and the bench's own.
 //! - [`qr_decode`]: the QR tests' zbarimg decoding, temporary directory and long URIs.
 //! - `toml_compare` (feature `toml`): twostep's TOML codec in the `toml` crate's terms.
 
 pub mod dev_log;
 pub mod fake_clock;
 pub mod pam_client;
+pub mod pg_server;
 pub mod qr_decode;
 #[cfg(feature = "toml")]
 pub mod toml_compare;

@@ -3,17 +3,14 @@
 //! Unix socket in that directory, nothing in /run), password authentication over TCP for the
 //! `twostep` role. Stopped by its pid (SIGINT: fast shutdown) and removed on drop.
 
-use std::ffi::CString;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::run;
-
-/// Where Debian's postgresql-15 puts the server binaries (`postgresql` package).
-pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+use twostep_testkit::pg_server;
+pub use twostep_testkit::pg_server::BIN_DIR;
 pub const ROLE: &str = "twostep";
 pub const PASSWORD: &str = "fleet-test-password";
 
@@ -26,7 +23,7 @@ pub struct Postgres {
 impl Postgres {
     /// Whether the server binaries are installed (the tests fail, not skip, without them).
     pub fn installed() -> bool {
-        Path::new(BIN_DIR).join("initdb").exists()
+        pg_server::installed()
     }
 
     /// initdb and start; panics with the server's log on failure.
@@ -125,11 +122,7 @@ impl Postgres {
 
     /// Starts the server (again), waiting until it accepts connections.
     pub fn start_again(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100",
-            self.port,
-            self.dir.display()
-        );
+        let options = pg_server::server_options(self.port, &self.dir);
         let out = as_postgres(&[
             &format!("{BIN_DIR}/pg_ctl"),
             "-D",
@@ -158,29 +151,13 @@ impl Postgres {
 
     /// The postmaster's pid, from its pid file.
     pub fn pid(&self) -> Option<libc::pid_t> {
-        std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        pg_server::postmaster_pid(&self.data_dir())
     }
 
     /// Stops the server by its pid (SIGINT, PostgreSQL's fast shutdown: sessions are ended),
     /// waiting for it to exit.
     pub fn stop(&self) {
-        let Some(pid) = self.pid() else {
-            return;
-        };
-        // SAFETY: kill has no memory-safety preconditions; the pid is the postmaster's, read
-        // from its own pid file while it runs.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        // SAFETY: signal 0 only checks that the process exists.
-        while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        pg_server::stop(&self.data_dir());
     }
 
     /// `kill -9` of the postmaster and every server process (a crash), waiting until they are
@@ -277,36 +254,15 @@ impl Drop for Postgres {
 }
 
 fn as_postgres(args: &[&str]) -> std::process::Output {
-    run::run(
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .args(args)
-            .current_dir("/"),
-        Duration::from_secs(120),
-    )
+    run::run(&mut pg_server::as_postgres(args), Duration::from_secs(120))
 }
 
 fn chown_postgres(path: &Path) {
-    let name = CString::new("postgres").expect("no NUL");
-    // SAFETY: getpwnam gets a NUL-terminated name and returns NULL or a pointer to a static
-    // entry, read at once before any other call could change it.
-    let (uid, gid) = unsafe {
-        let pw = libc::getpwnam(name.as_ptr());
-        assert!(
-            !pw.is_null(),
-            "no postgres user (apt-get install postgresql)"
-        );
-        ((*pw).pw_uid, (*pw).pw_gid)
-    };
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL in path");
-    // SAFETY: chown gets a NUL-terminated path; no memory is shared.
-    let rc = unsafe { libc::chown(c.as_ptr(), uid, gid) };
-    assert_eq!(rc, 0, "chown {}", path.display());
+    pg_server::chown_postgres(path).expect("chown to postgres");
 }
 
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
+    pg_server::free_port().expect("a free port")
 }
 
 fn text(out: &std::process::Output) -> String {
