@@ -297,7 +297,7 @@ impl Sql for Transaction<'_> {
 
 /// A database connection with the statements it has prepared.
 pub struct Db {
-    pub client: Client,
+    client: Client,
     prepared: HashMap<&'static str, Statement>,
 }
 
@@ -544,8 +544,8 @@ pub fn insert(
         .map_err(|e| pg_error(&e))
 }
 
-/// Replaces the row of version `version` (whole record, or the state only when
-/// `state_only`). When the write accepts a TOTP step later than `loaded_step`, it is also
+/// Replaces the row of version `version`: the whole record, or only the state when `sealed`
+/// is [`seal_state`]'s. When the write accepts a TOTP step later than `loaded_step`, it is also
 /// conditional on the database's `last_step` being earlier: a step is accepted once in the
 /// fleet. The new version, or `None` when the row changed (or the step was used) meanwhile.
 ///
@@ -553,7 +553,6 @@ pub fn insert(
 /// statement takes it for its own short transaction, so that it waits for a host deciding
 /// under the lock and never changes a record under it. Without a lock row (a record that
 /// `fleet import` wrote) it writes nothing and says so like a changed row.
-#[allow(clippy::too_many_arguments)]
 pub fn update(
     client: &mut impl Sql,
     sealed: &Sealed,
@@ -561,7 +560,6 @@ pub fn update(
     host_id: &str,
     version: i64,
     loaded_step: i64,
-    state_only: bool,
     unlocked: bool,
 ) -> Result<Option<i64>, FleetError> {
     // Eight fixed statements (taking the row lock or not; whole record or state; accepting a
@@ -592,11 +590,6 @@ pub fn update(
             }
         };
     }
-    if !sealed.whole && !state_only {
-        return Err(FleetError::Internal(
-            "a whole-record update of a sealed state only".into(),
-        ));
-    }
     let accepts = sealed.last_step > loaded_step;
     let common: [&(dyn ToSql + Sync); 5] = [
         &user,
@@ -605,7 +598,7 @@ pub fn update(
         &sealed.last_step,
         &host_id,
     ];
-    let row = if state_only {
+    let row = if !sealed.whole {
         let sql = if accepts {
             update!("", " AND last_step < $4")
         } else {

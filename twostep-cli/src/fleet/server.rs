@@ -619,7 +619,6 @@ impl Conn<'_> {
                 &inner.host_id,
                 version,
                 loaded_step,
-                state_only,
                 !locked,
             )?
         } else {
