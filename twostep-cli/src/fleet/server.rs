@@ -533,8 +533,7 @@ impl Conn<'_> {
 
     fn save(&mut self, file_text: &str, state: &str) -> Answer {
         let user = self.user()?;
-        let mut record = Record::parse(file_text, &user).map_err(|e| e.to_string())?;
-        record.apply_state(state).map_err(|e| e.to_string())?;
+        let record = self.to_write(&user, state, Some(file_text))?;
         if self.locked.as_ref().is_some_and(|l| l.loaded.is_none()) {
             // A whole record replacing what is there (an admin's `enroll --force`): the write
             // is still conditional on the version read now, under the lock.
@@ -545,13 +544,23 @@ impl Conn<'_> {
 
     fn save_state(&mut self, state: &str) -> Answer {
         let user = self.user()?;
-        let mut record = self
-            .basis(&user)?
-            .record
-            .clone()
-            .ok_or("no record to save the login state of")?;
-        record.apply_state(state).map_err(|e| e.to_string())?;
+        let record = self.to_write(&user, state, None)?;
         self.write(&user, &record, true)
+    }
+
+    /// The record a write sends: `file_text` (a whole record), or the record of the write's
+    /// [`basis`](Self::basis), with the login state `state`.
+    fn to_write(&self, user: &str, state: &str, file_text: Option<&str>) -> Result<Record, String> {
+        let mut record = match file_text {
+            Some(text) => Record::parse(text, user).map_err(|e| e.to_string())?,
+            None => self
+                .basis(user)?
+                .record
+                .clone()
+                .ok_or("no record to save the login state of")?,
+        };
+        record.apply_state(state).map_err(|e| e.to_string())?;
+        Ok(record)
     }
 
     /// What a write of `user`'s record is conditional on: under the lock, what `LOCK` or `LOAD`
@@ -659,15 +668,7 @@ impl Conn<'_> {
         if self.locked.is_some() {
             return Err("PUT under a lock (SAVE and STATE write there)".into());
         }
-        let mut record = match file_text {
-            Some(text) => Record::parse(text, user).map_err(|e| e.to_string())?,
-            None => self
-                .basis(user)?
-                .record
-                .clone()
-                .ok_or("no record to save the login state of")?,
-        };
-        record.apply_state(state).map_err(|e| e.to_string())?;
+        let record = self.to_write(user, state, file_text)?;
         self.write(user, &record, file_text.is_none())
     }
 
